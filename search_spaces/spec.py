@@ -1,0 +1,160 @@
+"""Architectures as data: ``LayerSpec`` (one searchable layer's choice) and ``ArchSpec``.
+
+JSON form::
+
+    {"space": "cifar", "input": [3, 32, 32],
+     "layers": [{"op": "block", "kernel": 7, "expansion": 4, "interaction": "quad"},
+                {"op": "skip"}, {"op": "mbconv", "kernel": 3, "expansion": 6}, ...]}
+
+Compact form (layers only; the space is given separately): ``quad_k7_e4|skip|mb_k3_e6|...``.
+Decoding is strict: unknown keys, ops, tokens or values raise :class:`HwnasError` naming the
+valid ones. Whether a layer is allowed in a given space is checked by ``Space.validate``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import HwnasError
+from .interactions import INTERACTIONS
+
+OPS = ("skip", "block", "mbconv")
+_LAYER_KEYS = {"skip": {"op"}, "block": {"op", "kernel", "expansion", "interaction"},
+               "mbconv": {"op", "kernel", "expansion"}}
+_TOKEN = re.compile(r"^(?P<name>[a-z0-9]+)_k(?P<kernel>\d+)_e(?P<expansion>\d+)$")
+_ARCH_KEYS = ("space", "input", "layers")
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise HwnasError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One searchable layer's candidate: skip, an interaction block, or an MBConv block."""
+
+    op: str
+    kernel: int | None = None
+    expansion: int | None = None
+    interaction: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise HwnasError(f"unknown layer op {self.op!r}; valid: {list(OPS)}")
+        if self.op == "skip":
+            if (self.kernel, self.expansion, self.interaction) != (None, None, None):
+                raise HwnasError("a 'skip' layer takes no kernel, expansion or interaction")
+            return
+        kernel = _positive_int(self.kernel, f"{self.op} kernel")
+        _positive_int(self.expansion, f"{self.op} expansion")
+        if kernel % 2 == 0:
+            raise HwnasError(f"kernel must be odd, got {kernel}")
+        if self.op == "block" and self.interaction not in INTERACTIONS:
+            raise HwnasError(
+                f"unknown interaction {self.interaction!r}; valid: {sorted(INTERACTIONS)}")
+        if self.op == "mbconv" and self.interaction is not None:
+            raise HwnasError("an 'mbconv' layer takes no interaction")
+
+    @property
+    def token(self) -> str:
+        """Compact form: ``skip``, ``quad_k7_e4`` or ``mb_k3_e6``."""
+        if self.op == "skip":
+            return "skip"
+        name = self.interaction if self.op == "block" else "mb"
+        return f"{name}_k{self.kernel}_e{self.expansion}"
+
+    @classmethod
+    def from_token(cls, token: str) -> LayerSpec:
+        if token == "skip":
+            return cls("skip")
+        match = _TOKEN.match(token)
+        if match is None:
+            raise HwnasError(f"malformed layer token {token!r}; expected 'skip', "
+                             "'<interaction>_k<K>_e<E>' or 'mb_k<K>_e<E>'")
+        name, kernel, expansion = match["name"], int(match["kernel"]), int(match["expansion"])
+        if name == "mb":
+            return cls("mbconv", kernel, expansion)
+        if name not in INTERACTIONS:
+            raise HwnasError(f"unknown interaction {name!r} in token {token!r}; "
+                             f"valid: {sorted(INTERACTIONS)} or 'mb'")
+        return cls("block", kernel, expansion, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in ("op", "kernel", "expansion", "interaction")
+                if getattr(self, key) is not None}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LayerSpec:
+        if not isinstance(data, dict):
+            raise HwnasError(f"a layer must be a JSON object, got {data!r}")
+        op = data.get("op")
+        if op not in _LAYER_KEYS:
+            raise HwnasError(f"unknown layer op {op!r}; valid: {list(OPS)}")
+        unknown = set(data) - _LAYER_KEYS[op]
+        missing = _LAYER_KEYS[op] - set(data)
+        if unknown or missing:
+            raise HwnasError(f"layer {data!r}: unknown keys {sorted(unknown)}, missing keys "
+                             f"{sorted(missing)}; a {op!r} layer has keys {sorted(_LAYER_KEYS[op])}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A whole architecture: its space name, input shape (C, H, W) and one LayerSpec per layer."""
+
+    space: str
+    input: tuple[int, int, int]
+    layers: tuple[LayerSpec, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.space, str) or not self.space:
+            raise HwnasError(f"space must be a non-empty string, got {self.space!r}")
+        if not isinstance(self.input, tuple) or len(self.input) != 3:
+            raise HwnasError(f"input must be a (C, H, W) tuple, got {self.input!r}")
+        for dim in self.input:
+            _positive_int(dim, "input dimension")
+        if not isinstance(self.layers, tuple) or not all(
+                isinstance(layer, LayerSpec) for layer in self.layers):
+            raise HwnasError("layers must be a tuple of LayerSpec")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"space": self.space, "input": list(self.input),
+                "layers": [layer.to_dict() for layer in self.layers]}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_string(self) -> str:
+        """The compact form of the layers, e.g. ``quad_k7_e4|skip|star_k3_e2``."""
+        return "|".join(layer.token for layer in self.layers)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ArchSpec:
+        if not isinstance(data, dict):
+            raise HwnasError(f"an ArchSpec must be a JSON object, got {type(data).__name__}")
+        if set(data) != set(_ARCH_KEYS):
+            raise HwnasError(f"ArchSpec keys must be {list(_ARCH_KEYS)}, got {sorted(data)}")
+        if not isinstance(data["input"], list) or not isinstance(data["layers"], list):
+            raise HwnasError("ArchSpec 'input' and 'layers' must be JSON lists")
+        return cls(data["space"], tuple(data["input"]),
+                   tuple(LayerSpec.from_dict(layer) for layer in data["layers"]))
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise HwnasError(f"ArchSpec is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_string(cls, text: str, space: str, input: tuple[int, int, int]) -> ArchSpec:
+        """Decode the compact form; the space name and input shape are given separately."""
+        if not text:
+            raise HwnasError("empty architecture string")
+        return cls(space, tuple(input), tuple(LayerSpec.from_token(t) for t in text.split("|")))
