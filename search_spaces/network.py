@@ -62,7 +62,7 @@ class ChildNet(_Skeleton):
         space.validate(spec)
         slots = space.layer_slots()
         super().__init__(space, [make_candidate(layer, slot.channels, space.branches)
-                                 for layer, slot in zip(spec.layers, slots)])
+                                 for layer, slot in zip(spec.layers, slots, strict=True)])
         self.spec = spec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +91,7 @@ class MixedOp(nn.Module):
         """Run one path (binarized), or ``Σ_j gates[j] · candidate_{path[j]}(x)`` with gates."""
         if gates is None:
             return self.candidates[path](x)
-        return sum(gate * self.candidates[j](x) for j, gate in zip(path, gates))
+        return sum(gate * self.candidates[j](x) for j, gate in zip(path, gates, strict=True))
 
 
 class Supernet(_Skeleton):

@@ -98,8 +98,9 @@ class LayerSpec:
         unknown = set(data) - _LAYER_KEYS[op]
         missing = _LAYER_KEYS[op] - set(data)
         if unknown or missing:
+            valid = sorted(_LAYER_KEYS[op])
             raise HwnasError(f"layer {data!r}: unknown keys {sorted(unknown)}, missing keys "
-                             f"{sorted(missing)}; a {op!r} layer has keys {sorted(_LAYER_KEYS[op])}")
+                             f"{sorted(missing)}; a {op!r} layer has keys {valid}")
         return cls(**data)
 
 
