@@ -1,0 +1,98 @@
+"""Export a child network: ONNX (checked against PyTorch with onnxruntime), TorchScript, JSON, pt.
+
+ONNX export uses torch's TorchScript-based exporter (``dynamo=False``): on torch 2.13 it takes
+~10 ms per small model against ~4 s for the dynamo exporter, and produces the same operators.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from search_spaces import ArchSpec, HwnasError, build
+from search_spaces.fileio import atomic_path, atomic_write_text
+
+FORMATS = ("onnx", "torchscript", "json", "pt")
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    max_abs_error: float | None  # exported model vs PyTorch on a random input (onnx, torchscript)
+
+
+def export_onnx_file(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> None:
+    """Write ``model`` (eval mode, batch 1) as ONNX to ``path``."""
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, *input_shape),), str(path), dynamo=False,
+                          opset_version=ONNX_OPSET, input_names=["input"],
+                          output_names=["logits"])
+
+
+def onnx_max_abs_error(model: nn.Module, path: Path, x: torch.Tensor) -> float:
+    """Max |onnxruntime(path)(x) - model(x)| on the CPU execution provider."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = model.eval()(x).numpy()
+    return float(np.max(np.abs(got - want)))
+
+
+def checkpoint(spec: ArchSpec, model: nn.Module) -> dict:
+    """A state-dict checkpoint that ``load_checkpoint`` rebuilds (tensors and plain data only)."""
+    return {"arch": spec.to_dict(), "state_dict": model.state_dict()}
+
+
+def load_checkpoint(path: str | Path) -> tuple[ArchSpec, nn.Module]:
+    """Rebuild the child network saved by ``export_model(..., "pt", ...)``."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        spec = ArchSpec.from_dict(data["arch"])
+        model = build(spec)
+        model.load_state_dict(data["state_dict"])
+    except HwnasError:
+        raise
+    except Exception as err:  # unreadable, truncated or foreign file
+        raise HwnasError(f"{path}: not a valid hwnas checkpoint ({type(err).__name__})") from None
+    return spec, model.eval()
+
+
+def export_model(spec: ArchSpec, model: nn.Module | None, fmt: str, out: str | Path,
+                 seed: int = 0) -> ExportResult:
+    """Write ``model`` (default: ``build(spec)`` freshly initialised) in format ``fmt`` to ``out``.
+
+    ONNX and TorchScript exports are run on a random input and compared with PyTorch; the
+    maximum absolute difference is returned. The file appears only when the export succeeded.
+    """
+    if fmt not in FORMATS:
+        raise HwnasError(f"unknown export format {fmt!r}; valid: {list(FORMATS)}")
+    out = Path(out)
+    if fmt == "json":
+        atomic_write_text(out, spec.to_json() + "\n")
+        return ExportResult(out, fmt, None)
+    model = (model if model is not None else build(spec)).eval()
+    x = torch.randn(1, *spec.input, generator=torch.Generator().manual_seed(seed))
+    error = None
+    with atomic_path(out) as tmp:
+        if fmt == "pt":
+            torch.save(checkpoint(spec, model), tmp)
+        elif fmt == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(model, x)
+                error = float((traced(x) - model(x)).abs().max())
+            traced.save(str(tmp))
+        else:
+            export_onnx_file(model, spec.input, tmp)
+            error = onnx_max_abs_error(model, tmp, x)
+    return ExportResult(out, fmt, error)
