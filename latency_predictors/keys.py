@@ -1,0 +1,46 @@
+"""Which table rows a space needs: the op key of every (layer slot, candidate) and fixed part."""
+
+from __future__ import annotations
+
+from search_spaces import FixedPart, LayerSlot, LayerSpec, Space
+
+from .table import BRANCHED_INTERACTIONS, OpKey, op_key
+
+
+def candidate_key(layer: LayerSpec, slot: LayerSlot, branches: int) -> OpKey | None:
+    """The key of ``layer`` at ``slot`` (None for skip, whose latency is 0 by definition)."""
+    if layer.op == "skip":
+        return None
+    r = branches if layer.interaction in BRANCHED_INTERACTIONS else 0
+    return op_key(layer.token, slot.channels, slot.channels, slot.height, slot.width, 1, r)
+
+
+def fixed_key(part: FixedPart) -> OpKey:
+    return op_key(part.kind, part.c_in, part.c_out, part.height, part.width, part.stride, 0)
+
+
+def layer_keys(space: Space) -> list[list[OpKey | None]]:
+    """``keys[l][i]``: key of candidate i (``space.candidates`` order) at layer slot l."""
+    return [[candidate_key(c, slot, space.branches) for c in space.candidates]
+            for slot in space.layer_slots()]
+
+
+def required_keys(space: Space) -> list[OpKey]:
+    """Every distinct key a space needs, fixed parts first, in a stable order."""
+    keys: list[OpKey] = [fixed_key(part) for part in space.fixed_parts()]
+    for row in layer_keys(space):
+        keys += [k for k in row if k is not None]
+    return list(dict.fromkeys(keys))
+
+
+def key_label(key: OpKey) -> str:
+    """Short human form: ``quad_k7_e4@64x16x16`` (``/s2``, ``/r4`` when relevant)."""
+    op, c_in, c_out, height, width, stride, branches = key
+    label = f"{op}@{c_in}x{height}x{width}"
+    if c_out != c_in:
+        label += f"->{c_out}"
+    if stride != 1:
+        label += f"/s{stride}"
+    if branches:
+        label += f"/r{branches}"
+    return label

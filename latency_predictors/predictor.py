@@ -1,0 +1,164 @@
+"""Latency prediction from a table: per-layer matrix, ArchSpec prediction, expected latency.
+
+Whole-network latency is a plain sum (DESIGN §3-4)::
+
+    LAT(arch) = fixed_ms + Σ_l per_layer[l][choice_l]
+
+with ``per_layer[l][i] = scale · table[key(candidate i at slot l)]`` (skip = 0) and
+``fixed_ms = scale · Σ fixed parts + offset_ms``. ``(scale, offset_ms)`` is the affine
+whole-network calibration of the table for the space (:mod:`latency_predictors.calibrate`);
+without one, scale = 1 and offset = 0. Because the calibration is affine the sum structure,
+the expected latency and the knapsack derivation stay exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from search_spaces import ArchSpec, Space, get_space
+from search_spaces.errors import HwnasError
+
+from .keys import fixed_key, key_label, layer_keys, required_keys
+from .table import LatencyTable, OpKey
+
+_SHOW_MISSING = 4
+
+
+@dataclass(frozen=True)
+class LatencyMatrix:
+    """Predicted latencies of one space on one device, ready for search and derivation."""
+
+    space: str
+    device: str
+    provenance: str
+    calibrated: bool
+    fixed_ms: float  # all fixed parts, calibration offset included
+    per_layer: list[list[float]]  # [layer][candidate] ms, space.candidates order, skip = 0
+    fixed_parts: dict[str, float] = field(default_factory=dict)  # part name -> ms (scaled)
+    offset_ms: float = 0.0
+
+    def total(self, choices: Sequence[int]) -> float:
+        """Latency of the architecture choosing candidate ``choices[l]`` at layer l."""
+        if len(choices) != len(self.per_layer):
+            raise HwnasError(f"need {len(self.per_layer)} choices, got {len(choices)}")
+        return self.fixed_ms + sum(row[c] for row, c in zip(self.per_layer, choices, strict=True))
+
+    def tensor(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``per_layer`` as a (layers, candidates) tensor."""
+        return torch.tensor(self.per_layer, dtype=dtype)
+
+
+def profile_command(table: LatencyTable, space: str) -> str:
+    """The ``hwnas profile`` command that measures the rows of ``space`` for this table."""
+    backend = table.metadata.get("backend", "onnxruntime")
+    ep = table.metadata.get("ep", "cpu")
+    out = f" --out {table.metadata['source']}" if table.metadata.get("source") else ""
+    return (f"hwnas profile --backend {backend} --ep {ep} --space {space} "
+            f"--name {table.device}{out}")
+
+
+def check_coverage(space: Space, table: LatencyTable) -> None:
+    """Raise one line naming the missing keys and the command that profiles them."""
+    lookup = table.lookup()
+    missing = [k for k in required_keys(space) if k not in lookup]
+    if not missing:
+        return
+    shown = ", ".join(key_label(k) for k in missing[:_SHOW_MISSING])
+    more = f" (+{len(missing) - _SHOW_MISSING} more)" if len(missing) > _SHOW_MISSING else ""
+    raise HwnasError(f"table {table.name or table.device!r} lacks {len(missing)} rows for space "
+                     f"{space.name!r}: {shown}{more}; profile them with: "
+                     f"{profile_command(table, space.name)}")
+
+
+def calibration_of(table: LatencyTable, space: str) -> tuple[float, float]:
+    """(scale, offset_ms) of ``table`` for ``space``; (1, 0) when uncalibrated."""
+    calib = table.calibration(space)
+    return (1.0, 0.0) if calib is None else (float(calib["scale"]), float(calib["offset_ms"]))
+
+
+def latency_matrix(space: Space, table: LatencyTable) -> LatencyMatrix:
+    """Per-layer × per-candidate latencies (ms) and fixed latency of ``space`` on ``table``."""
+    check_coverage(space, table)
+    lookup = table.lookup()
+    scale, offset = calibration_of(table, space.name)
+
+    def ms(key: OpKey | None) -> float:
+        return 0.0 if key is None else scale * lookup[key]
+
+    parts = {part.name: ms(fixed_key(part)) for part in space.fixed_parts()}
+    per_layer = [[ms(k) for k in row] for row in layer_keys(space)]
+    return LatencyMatrix(space.name, table.device, table.provenance,
+                         table.calibration(space.name) is not None,
+                         sum(parts.values()) + offset, per_layer, parts, offset)
+
+
+@dataclass(frozen=True)
+class LatencyPrediction:
+    """Predicted latency of one architecture with its breakdown."""
+
+    total_ms: float
+    layers: list[tuple[int, str, float]]  # (layer index, token, ms)
+    fixed_parts: dict[str, float]  # part name -> ms; "calibration offset" when calibrated
+    device: str
+    provenance: str
+    calibrated: bool
+
+    @property
+    def estimated(self) -> bool:
+        return self.provenance == "estimated"
+
+    def format(self) -> str:
+        """A human-readable breakdown; says ESTIMATED for estimated tables."""
+        tag = ("ESTIMATED (analytical model, not measured on the device)" if self.estimated
+               else "measured table")
+        calib = "calibrated" if self.calibrated else "uncalibrated"
+        lines = [f"predicted latency on {self.device}: {self.total_ms:.4f} ms "
+                 f"[{tag}, {calib}]"]
+        lines += [f"  {name:<20} {value:10.4f} ms" for name, value in self.fixed_parts.items()]
+        lines += [f"  layer {index:<2} {token:<14} {value:10.4f} ms"
+                  for index, token, value in self.layers]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"total_ms": self.total_ms, "device": self.device, "provenance": self.provenance,
+                "calibrated": self.calibrated, "fixed_parts": dict(self.fixed_parts),
+                "layers": [{"index": i, "token": t, "ms": v} for i, t, v in self.layers]}
+
+
+def predict_latency(spec: ArchSpec, table: LatencyTable) -> LatencyPrediction:
+    """Predicted batch-1 latency of ``spec`` on the device of ``table``."""
+    space = get_space(spec.space)
+    space.validate(spec)
+    matrix = latency_matrix(space, table)
+    choices = [space.candidate_index(layer) for layer in spec.layers]
+    layers = [(index, layer.token, matrix.per_layer[index][choice])
+              for index, (layer, choice) in enumerate(zip(spec.layers, choices, strict=True))]
+    fixed = dict(matrix.fixed_parts)
+    if matrix.calibrated:
+        fixed["calibration offset"] = matrix.offset_ms
+    return LatencyPrediction(matrix.total(choices), layers, fixed, matrix.device,
+                             matrix.provenance, matrix.calibrated)
+
+
+def expected_latency(probs: Sequence[torch.Tensor], matrix: LatencyMatrix) -> torch.Tensor:
+    """``fixed_ms + Σ_l Σ_i probs[l][i] · per_layer[l][i]``: differentiable E[LAT] (ms).
+
+    ``probs[l]`` is the softmax over layer l's candidates; the gradient w.r.t. ``probs[l][i]``
+    is exactly ``per_layer[l][i]``. Call once per device for multi-device searches.
+    """
+    if len(probs) != len(matrix.per_layer):
+        raise HwnasError(f"expected_latency: got {len(probs)} probability vectors, the space "
+                         f"{matrix.space!r} has {len(matrix.per_layer)} layers")
+    total = None
+    for index, (p, row) in enumerate(zip(probs, matrix.per_layer, strict=True)):
+        if p.dim() != 1 or p.numel() != len(row):
+            raise HwnasError(f"expected_latency: layer {index} probabilities have shape "
+                             f"{tuple(p.shape)}, expected ({len(row)},)")
+        term = (p * torch.tensor(row, dtype=p.dtype, device=p.device)).sum()
+        total = term if total is None else total + term
+    if total is None:
+        return torch.tensor(matrix.fixed_ms, dtype=torch.float64)
+    return total + matrix.fixed_ms

@@ -1,0 +1,300 @@
+"""Latency lookup tables: a pandas DataFrame of per-op latencies plus a metadata dict.
+
+On disk a table ``NAME`` is two files side by side (DESIGN §4; never pickles):
+
+- ``NAME.csv``: one row per op key ``(op, c_in, c_out, height, width, stride, branches)`` with
+  the latency statistics of one batch-1 forward pass, in milliseconds::
+
+      op,c_in,c_out,height,width,stride,branches,mean_ms,median_ms,std_ms,samples
+      quad_k7_e4,64,64,16,16,1,0,0.412,0.405,0.021,200
+      rbf_k3_e2,64,64,16,16,1,4,0.731,0.722,0.030,200
+      stem:conv3x3,3,32,32,32,1,0,0.051,0.050,0.002,200
+
+  ``op`` is a candidate token of a space (``quad_k7_e4``, ``mb_k3_e6``; never ``skip``, whose
+  latency is 0 by definition) or a fixed-part kind (``stem:conv3x3``, ``stem:patch4``,
+  ``downsample``, ``head``). ``branches`` is the r of the poly2/rbf interactions, whose cost
+  depends on it, and 0 for every other op. The predictor uses ``median_ms``.
+- ``NAME.json``: the metadata (see :data:`REQUIRED_METADATA`): device, provenance
+  (``measured`` or ``estimated``), runtime and version, execution mode, threads, batch size,
+  dtype, warm-up and repeat counts, host, date, tool version, spaces covered; optionally
+  ``calibration`` (per space: ``{scale, offset_ms, fitted_on_n, mape_before, mape_after, ...}``)
+  and ``analytical_error`` for estimated tables.
+
+Loading is strict: any malformed file raises :class:`HwnasError` in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search_spaces.errors import HwnasError
+from search_spaces.fileio import atomic_write_text
+
+KEY_COLUMNS = ("op", "c_in", "c_out", "height", "width", "stride", "branches")
+STAT_COLUMNS = ("mean_ms", "median_ms", "std_ms", "samples")
+COLUMNS = KEY_COLUMNS + STAT_COLUMNS
+PROVENANCES = ("measured", "estimated")
+BRANCHED_INTERACTIONS = ("poly2", "rbf")  # interactions whose cost depends on r (branches)
+SHIPPED_DIR = Path(__file__).resolve().parent / "tables"
+USER_DIR_ENV = "HWNAS_TABLES"
+
+# field -> expected JSON type(s)
+REQUIRED_METADATA: dict[str, type | tuple[type, ...]] = {
+    "device": str, "provenance": str, "runtime": str, "runtime_version": str, "mode": str,
+    "threads": int, "batch_size": int, "dtype": str, "warmup": int, "repeats": int,
+    "host": str, "date": str, "tool_version": str, "spaces": list,
+}
+OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
+    "calibration": dict, "analytical_error": dict, "profile_seconds": dict, "notes": str,
+    "model": dict,
+}
+
+OpKey = tuple[str, int, int, int, int, int, int]
+
+
+@dataclass
+class LatencyTable:
+    """Per-op latencies of one device (``frame``) and how they were obtained (``metadata``)."""
+
+    frame: pd.DataFrame
+    metadata: dict[str, Any]
+    name: str = ""
+    _lookup: dict[OpKey, float] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def device(self) -> str:
+        return str(self.metadata["device"])
+
+    @property
+    def provenance(self) -> str:
+        return str(self.metadata["provenance"])
+
+    @property
+    def estimated(self) -> bool:
+        return self.provenance == "estimated"
+
+    def calibration(self, space: str) -> dict[str, Any] | None:
+        """The affine calibration fitted for ``space``, or None."""
+        return (self.metadata.get("calibration") or {}).get(space)
+
+    def lookup(self) -> dict[OpKey, float]:
+        """``{op key: median_ms}``."""
+        if self._lookup is None:
+            keys = self.frame[list(KEY_COLUMNS)].itertuples(index=False, name=None)
+            self._lookup = {_key(k): float(v) for k, v in
+                            zip(keys, self.frame["median_ms"], strict=True)}
+        return self._lookup
+
+    def describe(self) -> str:
+        """One line: name, device, provenance and runtime."""
+        tag = "ESTIMATED" if self.estimated else "measured"
+        return (f"{self.name or self.device}: device {self.device}, {tag}, "
+                f"{self.metadata['runtime']} {self.metadata['runtime_version']} "
+                f"({self.metadata['mode']}, {self.metadata['threads']} threads), "
+                f"{len(self.frame)} rows, spaces {self.metadata['spaces']}")
+
+
+def _key(values: tuple) -> OpKey:
+    op, *ints = values
+    return (str(op), *(int(v) for v in ints))
+
+
+def op_key(op: str, c_in: int, c_out: int, height: int, width: int, stride: int,
+           branches: int = 0) -> OpKey:
+    """The table key of one op at one input shape."""
+    return (op, int(c_in), int(c_out), int(height), int(width), int(stride), int(branches))
+
+
+def new_metadata(device: str, provenance: str, **fields: Any) -> dict[str, Any]:
+    """Metadata with this host, the current UTC date and the tool version filled in.
+
+    Defaults for an uncalibrated 1-thread onnxruntime CPU table; ``fields`` override them.
+    """
+    import platform
+    from datetime import datetime, timezone
+
+    meta: dict[str, Any] = {
+        "device": device, "provenance": provenance, "runtime": "onnxruntime",
+        "runtime_version": "unknown", "mode": "CPUExecutionProvider", "threads": 1,
+        "batch_size": 1, "dtype": "float32", "warmup": 0, "repeats": 0,
+        "host": platform.node() or "unknown",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tool_version": tool_version(), "spaces": []}
+    meta.update(fields)
+    return meta
+
+
+def tool_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hwnas")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def make_table(rows: list[dict[str, Any]], metadata: dict[str, Any], name: str = "",
+               ) -> LatencyTable:
+    """A validated table from row dicts (keys: :data:`COLUMNS`) and metadata."""
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    table = LatencyTable(_validate_frame(frame, name or "table"), dict(metadata), name)
+    _validate_metadata(table.metadata, name or "table")
+    return table
+
+
+def save_table(table: LatencyTable, path: str | os.PathLike) -> Path:
+    """Write ``NAME.csv`` and ``NAME.json`` atomically; returns the CSV path."""
+    csv_path = table_paths(path)[0]
+    _validate_frame(table.frame, str(csv_path))
+    _validate_metadata(table.metadata, str(csv_path))
+    frame = table.frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
+    atomic_write_text(csv_path, frame.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(csv_path.with_suffix(".json"),
+                      json.dumps(table.metadata, indent=2, sort_keys=True) + "\n")
+    return csv_path
+
+
+def table_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(``NAME.csv``, ``NAME.json``) for a path given with or without a suffix."""
+    base = Path(path)
+    if base.suffix in (".csv", ".json"):
+        base = base.with_suffix("")
+    return base.with_name(base.name + ".csv"), base.with_name(base.name + ".json")
+
+
+def table_dirs() -> list[Path]:
+    """Where names are looked up: ``$HWNAS_TABLES`` (os.pathsep-separated), then shipped."""
+    user = [Path(p) for p in os.environ.get(USER_DIR_ENV, "").split(os.pathsep) if p]
+    return [*user, SHIPPED_DIR]
+
+
+def known_tables() -> list[str]:
+    """Names loadable by :func:`load_table` (user directories first, then shipped)."""
+    names: list[str] = []
+    for folder in table_dirs():
+        if folder.is_dir():
+            names += [p.stem for p in sorted(folder.glob("*.csv"))
+                      if p.with_suffix(".json").exists() and p.stem not in names]
+    return names
+
+
+def load_table(name_or_path: str | os.PathLike) -> LatencyTable:
+    """Load a table by device name (see :func:`known_tables`) or by file path, strictly."""
+    text = str(name_or_path)
+    is_path = os.sep in text or text.endswith((".csv", ".json")) or Path(text).exists()
+    if not is_path:
+        for folder in table_dirs():
+            if (folder / f"{text}.csv").exists():
+                return _read(folder / text, text)
+        raise HwnasError(f"unknown device {text!r}; known devices: {known_tables()} "
+                         "(or give a table file path)")
+    csv_path, json_path = table_paths(text)
+    for required in (csv_path, json_path):
+        if not required.exists():
+            raise HwnasError(f"latency table file {required} does not exist "
+                             f"(a table is NAME.csv + NAME.json)")
+    return _read(csv_path.with_suffix(""), csv_path.stem)
+
+
+def _read(base: Path, name: str) -> LatencyTable:
+    csv_path, json_path = table_paths(base)
+    try:
+        metadata = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HwnasError(f"{json_path}: metadata is not valid JSON ({err})") from None
+    _validate_metadata(metadata, str(json_path))
+    try:
+        frame = pd.read_csv(csv_path, dtype={"op": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HwnasError(f"{csv_path}: malformed CSV ({first})") from None
+    return LatencyTable(_validate_frame(frame, str(csv_path)), metadata, name)
+
+
+def _validate_metadata(metadata: Any, where: str) -> None:
+    if not isinstance(metadata, dict):
+        raise HwnasError(f"{where}: metadata must be a JSON object, got {type(metadata).__name__}")
+    missing = [k for k in REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise HwnasError(f"{where}: metadata lacks fields {missing}; "
+                         f"required: {list(REQUIRED_METADATA)}")
+    for fields in (REQUIRED_METADATA, OPTIONAL_METADATA):
+        for key, kind in fields.items():
+            value = metadata.get(key)
+            if key in metadata and (not isinstance(value, kind) or isinstance(value, bool)):
+                expected = kind.__name__ if isinstance(kind, type) else kind
+                raise HwnasError(f"{where}: metadata field {key!r} must be {expected}, "
+                                 f"got {value!r}")
+    if metadata["provenance"] not in PROVENANCES:
+        raise HwnasError(f"{where}: unknown provenance {metadata['provenance']!r}; "
+                         f"valid: {list(PROVENANCES)}")
+    if not metadata["device"]:
+        raise HwnasError(f"{where}: metadata field 'device' is empty")
+    if metadata["batch_size"] != 1:
+        raise HwnasError(f"{where}: batch_size must be 1 (latency tables are batch-1), "
+                         f"got {metadata['batch_size']}")
+    for space, calib in (metadata.get("calibration") or {}).items():
+        _validate_calibration(calib, f"{where}: calibration of {space!r}")
+
+
+def _validate_calibration(calib: Any, where: str) -> None:
+    if not isinstance(calib, dict) or not {"scale", "offset_ms"} <= set(calib):
+        raise HwnasError(f"{where} must be an object with 'scale' and 'offset_ms', got {calib!r}")
+    for key in ("scale", "offset_ms"):
+        value = calib[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+                value):
+            raise HwnasError(f"{where}: {key} must be a finite number, got {value!r}")
+    if calib["scale"] <= 0:
+        raise HwnasError(f"{where}: scale must be > 0, got {calib['scale']}")
+
+
+def _validate_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise HwnasError(f"{where}: missing columns {missing}; expected {list(COLUMNS)}, "
+                         f"got {list(frame.columns)}")
+    if frame.empty:
+        raise HwnasError(f"{where}: the table has no rows")
+    frame = frame.copy()
+    for row, value in enumerate(frame["op"]):
+        if not isinstance(value, str) or not value or value == "skip":
+            raise HwnasError(f"{where}: row {row + 2}: bad op {value!r}; expected a candidate "
+                             "token or fixed-part kind (skip is never stored)")
+    for column in KEY_COLUMNS[1:] + ("samples",):
+        frame[column] = _int_column(frame[column], column, where)
+    for column in STAT_COLUMNS[:3]:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() | ~values.map(math.isfinite) | (
+            values < 0 if column == "std_ms" else values <= 0)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            need = ">= 0" if column == "std_ms" else "> 0"
+            raise HwnasError(f"{where}: row {row + 2}: {column} must be a finite number "
+                             f"{need}, got {frame[column].iloc[row]!r}")
+        frame[column] = values.astype(float)
+    duplicated = frame.duplicated(list(KEY_COLUMNS))
+    if duplicated.any():
+        row = int(duplicated.to_numpy().nonzero()[0][0])
+        key = tuple(frame[list(KEY_COLUMNS)].iloc[row])
+        raise HwnasError(f"{where}: row {row + 2}: duplicate key {_key(key)} "
+                         f"({int(duplicated.sum())} duplicates)")
+    return frame[list(COLUMNS)].reset_index(drop=True)
+
+
+def _int_column(series: pd.Series, column: str, where: str) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    minimum = 0 if column == "branches" else 1
+    bad = values.isna() | (values != values.round()) | (values < minimum)
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise HwnasError(f"{where}: row {row + 2}: {column} must be an integer >= {minimum}, "
+                         f"got {series.iloc[row]!r}")
+    return values.astype(int)
