@@ -1,0 +1,84 @@
+"""Export: ONNX checked against PyTorch with onnxruntime, TorchScript, JSON and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import cli
+from nas.export import export_model, load_checkpoint
+from search_spaces import build, get_space
+
+
+def _with_nontrivial_bn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+    return model.eval()
+
+
+def _specs(space_name: str, n_random: int) -> list:
+    space = get_space(space_name)
+    tokens = list(space.tokens)
+    layers = space.num_layers
+    covering = ["|".join((tokens * layers)[i:i + layers]) for i in range(0, len(tokens), layers)]
+    skip_heavy = ["|".join(["skip"] * (layers - 1) + [tokens[-1]]),
+                  "|".join(["skip"] * layers)]
+    random = [space.sample(torch.Generator().manual_seed(s)).to_string() for s in range(n_random)]
+    return [space.spec_from_string(text) for text in covering + skip_heavy + random]
+
+
+@pytest.mark.parametrize("space_name, n_random", [("cifar", 6), ("proxyless-cifar", 6),
+                                                  ("imagenet", 1), ("proxyless-imagenet", 1)])
+def test_onnx_matches_pytorch(space_name: str, n_random: int, tmp_path: Path) -> None:
+    specs = _specs(space_name, n_random)
+    covered = {layer for spec in specs for layer in spec.layers}
+    assert covered == set(get_space(space_name).candidates)
+    for index, spec in enumerate(specs):
+        model = _with_nontrivial_bn(build(spec), index)
+        result = export_model(spec, model, "onnx", tmp_path / f"{index}.onnx", seed=index)
+        assert result.max_abs_error < 1e-3, (spec.to_string(), result.max_abs_error)
+
+
+def test_torchscript_json_and_checkpoint(tmp_path: Path) -> None:
+    spec = get_space("cifar").sample(torch.Generator().manual_seed(5))
+    model = _with_nontrivial_bn(build(spec), 0)
+    ts = export_model(spec, model, "torchscript", tmp_path / "m.ts")
+    assert ts.max_abs_error == 0.0
+    loaded_ts = torch.jit.load(str(tmp_path / "m.ts"))
+    x = torch.randn(2, *spec.input)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded_ts(x), model(x))
+    export_model(spec, model, "pt", tmp_path / "m.pt")
+    spec2, model2 = load_checkpoint(tmp_path / "m.pt")
+    assert spec2 == spec
+    with torch.no_grad():
+        torch.testing.assert_close(model2(x), model(x), rtol=0, atol=0)
+    export_model(spec, None, "json", tmp_path / "m.json")
+    assert (tmp_path / "m.json").read_text().strip() == spec.to_json()
+
+
+def test_cli_export_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    arch = tmp_path / "arch.json"
+    arch.write_text(get_space("cifar").sample(torch.Generator().manual_seed(0)).to_json())
+    onnx_out = str(tmp_path / "a.onnx")
+    assert cli.main(["export", str(arch), "--format", "onnx", "--out", onnx_out]) == 0
+    assert "max abs error vs PyTorch" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"space": "cifar", "input": [3, 32, 32], "layers": [{"op": "cube"}]}')
+    for args in ([str(bad)], [str(tmp_path / "missing.json")]):
+        out = tmp_path / "x.onnx"
+        assert cli.main(["export", *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("hwnas: error:") and err.count("\n") == 1 and "Traceback" not in err
+        assert not out.exists()
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="not a valid hwnas checkpoint"):
+        load_checkpoint(corrupt)
+    assert not list(tmp_path.glob(".*.tmp"))

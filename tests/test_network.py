@@ -1,0 +1,129 @@
+"""Candidates, child networks and the supernet: shapes, numerics, weight inheritance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from search_spaces import (
+    SPACES,
+    ChildNet,
+    HwnasError,
+    Supernet,
+    build,
+    get_space,
+    make_candidate,
+)
+from search_spaces.stats import count_macs, count_params
+
+ALL_CANDIDATES = sorted({c for name in SPACES for c in get_space(name).candidates},
+                        key=lambda c: c.token)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layer", ALL_CANDIDATES, ids=lambda c: c.token)
+def test_candidate_forward_backward_finite(layer, dtype: torch.dtype) -> None:
+    module = make_candidate(layer, channels=16, branches=4).to(dtype).train()
+    x = torch.randn(4, 16, 8, 8, dtype=dtype, requires_grad=True)
+    y = module(x)
+    assert y.shape == x.shape and y.dtype == dtype and torch.isfinite(y).all()
+    y.float().square().mean().backward()
+    assert torch.isfinite(x.grad).all()
+    for name, p in module.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_child_network_shapes(name: str) -> None:
+    space = get_space(name)
+    model = build(space.sample(torch.Generator().manual_seed(1))).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, *space.input))
+    assert out.shape == (2, space.num_classes) and torch.isfinite(out).all()
+
+
+def test_layer_slots_match_the_real_feature_maps() -> None:
+    space = get_space("imagenet")
+    model = build(space.spec_from_string("|".join(["skip"] * space.num_layers)))
+    shapes = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: shapes.append(tuple(i[0].shape[1:])))
+             for layer in model.layers]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, *space.input))
+    for hook in hooks:
+        hook.remove()
+    assert shapes == [(s.channels, s.height, s.width) for s in space.layer_slots()]
+
+
+def _trained_supernet(space_name: str) -> Supernet:
+    """A supernet whose BN statistics and weights are not at their initial values."""
+    supernet = Supernet(get_space(space_name))
+    generator = torch.Generator().manual_seed(0)
+    for p in supernet.parameters():
+        p.data.add_(0.02 * torch.randn(p.shape, generator=generator))
+    supernet.train()
+    n = len(get_space(space_name).candidates)
+    with torch.no_grad():  # every candidate sees data, so every BN has running stats
+        for index in range(n):
+            supernet(torch.randn(4, *supernet.space.input), [index] * supernet.space.num_layers)
+    return supernet.eval()
+
+
+@pytest.mark.parametrize("space_name", ["cifar", "proxyless-cifar"])
+def test_child_inherits_supernet_weights_exactly(space_name: str) -> None:
+    supernet = _trained_supernet(space_name)
+    space = supernet.space
+    x = torch.randn(3, *space.input)
+    for seed in range(4):
+        spec = space.sample(torch.Generator().manual_seed(seed))
+        paths = [space.candidate_index(layer) for layer in spec.layers]
+        child = supernet.child(spec)
+        assert isinstance(child, ChildNet) and not child.training
+        with torch.no_grad():
+            torch.testing.assert_close(child(x), supernet(x, paths), rtol=0, atol=0)
+        fresh = build(spec).eval()
+        fresh.load_state_dict(supernet.child_state_dict(spec))
+        with torch.no_grad():
+            torch.testing.assert_close(fresh(x), supernet(x, paths), rtol=0, atol=0)
+
+
+def test_supernet_gated_forward_equals_chosen_path() -> None:
+    supernet = _trained_supernet("cifar")
+    space = supernet.space
+    x = torch.randn(2, *space.input)
+    pairs = [(1, 13)] * space.num_layers
+    gates = [torch.tensor([0.0, 1.0], requires_grad=True) for _ in pairs]
+    out = supernet(x, pairs, gates)
+    with torch.no_grad():
+        torch.testing.assert_close(out, supernet(x, [13] * space.num_layers))
+    out.sum().backward()
+    assert all(g.grad is not None and torch.isfinite(g.grad).all() for g in gates)
+
+
+def test_supernet_parameters_and_derive() -> None:
+    supernet = Supernet(get_space("proxyless-cifar"))
+    alphas = supernet.arch_parameters()
+    assert len(alphas) == 9 and all(a.shape == (7,) for a in alphas)
+    n_weights = sum(p.numel() for p in supernet.weight_parameters())
+    assert n_weights + 9 * 7 == count_params(supernet)
+    with torch.no_grad():
+        for index, alpha in enumerate(alphas):
+            alpha[index % 7] = 1.0
+    spec = supernet.derive()
+    assert [supernet.space.candidate_index(layer) for layer in spec.layers] == [
+        i % 7 for i in range(9)]
+    with pytest.raises(HwnasError, match="need 9 paths"):
+        supernet(torch.zeros(1, 3, 32, 32), [0])
+
+
+def test_size_counters_on_hand_computed_net() -> None:
+    space = get_space("cifar")
+    model = build(space.spec_from_string("|".join(["skip"] * space.num_layers)))
+    # stem 3x3 conv 3->32 at 32x32, downsamples 2x2 s2 (32->64 @16, 64->128 @8, 128->256 @4),
+    # linear 256->10.
+    macs = (32 * 32 * 32 * 3 * 9 + 16 * 16 * 64 * 32 * 4 + 8 * 8 * 128 * 64 * 4
+            + 4 * 4 * 256 * 128 * 4 + 256 * 10)
+    assert count_macs(model, space.input) == macs
+    params = (3 * 9 * 32 + 32 + 2 * 32 + 2 * 32 + 32 * 4 * 64 + 64 + 2 * 64 + 64 * 4 * 128 + 128
+              + 2 * 128 + 128 * 4 * 256 + 256 + 2 * 256 + 256 * 10 + 10)
+    assert count_params(model) == params
