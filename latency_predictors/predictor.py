@@ -55,9 +55,8 @@ def profile_command(table: LatencyTable, space: str) -> str:
     """The ``hwnas profile`` command that measures the rows of ``space`` for this table."""
     backend = table.metadata.get("backend", "onnxruntime")
     ep = table.metadata.get("ep", "cpu")
-    out = f" --out {table.metadata['source']}" if table.metadata.get("source") else ""
     return (f"hwnas profile --backend {backend} --ep {ep} --space {space} "
-            f"--name {table.device}{out}")
+            f"--name {table.device}")
 
 
 def check_coverage(space: Space, table: LatencyTable) -> None:

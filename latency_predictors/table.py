@@ -52,8 +52,12 @@ REQUIRED_METADATA: dict[str, type | tuple[type, ...]] = {
     "host": str, "date": str, "tool_version": str, "spaces": list,
 }
 OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
-    "calibration": dict, "analytical_error": dict, "profile_seconds": dict, "notes": str,
-    "model": dict,
+    "calibration": dict,  # space -> {scale, offset_ms, fitted_on_n, mape_before, ...}
+    "analytical_error": dict,  # estimated tables: the model's error on a device we have
+    "profile_seconds": dict,  # space -> wall seconds the profile took
+    "model": dict,  # estimated tables: the analytical device parameters
+    "backend": str, "ep": str,  # how to re-profile: hwnas profile --backend B --ep E
+    "notes": str,
 }
 
 OpKey = tuple[str, int, int, int, int, int, int]
@@ -225,6 +229,10 @@ def _validate_metadata(metadata: Any, where: str) -> None:
     if missing:
         raise HwnasError(f"{where}: metadata lacks fields {missing}; "
                          f"required: {list(REQUIRED_METADATA)}")
+    unknown = sorted(set(metadata) - set(REQUIRED_METADATA) - set(OPTIONAL_METADATA))
+    if unknown:
+        raise HwnasError(f"{where}: unknown metadata fields {unknown}; valid: "
+                         f"{list(REQUIRED_METADATA) + list(OPTIONAL_METADATA)}")
     for fields in (REQUIRED_METADATA, OPTIONAL_METADATA):
         for key, kind in fields.items():
             value = metadata.get(key)

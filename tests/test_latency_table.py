@@ -130,6 +130,7 @@ def set_meta(saved, **changes):
     ({"threads": "four"}, "'threads' must be int, got 'four'"),
     ({"batch_size": 8}, "batch_size must be 1"),
     ({"spaces": "cifar"}, "'spaces' must be list"),
+    ({"devise": "typo"}, "unknown metadata fields \\['devise'\\]"),
     ({"calibration": {"cifar": {"scale": -1, "offset_ms": 0}}}, "scale must be > 0"),
     ({"calibration": {"cifar": {"scale": 1}}}, "'scale' and 'offset_ms'"),
 ])

@@ -1,0 +1,260 @@
+"""Timing backends: run one module (an op alone or a whole network) and time its batch-1 forward.
+
+Every backend has the same interface (:class:`Backend`): ``time(module, input_shape)`` returns
+the per-run latencies in ms after ``warmup`` untimed runs. Backends are registered by name:
+
+- ``onnxruntime``: the module is exported alone to ONNX (TorchScript exporter, opset 17) and
+  run by an InferenceSession with all graph optimisations; ``ep`` picks the execution provider
+  (``cpu``, ``cuda``, ``tensorrt``, ``openvino``; only those in
+  ``onnxruntime.get_available_providers()``).
+- ``torch``: PyTorch eager on ``ep=cpu``; ``ep=cuda`` times CUDA eager with CUDA events,
+  ``ep=cuda-graph`` replays a captured CUDA graph (launch overhead removed).
+- ``openvino``: the ONNX export compiled by OpenVINO for ``ep`` (``CPU``, ``GPU``, ``NPU``,
+  ``MYRIAD``...), imported lazily; not a dependency of hwnas.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from search_spaces.errors import HwnasError
+
+ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                 "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
+
+
+def export_onnx(module: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    """ONNX bytes of ``module`` (eval mode, batch 1) via the fast TorchScript exporter."""
+    module = module.eval()
+    x = torch.randn(1, *input_shape)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated in favour of dynamo=True, which takes ~4 s per
+        # model instead of ~30 ms; for single ops the graphs are identical.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["y"])
+    return buffer.getvalue()
+
+
+def _time_calls(run: Callable[[], object], warmup: int, repeats: int) -> np.ndarray:
+    for _ in range(warmup):
+        run()
+    samples = np.empty(repeats)
+    clock = time.perf_counter
+    for i in range(repeats):
+        start = clock()
+        run()
+        samples[i] = clock() - start
+    return samples * 1e3
+
+
+def summarize(samples: np.ndarray, rounds: int = 10) -> dict[str, float | int]:
+    """Statistics of one op's samples (ms): mean, std, and a noise-robust median.
+
+    ``median_ms`` is the smallest of the medians of ``rounds`` consecutive chunks of the samples:
+    on a shared machine another process's burst slows whole chunks, and the quietest chunk's
+    median is the op's latency on an idle machine. Whole networks are summarised the same way,
+    so table sums and end-to-end measurements stay comparable.
+    """
+    chunks = [c for c in np.array_split(samples, max(1, min(rounds, samples.size))) if c.size]
+    return {"mean_ms": float(samples.mean()),
+            "median_ms": float(min(np.median(c) for c in chunks)),
+            "std_ms": float(samples.std()), "samples": int(samples.size)}
+
+
+class Backend(ABC):
+    """Times batch-1 forward passes on one device; one instance per profiling run."""
+
+    name: str = ""
+    runtime: str = ""
+
+    def __init__(self, ep: str, threads: int, warmup: int, repeats: int) -> None:
+        if threads < 1 or warmup < 0 or repeats < 1:
+            raise HwnasError(f"need threads >= 1, warmup >= 0, repeats >= 1; got {threads=}, "
+                             f"{warmup=}, {repeats=}")
+        self.ep, self.threads, self.warmup, self.repeats = ep, threads, warmup, repeats
+
+    @property
+    @abstractmethod
+    def runtime_version(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def mode(self) -> str:
+        """Execution provider / mode recorded in the table metadata."""
+
+    @abstractmethod
+    def time(self, module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
+        """Latencies (ms) of ``repeats`` batch-1 forward passes after ``warmup`` runs."""
+
+    def metadata(self) -> dict[str, object]:
+        return {"runtime": self.runtime, "runtime_version": self.runtime_version,
+                "mode": self.mode, "threads": self.threads, "backend": self.name,
+                "ep": self.ep, "warmup": self.warmup, "repeats": self.repeats,
+                "dtype": "float32", "batch_size": 1}
+
+
+class OrtBackend(Backend):
+    name = runtime = "onnxruntime"
+
+    def __init__(self, ep: str = "cpu", threads: int = 1, warmup: int = 20,
+                 repeats: int = 300) -> None:
+        super().__init__(ep, threads, warmup, repeats)
+        import onnxruntime as ort
+
+        self._ort = ort
+        if ep not in ORT_PROVIDERS:
+            raise HwnasError(f"unknown onnxruntime ep {ep!r}; valid: {sorted(ORT_PROVIDERS)}")
+        available = ort.get_available_providers()
+        if ORT_PROVIDERS[ep] not in available:
+            raise HwnasError(f"onnxruntime execution provider {ORT_PROVIDERS[ep]} is not "
+                             f"available here; available: {available}")
+
+    @property
+    def runtime_version(self) -> str:
+        return self._ort.__version__
+
+    @property
+    def mode(self) -> str:
+        return ORT_PROVIDERS[self.ep]
+
+    def session(self, model: bytes):
+        ort = self._ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        providers = [ORT_PROVIDERS[self.ep]]
+        if self.ep != "cpu":
+            providers.append("CPUExecutionProvider")
+        return ort.InferenceSession(model, options, providers=providers)
+
+    def time(self, module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
+        session = self.session(export_onnx(module, input_shape))
+        feed = {"x": np.random.default_rng(0).standard_normal((1, *input_shape),
+                                                              dtype=np.float32)}
+        return _time_calls(lambda: session.run(None, feed), self.warmup, self.repeats)
+
+
+class TorchBackend(Backend):
+    name = runtime = "torch"
+    MODES = {"cpu": "cpu-eager", "cuda": "cuda-eager", "cuda-graph": "cuda-graph"}
+
+    def __init__(self, ep: str = "cpu", threads: int = 1, warmup: int = 20,
+                 repeats: int = 300) -> None:
+        super().__init__(ep, threads, warmup, repeats)
+        if ep not in self.MODES:
+            raise HwnasError(f"unknown torch ep {ep!r}; valid: {sorted(self.MODES)}")
+        if ep != "cpu" and not torch.cuda.is_available():
+            raise HwnasError(f"torch ep {ep!r} needs CUDA, but torch.cuda.is_available() is "
+                             f"False (torch {torch.__version__})")
+
+    @property
+    def runtime_version(self) -> str:
+        return torch.__version__
+
+    @property
+    def mode(self) -> str:
+        return self.MODES[self.ep]
+
+    def time(self, module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
+        module = module.eval()
+        if self.ep == "cpu":
+            previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                x = torch.randn(1, *input_shape)
+                with torch.inference_mode():
+                    return _time_calls(lambda: module(x), self.warmup, self.repeats)
+            finally:
+                torch.set_num_threads(previous)
+        return self._time_cuda(module.cuda(), torch.randn(1, *input_shape, device="cuda"))
+
+    def _time_cuda(self, module: nn.Module, x: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            run: Callable[[], object] = lambda: module(x)  # noqa: E731
+            if self.ep == "cuda-graph":
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    for _ in range(3):
+                        module(x)
+                torch.cuda.current_stream().wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    module(x)
+                run = graph.replay
+            for _ in range(self.warmup):
+                run()
+            torch.cuda.synchronize()
+            samples = np.empty(self.repeats)
+            for i in range(self.repeats):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(
+                    enable_timing=True)
+                start.record()
+                run()
+                end.record()
+                end.synchronize()
+                samples[i] = start.elapsed_time(end)
+        return samples
+
+
+class OpenVinoBackend(Backend):
+    name = runtime = "openvino"
+
+    def __init__(self, ep: str = "CPU", threads: int = 1, warmup: int = 20,
+                 repeats: int = 300) -> None:
+        super().__init__(ep, threads, warmup, repeats)
+        try:
+            import openvino
+        except ImportError:
+            raise HwnasError("the openvino backend needs OpenVINO: pip install openvino "
+                             "(it is not a dependency of hwnas)") from None
+        self._ov = openvino
+        self._core = openvino.Core()
+
+    @property
+    def runtime_version(self) -> str:
+        return str(self._ov.__version__)
+
+    @property
+    def mode(self) -> str:
+        return f"openvino:{self.ep}"
+
+    def time(self, module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
+        with tempfile.TemporaryDirectory() as folder:  # scratch file, not an output
+            path = Path(folder) / "op.onnx"
+            path.write_bytes(export_onnx(module, input_shape))
+            model = self._core.read_model(str(path))
+        config = {"INFERENCE_NUM_THREADS": self.threads} if self.ep.upper() == "CPU" else {}
+        compiled = self._core.compile_model(model, self.ep, config)
+        request = compiled.create_infer_request()
+        x = np.random.default_rng(0).standard_normal((1, *input_shape), dtype=np.float32)
+        return _time_calls(lambda: request.infer({0: x}), self.warmup, self.repeats)
+
+
+BACKENDS: dict[str, type[Backend]] = {"onnxruntime": OrtBackend, "torch": TorchBackend,
+                                      "openvino": OpenVinoBackend}
+DEFAULT_EP = {"onnxruntime": "cpu", "torch": "cpu", "openvino": "CPU"}
+
+
+def make_backend(name: str, ep: str | None = None, threads: int = 1, warmup: int = 20,
+                 repeats: int = 300) -> Backend:
+    """The backend registered as ``name`` (``onnxruntime``, ``torch``, ``openvino``)."""
+    if name not in BACKENDS:
+        raise HwnasError(f"unknown backend {name!r}; valid: {sorted(BACKENDS)}")
+    return BACKENDS[name](ep or DEFAULT_EP[name], threads, warmup, repeats)

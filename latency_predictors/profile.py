@@ -1,0 +1,176 @@
+"""Profile a device's latency table: every distinct op of a space, built and timed alone.
+
+For each distinct ``(candidate, input shape)`` of the space and each fixed part, the module is
+built alone (``make_candidate`` / ``make_fixed_part``, eval mode), handed to a timing backend
+(:mod:`latency_predictors.backends`; onnxruntime exports it alone to ONNX) and timed after
+warm-up over ``repeats`` runs; the row keeps mean, median, std and the sample count.
+
+Resumable: each measured row is written (atomically) to ``NAME.partial.csv`` next to the
+output, with the settings in ``NAME.partial.json``; a rerun with the same settings after a kill
+measures only the missing rows. Profiling a new space into an existing table adds its missing
+rows and keeps the others (settings must match).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+from tqdm import tqdm
+
+from search_spaces import Space, get_space, make_candidate, make_fixed_part
+from search_spaces.errors import HwnasError
+from search_spaces.fileio import atomic_write_text
+
+from .backends import Backend, make_backend, summarize
+from .keys import candidate_key, fixed_key, key_label
+from .table import (
+    COLUMNS,
+    KEY_COLUMNS,
+    LatencyTable,
+    OpKey,
+    load_table,
+    make_table,
+    new_metadata,
+    save_table,
+    table_dirs,
+    table_paths,
+)
+
+_SETTINGS = ("device", "runtime", "mode", "threads", "warmup", "repeats")
+OpFactory = tuple[Callable[[], nn.Module], tuple[int, int, int]]
+
+
+def space_ops(space: Space) -> dict[OpKey, OpFactory]:
+    """``{key: (module factory, input shape (C, H, W))}`` of every op the space needs."""
+    ops: dict[OpKey, OpFactory] = {}
+    for part in space.fixed_parts():
+        ops.setdefault(fixed_key(part), (lambda p=part: make_fixed_part(p),
+                                         (part.c_in, part.height, part.width)))
+    for slot in space.layer_slots():
+        for layer in space.candidates:
+            key = candidate_key(layer, slot, space.branches)
+            if key is not None and key not in ops:
+                ops[key] = (lambda c=layer, s=slot: make_candidate(c, s.channels, space.branches),
+                            (slot.channels, slot.height, slot.width))
+    return ops
+
+
+def default_out(name: str) -> Path:
+    """Where ``hwnas profile --name NAME`` writes when no ``--out`` is given."""
+    user = table_dirs()[0] if len(table_dirs()) > 1 else Path.home() / ".hwnas" / "tables"
+    return user / f"{name}.csv"
+
+
+def partial_paths(out: str | os.PathLike) -> tuple[Path, Path]:
+    csv_path = table_paths(out)[0]
+    base = csv_path.with_suffix("")
+    return base.with_name(base.name + ".partial.csv"), base.with_name(base.name + ".partial.json")
+
+
+def _check_settings(found: dict[str, Any], wanted: dict[str, Any], where: Path) -> None:
+    diff = {k: (found.get(k), wanted[k]) for k in _SETTINGS if found.get(k) != wanted[k]}
+    if diff:
+        shown = ", ".join(f"{k}: has {a!r}, asked {b!r}" for k, (a, b) in diff.items())
+        raise HwnasError(f"{where} was profiled with other settings ({shown}); use the same "
+                         "settings, another --out, or delete it")
+
+
+def _load_rows(out: Path, settings: dict[str, Any]) -> tuple[list[dict], list[dict],
+                                                             dict[str, Any], float]:
+    """Rows of the complete table at ``out``, rows of its partial file, old metadata, seconds."""
+    rows: list[dict] = []
+    old_meta: dict[str, Any] = {}
+    csv_path, _ = table_paths(out)
+    if csv_path.exists():
+        old = load_table(csv_path)
+        _check_settings(old.metadata, settings, csv_path)
+        rows, old_meta = old.frame.to_dict("records"), old.metadata
+    partial_csv, partial_json = partial_paths(out)
+    if not (partial_csv.exists() and partial_json.exists()):
+        return rows, [], old_meta, 0.0
+    try:
+        state = json.loads(partial_json.read_text())
+        frame = pd.read_csv(partial_csv, dtype={"op": str})
+    except (ValueError, pd.errors.ParserError) as err:
+        raise HwnasError(f"{partial_csv}: unreadable partial profile ({type(err).__name__}); "
+                         "delete it to start over") from None
+    _check_settings(state, settings, partial_csv)
+    if list(frame.columns) != list(COLUMNS):
+        raise HwnasError(f"{partial_csv}: unexpected columns {list(frame.columns)}; "
+                         "delete it to start over")
+    return rows, frame.to_dict("records"), old_meta, float(state.get("seconds", 0.0))
+
+
+def _row(key: OpKey, samples) -> dict[str, Any]:
+    return {**dict(zip(KEY_COLUMNS, key, strict=True)), **summarize(samples)}
+
+
+def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, new_rows: list[dict],
+             out: Path, state: dict[str, Any], desc: str, progress: bool) -> float:
+    """Time every op of ``todo``, checkpointing ``new_rows`` after each; returns seconds."""
+    partial_csv, partial_json = partial_paths(out)
+    seconds, start = float(state["seconds"]), time.perf_counter()
+    for key, (factory, shape) in tqdm(todo, desc=desc, unit="op", file=sys.stderr,
+                                      disable=not progress):
+        try:
+            new_rows.append(_row(key, timer.time(factory(), shape)))
+        except HwnasError:
+            raise
+        except Exception as err:  # a runtime failure on one op: name the op
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise HwnasError(f"profiling {key_label(key)} with {timer.mode} failed: "
+                             f"{type(err).__name__}: {first}") from err
+        state["seconds"] = seconds + time.perf_counter() - start
+        atomic_write_text(partial_csv, pd.DataFrame(new_rows, columns=list(COLUMNS)).to_csv(
+            index=False, float_format="%.6g"))
+        atomic_write_text(partial_json, json.dumps(state))
+    return seconds + time.perf_counter() - start
+
+
+def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
+                  ep: str | None = None, name: str | None = None,
+                  out: str | os.PathLike | None = None, repeats: int = 300, warmup: int = 20,
+                  threads: int = 1, progress: bool = True) -> LatencyTable:
+    """Measure every op of ``space`` missing from the table at ``out``; save and return it.
+
+    ``backend`` is a name of :data:`latency_predictors.backends.BACKENDS` (with ``ep``,
+    ``threads``, ``warmup``, ``repeats``) or a ready :class:`Backend`. ``out`` defaults to
+    ``$HWNAS_TABLES/NAME.csv`` (``~/.hwnas/tables`` without it).
+    """
+    space = get_space(space) if isinstance(space, str) else space
+    timer = backend if isinstance(backend, Backend) else make_backend(
+        backend, ep, threads, warmup, repeats)
+    name = name or f"{timer.name}-{timer.ep}"
+    out = table_paths(out or default_out(name))[0]
+    settings = {"device": name, **timer.metadata()}
+    rows, new_rows, old_meta, seconds = _load_rows(out, settings)
+    done = {tuple(r[c] for c in KEY_COLUMNS) for r in rows + new_rows}
+    todo = [(k, v) for k, v in space_ops(space).items() if k not in done]
+    elapsed = _measure(todo, timer, new_rows, out, {**settings, "seconds": seconds},
+                       f"profile {space.name} on {name}", progress)
+    meta = _metadata(old_meta, settings, space.name, elapsed, bool(new_rows))
+    table = make_table(rows + new_rows, meta, out.stem)
+    save_table(table, out)
+    for path in partial_paths(out):
+        path.unlink(missing_ok=True)
+    return table
+
+
+def _metadata(old: dict[str, Any], settings: dict[str, Any], space: str, seconds: float,
+              measured: bool) -> dict[str, Any]:
+    meta = new_metadata(**{**settings, "provenance": "measured"})
+    for key in ("calibration", "profile_seconds", "notes"):
+        if key in old:
+            meta[key] = old[key]
+    meta["spaces"] = sorted(set(old.get("spaces", [])) | {space})
+    if measured:
+        meta.setdefault("profile_seconds", {})[space] = round(seconds, 2)
+    return meta

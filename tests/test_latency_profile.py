@@ -1,0 +1,125 @@
+"""Profilers: a real (small) onnxruntime profile, resume after a kill, backend errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from latency_predictors import latency_matrix, load_table, required_keys
+from latency_predictors.backends import OrtBackend, make_backend, summarize
+from latency_predictors.profile import partial_paths, profile_table, space_ops
+from search_spaces import LayerSpec, Space
+from search_spaces.errors import HwnasError
+
+SMALL = Space("latency-small", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
+              candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
+                          LayerSpec("block", 3, 2, "rbf"), LayerSpec("mbconv", 3, 3)),
+              branches=2)
+
+
+def test_real_onnxruntime_profile(tmp_path):
+    table = profile_table(SMALL, "onnxruntime", name="testcpu", out=tmp_path / "t.csv",
+                          repeats=5, warmup=1, progress=False)
+    assert set(table.lookup()) == set(required_keys(SMALL)) == set(space_ops(SMALL))
+    assert len(table.frame) == 3 + 3 * 2
+    assert (table.frame["samples"] == 5).all() and (table.frame["median_ms"] > 0).all()
+    meta = load_table(tmp_path / "t.csv").metadata
+    assert meta["provenance"] == "measured" and meta["mode"] == "CPUExecutionProvider"
+    assert meta["spaces"] == [SMALL.name] and meta["profile_seconds"][SMALL.name] > 0
+    assert not any(p.exists() for p in partial_paths(tmp_path / "t.csv"))
+    matrix = latency_matrix(SMALL, table)
+    assert [row[0] for row in matrix.per_layer] == [0.0, 0.0]
+
+
+def test_profile_adds_rows_and_checks_settings(tmp_path):
+    out = tmp_path / "t.csv"
+    first = Space("latency-small-a", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
+                  candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum")))
+    profile_table(first, name="d", out=out, repeats=2, warmup=0, progress=False)
+    table = profile_table(SMALL, name="d", out=out, repeats=2, warmup=0, progress=False)
+    assert table.metadata["spaces"] == sorted([first.name, SMALL.name])
+    assert len(table.frame) == 9 + 2  # SMALL's rows + sum_k3_e2 at two shapes
+    with pytest.raises(HwnasError, match="other settings \\(repeats: has 2, asked 3\\)"):
+        profile_table(SMALL, name="d", out=out, repeats=3, warmup=0, progress=False)
+
+
+KILLABLE = textwrap.dedent("""
+    import sys, time
+    from latency_predictors.backends import OrtBackend
+    from latency_predictors.profile import profile_table
+    sys.path.insert(0, {here!r})
+    from test_latency_profile import SMALL
+
+    class Slow(OrtBackend):
+        def time(self, module, shape):
+            time.sleep(0.2)
+            return super().time(module, shape)
+
+    profile_table(SMALL, Slow("cpu", 1, 0, 2), name="k", out=sys.argv[1], progress=False)
+""")
+
+
+def test_resume_after_kill(tmp_path):
+    out = tmp_path / "k.csv"
+    script = tmp_path / "run.py"
+    script.write_text(KILLABLE.format(here=os.path.dirname(__file__)))
+    proc = subprocess.Popen([sys.executable, str(script), str(out)])
+    partial_csv, _ = partial_paths(out)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not partial_csv.exists()
+                                      or len(partial_csv.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(partial_csv.read_text().splitlines()) - 1
+    assert 2 <= done_before < 9 and not out.exists()
+    calls = []
+
+    class Counting(OrtBackend):
+        def time(self, module, shape):
+            calls.append(shape)
+            return super().time(module, shape)
+
+    table = profile_table(SMALL, Counting("cpu", 1, 0, 2), name="k", out=out, progress=False)
+    assert len(calls) == 9 - done_before and len(table.frame) == 9
+    assert not partial_csv.exists()
+
+
+def test_summarize_is_robust_to_bursts():
+    samples = np.full(100, 1.0)
+    samples[:30] = 5.0  # a burst of interference in the first rounds
+    stats = summarize(samples)
+    assert stats["median_ms"] == 1.0 and stats["samples"] == 100
+    assert stats["mean_ms"] == pytest.approx(2.2)
+
+
+def test_backend_errors():
+    with pytest.raises(HwnasError, match="unknown backend 'tvm'; valid"):
+        make_backend("tvm")
+    with pytest.raises(HwnasError, match="unknown onnxruntime ep 'npu'"):
+        make_backend("onnxruntime", "npu")
+    with pytest.raises(HwnasError, match="TensorrtExecutionProvider is not available"):
+        make_backend("onnxruntime", "tensorrt")
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        with pytest.raises(HwnasError, match="pip install openvino"):
+            make_backend("openvino")
+    if not torch.cuda.is_available():
+        with pytest.raises(HwnasError, match="needs CUDA"):
+            make_backend("torch", "cuda-graph")
+
+
+def test_torch_cpu_backend_times():
+    backend = make_backend("torch", "cpu", threads=1, warmup=1, repeats=3)
+    module = torch.nn.Conv2d(3, 4, 3)
+    assert backend.time(module, (3, 8, 8)).shape == (3,)
+    assert backend.metadata()["mode"] == "cpu-eager"
