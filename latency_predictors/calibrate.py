@@ -37,9 +37,9 @@ def backend_for(table: LatencyTable, repeats: int | None = None) -> Backend:
     """A backend with the settings the table was measured with (estimated tables: an error)."""
     meta = table.metadata
     if table.estimated or "backend" not in meta:
-        raise HwnasError(f"table {table.name or table.device!r} is {table.provenance} without a "
-                         "profiling backend; measure with a backend given explicitly "
-                         "(e.g. --backend onnxruntime)")
+        raise HwnasError(f"table {table.name or table.device!r} is {table.provenance} (no "
+                         "profiling backend recorded), so it cannot be measured against here; "
+                         "use a measured table, e.g. one from `hwnas profile`")
     return make_backend(meta["backend"], meta.get("ep"), meta["threads"],
                         min(meta["warmup"], 10), repeats or WHOLE_NETWORK_REPEATS)
 

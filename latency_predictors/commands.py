@@ -1,9 +1,171 @@
-"""CLI subcommands of latency_predictors (profile, tables, predict, measure, validate)."""
+"""CLI subcommands of latency_predictors: profile, tables, predict, measure, validate.
+
+Each subcommand parses, calls the public API, prints and returns an exit code; every output
+that uses an estimated table says ESTIMATED.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from search_spaces import SPACES, ArchSpec, get_space
+from search_spaces.errors import HwnasError
+
+from .backends import BACKENDS
+from .predictor import predict_latency
+from .table import known_tables, load_table, save_table
+
+_ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not from "
+              "measurements on the device")
+
+
+def _read_spec(path: str) -> ArchSpec:
+    file = Path(path)
+    if not file.is_file():
+        raise HwnasError(f"architecture file {path} does not exist (expected an ArchSpec JSON)")
+    return ArchSpec.from_json(file.read_text())
+
+
+def _warn_estimated(table) -> None:
+    if table.estimated:
+        print(f"{_ESTIMATED} ({table.device}).")
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+    from .profile import default_out, profile_table
+
+    out = Path(args.out) if args.out else default_out(args.name)
+    table = None
+    for space in args.space.split(","):
+        table = profile_table(get_space(space), args.backend, args.ep, args.name, out,
+                              args.repeats, args.warmup, args.threads, not args.quiet)
+        if args.calibrate:
+            table = calibrate(table, space, n=args.calibrate, progress=not args.quiet)
+            calib = table.calibration(space)
+            print(f"calibrated {space}: scale {calib['scale']:.4f}, offset "
+                  f"{calib['offset_ms']:.4f} ms; out-of-sample MAPE {calib['mape_before']:.2f}"
+                  f" % -> {calib['mape_after']:.2f} %, within ±10 %: "
+                  f"{calib['within_10pct_after']:.0f} % ({calib['validated_on_n']} archs)")
+            save_table(table, out)
+    print(f"wrote {out}: {table.describe()}")
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for name in known_tables():
+            print(load_table(name).describe())
+        return 0
+    if args.target is None:
+        raise HwnasError(f"hwnas tables {args.action} needs a table name or file")
+    table = load_table(args.target)
+    print(table.describe())
+    _warn_estimated(table)
+    if args.action == "show":
+        for space in table.metadata["spaces"]:
+            calib = table.calibration(space)
+            print(f"  {space}: " + ("uncalibrated" if calib is None else
+                                    ", ".join(f"{k}={v}" for k, v in calib.items())))
+        print(table.frame.to_string(index=False, max_rows=args.rows))
+        return 0
+    from .predictor import check_coverage
+
+    for space in table.metadata["spaces"]:
+        if space in SPACES:
+            check_coverage(get_space(space), table)
+    print(f"OK: {args.target} is a valid table covering {table.metadata['spaces']}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    table = load_table(args.device)
+    prediction = predict_latency(_read_spec(args.arch), table)
+    print(prediction.format())
+    _warn_estimated(table)
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from .backends import make_backend
+    from .calibrate import measure_latency
+
+    spec = _read_spec(args.arch)
+    get_space(spec.space).validate(spec)
+    backend = make_backend(args.backend, args.ep, args.threads, args.warmup, args.repeats)
+    stats = measure_latency(spec, backend)
+    print(f"measured {spec.space} architecture with {backend.mode} ({args.threads} threads): "
+          f"median {stats['median_ms']:.4f} ms, mean {stats['mean_ms']:.4f} ms, std "
+          f"{stats['std_ms']:.4f} ms over {stats['samples']} runs")
+    if args.device:
+        table = load_table(args.device)
+        predicted = predict_latency(spec, table).total_ms
+        error = (predicted / stats["median_ms"] - 1) * 100
+        print(f"predicted by table {table.name or table.device!r}: {predicted:.4f} ms "
+              f"({error:+.1f} % vs measured)")
+        _warn_estimated(table)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import validate_table
+
+    table = load_table(args.device)
+    _warn_estimated(table)
+    result = validate_table(table, args.space, n=args.n, seed=args.seed,
+                            progress=not args.quiet)
+    print(result.format())
+    if args.out:
+        csv_path, png_path = result.save(args.out)
+        print(f"wrote {csv_path} and {png_path}")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this package's subcommands."""
+    p = subparsers.add_parser("profile", help="measure a device's latency table")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="onnxruntime")
+    p.add_argument("--ep", default=None, help="onnxruntime: cpu|cuda|tensorrt|openvino; torch: "
+                   "cpu|cuda|cuda-graph; openvino: CPU|GPU|NPU|MYRIAD...")
+    p.add_argument("--space", default="cifar", help="space name(s), comma-separated")
+    p.add_argument("--name", required=True, help="device name of the table")
+    p.add_argument("--out", default=None, help="table path (NAME.csv + NAME.json); default "
+                   "$HWNAS_TABLES/NAME.csv or ~/.hwnas/tables/NAME.csv")
+    p.add_argument("--repeats", type=int, default=300)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--calibrate", type=int, default=0, metavar="N",
+                   help="fit the whole-network calibration on N random architectures")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_profile)
+
+    p = subparsers.add_parser("tables", help="list, show or check latency tables")
+    p.add_argument("action", choices=["list", "show", "check"])
+    p.add_argument("target", nargs="?", help="table name (show) or file (check)")
+    p.add_argument("--rows", type=int, default=20, help="rows shown by 'show'")
+    p.set_defaults(func=_tables)
+
+    p = subparsers.add_parser("predict", help="predicted latency of an ArchSpec, per layer")
+    p.add_argument("arch", help="ArchSpec JSON file")
+    p.add_argument("--device", required=True, help="table name or file")
+    p.set_defaults(func=_predict)
+
+    p = subparsers.add_parser("measure", help="real end-to-end latency of an ArchSpec")
+    p.add_argument("arch", help="ArchSpec JSON file")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="onnxruntime")
+    p.add_argument("--ep", default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=100)
+    p.add_argument("--device", default=None, help="also show this table's prediction")
+    p.set_defaults(func=_measure)
+
+    p = subparsers.add_parser("validate", help="predictor error on random architectures")
+    p.add_argument("--device", required=True, help="table name or file (measured)")
+    p.add_argument("--space", default="cifar")
+    p.add_argument("-n", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--out", default=None, help="folder for validation.csv and .png")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_validate)

@@ -44,7 +44,7 @@ from .table import (
     table_paths,
 )
 
-_SETTINGS = ("device", "runtime", "mode", "threads", "warmup", "repeats")
+_SETTINGS = ("device", "runtime", "mode", "threads", "warmup", "repeats", "clock")
 OpFactory = tuple[Callable[[], nn.Module], tuple[int, int, int]]
 
 

@@ -1,0 +1,208 @@
+"""Analytical (roofline) device models: estimated latency tables for devices we do not have.
+
+Each op of a space is exported alone to ONNX (the graph a runtime would execute) and every node
+is costed as ::
+
+    t_node = max(FLOPs / (peak · eff[class]), bytes / (bandwidth · mem_eff)) + node_overhead
+
+with ``class`` one of ``dense`` (Conv with groups=1, Gemm, MatMul), ``depthwise`` (grouped Conv)
+and ``elementwise`` (everything else: norms, activations, products, reductions, ``exp``/``erf``
+counted as :data:`TRANSCENDENTAL_FLOPS` FLOPs per element). ``bytes`` are the node's input,
+weight and output tensors in the device dtype; ``bandwidth`` is the on-chip/cache bandwidth when
+they fit in ``cache_mb`` and the DRAM bandwidth otherwise. Shape-only nodes (Identity, Constant,
+Reshape, Flatten, float->float Cast) cost nothing. A table row is the sum over its nodes; the
+stem row also carries ``inference_overhead_us`` (the once-per-inference cost: runtime call, for
+the NCS2 the USB transfer) so whole-network latency stays a plain sum.
+
+Device parameters (datasheet values; efficiencies and overheads are a-priori modelling choices,
+NOT fitted to measurements, so the error on the x86 host is an honest out-of-sample figure):
+
+- ``a100``: NVIDIA A100 SXM4 40GB datasheet: FP32 19.5 TFLOPS (non-tensor-core), HBM2
+  1555 GB/s, 40 MB L2 (cache bandwidth taken as ~3x HBM, a common microbenchmark figure).
+  fp32, batch 1: kernels are launch-bound; node overhead 5 µs (CUDA kernel launch + runtime
+  dispatch in eager/ORT-CUDA execution), inference overhead 20 µs.
+- ``h100``: NVIDIA H100 SXM5 80GB datasheet: FP32 67 TFLOPS, HBM3 3.35 TB/s, 50 MB L2 (cache
+  ~3x HBM). Node overhead 4 µs, inference overhead 20 µs. Replace it by a measured table:
+  ``hwnas profile --backend torch --ep cuda --name h100`` on the H100.
+- ``vpu``: Intel Movidius Myriad X (MA2485, in the Neural Compute Stick 2), Intel/Movidius
+  launch material: Neural Compute Engine "over 1 TOPS" (fp16), 16 SHAVE 128-bit VLIW vector
+  cores (~700 MHz: 16 x 8 fp16 lanes x 2 FLOP x 0.7 GHz = 179 GFLOPS) for the layers the NCE
+  does not run (depthwise, element-wise), 2.5 MB on-chip CMX memory at up to 450 GB/s,
+  in-package LPDDR4 (taken as 1 x32 channel at 3200 MT/s = 12.8 GB/s: an assumption, the
+  datasheet gives no figure). fp16 tensors. Node overhead 30 µs (per-layer SHAVE dispatch),
+  inference overhead 1500 µs (USB 3 transfer of the input and result + host runtime).
+- ``cortex-a76``: a Raspberry Pi 5 class SoC (BCM2712, 4 x Cortex-A76 @ 2.4 GHz): each A76 has
+  two 128-bit NEON FMA pipes = 16 FP32 FLOP/cycle (Arm Cortex-A76 TRM), 4 cores = 153.6
+  GFLOPS; LPDDR4X-4267 x32 = 17 GB/s; 2 MB shared L3 (cache bandwidth taken as 4x DRAM).
+  Node overhead 10 µs (TFLite/ORT CPU op dispatch with a thread pool), inference 50 µs.
+- ``x86``: this host, from ``lscpu`` (AMD EPYC, Zen 3, family 25, 2 cores, ``avx2`` + ``fma``
+  flags: two 256-bit FMA pipes = 32 FP32 FLOP/cycle; BogoMIPS 4890.86 = 2 x 2445 MHz; L2 1 MB
+  per core, L3 32 MB). Profiled with 1 thread: peak 78.2 GFLOPS; cache bandwidth 32 B/cycle =
+  78 GB/s (Zen 3 L2/L3 per-core load bandwidth), DRAM 20 GB/s per core (assumption).
+  Node overhead 3 µs (ORT CPU kernel dispatch), inference overhead 15 µs (session.run).
+
+Efficiencies (all devices unless noted): dense 0.5 (vendor GEMM/conv libraries reach 50-80 %
+of peak on large problems; batch-1 layers are small), depthwise 0.1 (little reuse, vectorises
+poorly), element-wise 0.25; mem_eff 0.6. VPU: dense 0.3 of the NCE, depthwise and element-wise
+run on the SHAVEs (0.18 of the NCE peak x 0.5), GPUs: dense 0.3 (batch-1 convolutions leave most
+SMs idle).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import onnx
+from onnx import shape_inference
+
+from search_spaces import Space, get_space
+from search_spaces.errors import HwnasError
+
+from .backends import export_onnx
+from .profile import space_ops
+from .table import KEY_COLUMNS, LatencyTable, make_table, new_metadata
+
+FREE_OPS = {"Identity", "Constant", "Reshape", "Flatten", "Cast", "Shape", "Squeeze",
+            "Unsqueeze", "Dropout"}
+TRANSCENDENTAL_OPS = {"Exp", "Erf", "Tanh", "Sigmoid", "Div", "Sqrt", "Pow", "Log"}
+TRANSCENDENTAL_FLOPS = 8  # FLOPs per element of exp/erf/div...: a polynomial approximation
+DENSE_OPS = {"Gemm", "MatMul"}
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """Roofline parameters of one device (see the module docstring for their sources)."""
+
+    name: str
+    description: str
+    peak_gflops: float
+    dram_gbs: float
+    cache_gbs: float
+    cache_mb: float
+    node_overhead_us: float
+    inference_overhead_us: float
+    dtype_bytes: int = 4
+    eff: dict[str, float] = field(default_factory=lambda: {
+        "dense": 0.5, "depthwise": 0.1, "elementwise": 0.25})
+    mem_eff: float = 0.6
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DEVICE_MODELS: dict[str, DeviceModel] = {m.name: m for m in [
+    DeviceModel("a100", "NVIDIA A100 SXM4 40GB, fp32, eager/ORT-CUDA kernels", 19_500, 1555,
+                4665, 40, 5.0, 20.0, eff={"dense": 0.3, "depthwise": 0.1, "elementwise": 0.25}),
+    DeviceModel("h100", "NVIDIA H100 SXM5 80GB, fp32, eager/ORT-CUDA kernels", 67_000, 3350,
+                10_050, 50, 4.0, 20.0, eff={"dense": 0.3, "depthwise": 0.1, "elementwise": 0.25}),
+    DeviceModel("vpu", "Intel Myriad X VPU (NCS2), fp16, OpenVINO MYRIAD plugin", 1000, 12.8,
+                450, 2.5, 30.0, 1500.0, dtype_bytes=2,
+                eff={"dense": 0.3, "depthwise": 0.09, "elementwise": 0.09}),
+    DeviceModel("cortex-a76", "4x Arm Cortex-A76 @ 2.4 GHz (Raspberry Pi 5 class), fp32",
+                153.6, 17, 68, 2, 10.0, 50.0),
+    DeviceModel("x86", "this host: AMD EPYC (Zen 3), 1 thread, fp32, onnxruntime CPU EP", 78.2,
+                20, 78, 32, 3.0, 15.0),
+]}
+
+
+def get_device_model(name: str) -> DeviceModel:
+    if name not in DEVICE_MODELS:
+        raise HwnasError(f"unknown analytical device {name!r}; valid: {sorted(DEVICE_MODELS)}")
+    return DEVICE_MODELS[name]
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    op_type: str
+    kind: str  # dense | depthwise | elementwise
+    flops: float
+    bytes: float  # in fp32 elements x 4; scaled to the device dtype by the model
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    inferred = shape_inference.infer_shapes(model)
+    shapes: dict[str, list[int]] = {}
+    graph = inferred.graph
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+    for init in graph.initializer:
+        shapes[init.name] = list(init.dims)
+    return shapes
+
+
+def _numel(shape: list[int] | None) -> int:
+    return math.prod(shape) if shape else 1
+
+
+def graph_costs(model_bytes: bytes) -> list[NodeCost]:
+    """FLOPs and bytes of every costed node of an ONNX graph (batch 1)."""
+    model = onnx.load_from_string(model_bytes)
+    shapes = _shapes(model)
+    costs = []
+    for node in model.graph.node:
+        if node.op_type in FREE_OPS:
+            continue
+        ins = [shapes.get(name) for name in node.input if name]
+        out = shapes.get(node.output[0])
+        n_out = _numel(out)
+        moved = 4 * (sum(_numel(s) for s in ins) + n_out)
+        kind, flops = "elementwise", float(max(n_out, max((_numel(s) for s in ins), default=1)))
+        if node.op_type == "Conv":
+            w = shapes[node.input[1]]  # (C_out, C_in / groups, kh, kw)
+            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+            flops = 2.0 * n_out * w[1] * w[2] * w[3]
+            kind = "dense" if groups == 1 else "depthwise"
+        elif node.op_type in DENSE_OPS:
+            k = ins[0][-1] if ins and ins[0] else 1
+            flops, kind = 2.0 * n_out * k, "dense"
+        elif node.op_type in TRANSCENDENTAL_OPS:
+            flops *= TRANSCENDENTAL_FLOPS
+        elif node.op_type == "BatchNormalization":
+            flops *= 2
+            moved = 4 * 2 * n_out  # scale/shift vectors are negligible
+        costs.append(NodeCost(node.op_type, kind, flops, float(moved)))
+    return costs
+
+
+def node_latency_us(cost: NodeCost, device: DeviceModel) -> float:
+    """Roofline time of one node on ``device`` plus its dispatch overhead (µs)."""
+    moved = cost.bytes * device.dtype_bytes / 4
+    bandwidth = device.cache_gbs if moved <= device.cache_mb * 1e6 else device.dram_gbs
+    compute = cost.flops / (device.peak_gflops * 1e3 * device.eff[cost.kind])
+    memory = moved / (bandwidth * 1e3 * device.mem_eff)
+    return max(compute, memory) + device.node_overhead_us
+
+
+def graph_latency_ms(model_bytes: bytes, device: DeviceModel) -> float:
+    """Estimated latency (ms) of one ONNX graph, without the per-inference overhead."""
+    return sum(node_latency_us(c, device) for c in graph_costs(model_bytes)) / 1e3
+
+
+def estimate_table(device: DeviceModel | str, spaces: list[Space | str],
+                   analytical_error: dict[str, Any] | None = None) -> LatencyTable:
+    """An ``estimated`` table of ``device`` covering ``spaces``."""
+    device = get_device_model(device) if isinstance(device, str) else device
+    spaces = [get_space(s) if isinstance(s, str) else s for s in spaces]
+    rows: dict[tuple, dict[str, Any]] = {}
+    for space in spaces:
+        for key, (factory, shape) in space_ops(space).items():
+            if key in rows:
+                continue
+            ms = graph_latency_ms(export_onnx(factory(), shape), device)
+            if key[0].startswith("stem:"):
+                ms += device.inference_overhead_us / 1e3
+            rows[key] = {**dict(zip(KEY_COLUMNS, key, strict=True)), "mean_ms": ms,
+                         "median_ms": ms, "std_ms": 0.0, "samples": 1}
+    meta = new_metadata(device.name, "estimated", runtime="analytical-roofline",
+                        runtime_version="1", mode=device.description, threads=0,
+                        dtype="float16" if device.dtype_bytes == 2 else "float32",
+                        spaces=sorted(s.name for s in spaces), model=device.to_dict(),
+                        notes="estimated by latency_predictors.analytical (roofline with "
+                              "datasheet parameters); replace it by a measured table from "
+                              "`hwnas profile` on the real device")
+    if analytical_error:
+        meta["analytical_error"] = analytical_error
+    return make_table(list(rows.values()), meta, device.name)

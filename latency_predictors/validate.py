@@ -1,0 +1,95 @@
+"""Predictor accuracy, measured (DESIGN §4): random architectures, measured vs predicted.
+
+``validate_table`` samples N uniform random architectures of a space (a seed distinct from the
+calibration's), measures each end to end with the table's backend and compares with
+``predict_latency``: MAPE and the share within ±10 % (nn-Meter's figure of merit). Results can
+be written as a CSV and a scatter plot PNG (atomically).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from search_spaces import Space, get_space
+from search_spaces.fileio import atomic_path, atomic_write_text
+
+from .backends import Backend
+from .calibrate import backend_for, errors, measure_archs
+from .predictor import predict_latency
+from .table import LatencyTable
+
+VALIDATION_SEED = 1000  # far from the calibration seeds (0 and 1 by default)
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    device: str
+    space: str
+    provenance: str
+    calibrated: bool
+    frame: pd.DataFrame  # arch, predicted_ms, measured_ms, error_pct
+    mape: float
+    within_10pct: float
+    max_error: float
+
+    def format(self) -> str:
+        tag = "ESTIMATED table" if self.provenance == "estimated" else "measured table"
+        calib = "calibrated" if self.calibrated else "uncalibrated"
+        return (f"{self.device} ({tag}, {calib}) on {len(self.frame)} random {self.space} "
+                f"architectures: MAPE {self.mape:.2f} %, within ±10 %: "
+                f"{self.within_10pct:.1f} %, max error {self.max_error:.1f} %, measured "
+                f"{self.frame['measured_ms'].min():.3f}-{self.frame['measured_ms'].max():.3f} ms")
+
+    def save(self, folder: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``validation.csv`` and ``validation.png`` into ``folder``."""
+        folder = Path(folder)
+        csv_path, png_path = folder / "validation.csv", folder / "validation.png"
+        atomic_write_text(csv_path, self.frame.to_csv(index=False, float_format="%.6g"))
+        with atomic_path(png_path) as tmp:
+            self._plot(tmp)
+        return csv_path, png_path
+
+    def _plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 5))
+        m, p = self.frame["measured_ms"], self.frame["predicted_ms"]
+        low, high = min(m.min(), p.min()) * 0.95, max(m.max(), p.max()) * 1.05
+        ax.plot([low, high], [low, high], "k-", lw=1, label="exact")
+        for f in (0.9, 1.1):
+            ax.plot([low, high], [low * f, high * f], "k--", lw=0.7)
+        ax.scatter(m, p, s=14)
+        ax.set(xlabel="measured end-to-end latency (ms)", ylabel="predicted latency (ms)",
+               title=f"{self.device} / {self.space}: MAPE {self.mape:.2f} %, "
+                     f"{self.within_10pct:.0f} % within ±10 %")
+        ax.legend(["exact", "±10 %"], loc="upper left")
+        fig.tight_layout()
+        fig.savefig(path, format="png", dpi=100)
+        plt.close(fig)
+
+
+def validate_table(table: LatencyTable, space: Space | str, n: int = 50,
+                   seed: int = VALIDATION_SEED, backend: Backend | None = None,
+                   progress: bool = True) -> ValidationResult:
+    """Measure ``n`` random architectures of ``space`` and compare with the table's prediction."""
+    space = get_space(space) if isinstance(space, str) else space
+    backend = backend or backend_for(table)
+    generator = torch.Generator().manual_seed(seed)
+    specs = [space.sample(generator) for _ in range(n)]
+    predicted = [predict_latency(spec, table).total_ms for spec in specs]
+    measured = measure_archs(specs, backend, f"validate {table.device}", progress)
+    frame = pd.DataFrame({"arch": [s.to_string() for s in specs], "predicted_ms": predicted,
+                          "measured_ms": measured})
+    frame["error_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
+    stats = errors(predicted, measured)
+    return ValidationResult(table.device, space.name, table.provenance,
+                            table.calibration(space.name) is not None, frame, stats["mape"],
+                            stats["within_10pct"], stats["max_error"])
