@@ -1,0 +1,171 @@
+"""Budget sweeps on a trained supernet with Optuna's NSGA-II (Once-for-All style).
+
+Each trial picks one candidate per searchable layer (one categorical per layer), scores its
+accuracy with an evaluator — by default the child inheriting the supernet's weights, its
+BatchNorm statistics re-estimated on training batches, evaluated on the held-out split — and
+its latency with the device table. NSGA-II maximises accuracy and minimises latency; the budget
+enters through Optuna's ``constraints_func`` (constraint value ``latency - max budget ≤ 0``),
+not through rejection loops, so infeasible trials still inform the search.
+
+Several processes may share one study through Optuna's RDB storage
+(``storage="sqlite:///sweep.db"`` here, a PostgreSQL URL across machines).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import optuna
+import torch
+from torch import nn
+
+from latency_predictors import LatencyMatrix
+from search_spaces import ArchSpec, HwnasError, Space, Supernet
+
+Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
+LATENCY_ATTR = "latency_ms"
+_OPEN_ATTEMPTS = 5
+
+
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+                          ) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics as an exact average over ``batches``.
+
+    A child taken from the supernet carries statistics accumulated over *all* paths; its own
+    statistics differ (OFA, Cai et al. 2020, §3.2). Leaves the model in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: exact mean over the batches
+    model.train()
+    with torch.no_grad():
+        for images, _ in batches:
+            model(images)
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    return model.eval()
+
+
+def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) over ``batches``."""
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in batches:
+            correct += int((model(images).argmax(dim=1) == labels).sum())
+            total += labels.numel()
+    if total == 0:
+        raise HwnasError("no evaluation data")
+    return correct / total
+
+
+def supernet_evaluator(supernet: Supernet, calibration: Batches, evaluation: Batches
+                       ) -> Callable[[ArchSpec], float]:
+    """Accuracy of a spec's child with inherited weights and recalibrated BatchNorm."""
+
+    def evaluate(spec: ArchSpec) -> float:
+        child = recalibrate_batchnorm(supernet.child(spec), calibration)
+        return accuracy(child, evaluation)
+
+    return evaluate
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    spec: ArchSpec
+    accuracy: float
+    latency_ms: float
+    trial: int
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    points: list[SweepPoint]  # every completed trial
+    pareto: list[SweepPoint]  # non-dominated feasible points, by latency
+    best: dict[float, SweepPoint | None]  # budget (ms) -> most accurate point within it
+
+
+def pareto_front(points: Sequence[SweepPoint]) -> list[SweepPoint]:
+    """Points no other point beats on both accuracy (higher) and latency (lower)."""
+    front, best_accuracy = [], -math.inf
+    for point in sorted(points, key=lambda p: (p.latency_ms, -p.accuracy)):
+        if point.accuracy > best_accuracy:
+            front.append(point)
+            best_accuracy = point.accuracy
+    return front
+
+
+def best_per_budget(points: Sequence[SweepPoint], budgets: Sequence[float]
+                    ) -> dict[float, SweepPoint | None]:
+    best: dict[float, SweepPoint | None] = {}
+    for budget in budgets:
+        fitting = [p for p in points if p.latency_ms <= budget]
+        best[budget] = max(fitting, key=lambda p: (p.accuracy, -p.latency_ms), default=None)
+    return best
+
+
+def _constraints(budget: float) -> Callable[[optuna.trial.FrozenTrial], Sequence[float]]:
+    def constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+        return [trial.user_attrs[LATENCY_ATTR] - budget]
+
+    return constraints
+
+
+def create_study(budgets: Sequence[float], seed: int, storage: str | None = None,
+                 study_name: str | None = None, population: int = 24) -> optuna.Study:
+    """An NSGA-II study (max accuracy, min latency) constrained to the largest budget."""
+    if not budgets or min(budgets) <= 0:
+        raise HwnasError(f"budgets must be positive, got {list(budgets)}")
+    sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed,
+                                            constraints_func=_constraints(max(budgets)))
+    from sqlalchemy.exc import SQLAlchemyError
+
+    attempt = 0
+    while True:
+        try:
+            return optuna.create_study(storage=storage, sampler=sampler, study_name=study_name,
+                                       directions=["maximize", "minimize"], load_if_exists=True)
+        except SQLAlchemyError as err:  # workers started together race to create the schema
+            attempt += 1
+            if attempt == _OPEN_ATTEMPTS:
+                raise HwnasError(f"cannot open Optuna storage {storage!r}: {err}") from None
+            time.sleep(0.2 * attempt)
+        except (ValueError, ImportError) as err:
+            raise HwnasError(f"cannot open Optuna storage {storage!r}: {err}") from None
+
+
+def study_points(study: optuna.Study, space: Space) -> list[SweepPoint]:
+    """The completed trials of ``study`` as SweepPoints."""
+    points = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        tokens = [trial.params[f"layer{i}"] for i in range(space.num_layers)]
+        spec = space.spec_from_string("|".join(tokens))
+        points.append(SweepPoint(spec, trial.values[0], trial.values[1], trial.number))
+    return points
+
+
+def sweep(space: Space, matrix: LatencyMatrix, budgets: Sequence[float],
+          evaluate: Callable[[ArchSpec], float], n_trials: int, seed: int = 0,
+          storage: str | None = None, study_name: str | None = None,
+          population: int = 24, progress: bool = False) -> SweepResult:
+    """Run ``n_trials`` NSGA-II trials (added to a shared study when ``storage`` is given)."""
+    study = create_study(budgets, seed, storage, study_name, population)
+    tokens = list(space.tokens)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        choices = [trial.suggest_categorical(f"layer{i}", tokens) for i in range(space.num_layers)]
+        spec = space.spec_from_string("|".join(choices))
+        latency = matrix.total([space.candidate_index(layer) for layer in spec.layers])
+        trial.set_user_attr(LATENCY_ATTR, latency)
+        return evaluate(spec), latency
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=n_trials, show_progress_bar=progress)
+    points = study_points(study, space)
+    feasible = [p for p in points if p.latency_ms <= max(budgets)]
+    return SweepResult(points, pareto_front(feasible), best_per_budget(points, budgets))
