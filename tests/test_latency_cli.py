@@ -1,0 +1,118 @@
+"""CLI of latency_predictors: happy paths on a tiny space and one-line error paths (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import cli
+from latency_predictors import make_table, new_metadata, required_keys, save_table
+from search_spaces import SPACES, LayerSpec, Space, register_space
+
+CLI_SPACE = Space("latency-cli", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
+                  candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
+                              LayerSpec("mbconv", 3, 3)))
+if CLI_SPACE.name not in SPACES:
+    register_space(CLI_SPACE)
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("hwnas: error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+
+
+@pytest.fixture
+def tables(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWNAS_TABLES", str(tmp_path))
+    rows = [dict(zip(("op", "c_in", "c_out", "height", "width", "stride", "branches"), key,
+                     strict=True), mean_ms=1.0, median_ms=1.0, std_ms=0.0, samples=1)
+            for key in required_keys(CLI_SPACE)]
+    for device, provenance in (("meas", "measured"), ("est", "estimated")):
+        save_table(make_table(rows, new_metadata(device, provenance, spaces=[CLI_SPACE.name],
+                                                 backend="onnxruntime", ep="cpu")),
+                   tmp_path / device)
+    arch = tmp_path / "arch.json"
+    arch.write_text(CLI_SPACE.spec_from_string("sum_k3_e2|skip").to_json())
+    return tmp_path, arch
+
+
+def test_predict_breakdown(capsys, tables):
+    _, arch = tables
+    code, out, _ = run(capsys, "predict", str(arch), "--device", "meas")
+    assert code == 0 and "predicted latency on meas: 4.0000 ms" in out
+    assert "layer 0  sum_k3_e2" in out and "ESTIMATED" not in out
+    code, out, _ = run(capsys, "predict", str(arch), "--device", "est")
+    assert code == 0 and out.count("ESTIMATED") >= 1
+
+
+def test_tables_list_show_check(capsys, tables):
+    folder, _ = tables
+    code, out, _ = run(capsys, "tables", "list")
+    assert code == 0 and "meas: device meas, measured" in out and "ESTIMATED" in out
+    code, out, _ = run(capsys, "tables", "show", "est")
+    assert code == 0 and "ESTIMATED" in out and "sum_k3_e2" in out
+    code, out, _ = run(capsys, "tables", "check", str(folder / "meas.csv"))
+    assert code == 0 and out.strip().endswith("covering ['latency-cli']")
+
+
+def test_measure_with_prediction(capsys, tables):
+    _, arch = tables
+    code, out, _ = run(capsys, "measure", str(arch), "--repeats", "3", "--warmup", "1",
+                       "--device", "est")
+    assert code == 0 and "measured latency-cli architecture" in out
+    assert "predicted by table 'est': 4.0000 ms" in out and "ESTIMATED" in out
+
+
+def test_profile_cli(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HWNAS_TABLES", str(tmp_path))
+    code, out, _ = run(capsys, "profile", "--space", CLI_SPACE.name, "--name", "mine",
+                       "--repeats", "2", "--warmup", "0", "--quiet")
+    assert code == 0 and f"wrote {tmp_path / 'mine.csv'}" in out
+    code, out, _ = run(capsys, "tables", "check", "mine")
+    assert code == 0
+
+
+@pytest.mark.parametrize(("argv", "needles"), [
+    (["predict", "{arch}", "--device", "nosuch"], ["unknown device 'nosuch'", "known devices"]),
+    (["predict", "{folder}/missing.json", "--device", "meas"], ["does not exist"]),
+    (["predict", "{folder}/meas.json", "--device", "meas"], ["ArchSpec keys must be"]),
+    (["tables", "check", "{folder}/bad.csv"], ["missing columns"]),
+    (["tables", "show"], ["needs a table name"]),
+    (["profile", "--backend", "onnxruntime", "--ep", "tensorrt", "--name", "x",
+      "--out", "{folder}/x.csv"], ["TensorrtExecutionProvider is not available"]),
+    (["profile", "--backend", "openvino", "--name", "x", "--out", "{folder}/x.csv"],
+     ["pip install openvino"]),
+    (["validate", "--device", "est", "--space", "latency-cli", "-n", "2"], ["is estimated"]),
+    (["predict", "{arch}", "--device", "{folder}/cifar_only.csv"], ["lacks 7 rows",
+                                                                   "hwnas profile"]),
+])
+def test_cli_errors(capsys, tables, argv, needles):
+    folder, arch = tables
+    (folder / "bad.csv").write_text("op,c_in\nx,1\n")
+    (folder / "bad.json").write_text(json.dumps(new_metadata("bad", "measured")))
+    other = make_table([{"op": "head", "c_in": 1, "c_out": 1, "height": 1, "width": 1,
+                         "stride": 1, "branches": 0, "mean_ms": 1, "median_ms": 1,
+                         "std_ms": 0, "samples": 1}], new_metadata("c", "measured"))
+    save_table(other, folder / "cifar_only")
+    if "openvino" in argv and _has_openvino():
+        pytest.skip("openvino is installed here")
+    argv = [a.format(arch=arch, folder=folder) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, *needles)
+
+
+def _has_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
