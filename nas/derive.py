@@ -1,0 +1,181 @@
+"""Budget-constrained derivation: an exact multiple-choice knapsack over the layers.
+
+Pick one candidate ``c_l`` per layer to maximise ``Σ_l log p_l[c_l]`` subject to, for every
+device d, ``fixed_d + Σ_l LAT_d(l, c_l) ≤ budget_d``. ProxylessNAS (Cai et al., ICLR 2019)
+takes the argmax of every layer and gives no guarantee; this derivation always meets the budgets.
+
+Method: depth-first branch and bound over the layers, on the original floating-point latencies
+(no discretisation, so no rounding can turn an infeasible choice feasible or the reverse).
+
+Why it is exact:
+
+1. Admissible bounds. For a prefix (layers ``< l`` chosen), ``U = score + min_d V_d(l, r_d)``
+   where ``V_d(l, r)`` is the best suffix score with suffix latency ≤ r on device d alone, and
+   ``r_d`` is what is left of device d's budget. Every feasible completion satisfies each
+   device's constraint, so its score is ≤ every ``V_d``: U never under-estimates. ``V_d`` is
+   computed exactly by a one-device Pareto-frontier DP (states ``(latency, score)`` kept only
+   when no other state has latency ≤ and score ≥; no discretisation). A prefix whose latency
+   plus the smallest possible latency of the remaining layers exceeds a budget has no
+   feasible completion (``V_d = -inf``).
+2. Pruning only drops a subtree when its bound cannot beat the incumbent (a small relative
+   margin guards the bound against rounding; it keeps more nodes, never fewer).
+3. Within a layer, a candidate dominated by another one (score ≥ and latency ≤ on every
+   device) is dropped: swapping it for its dominator never hurts score or feasibility.
+4. Leaves are accepted with the exact ``≤ budget`` test on the same left-to-right sums as
+   :func:`total_latency`, so the result is feasible by construction and optimal among all
+   feasible choices (up to the 1e-9 relative rounding of summed log-probabilities).
+
+With one device ``V_1`` is the exact value-to-go, so the search walks straight to the optimum;
+with several devices the bound is the tightest single-device relaxation.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from search_spaces import HwnasError
+
+_MARGIN = 1e-9  # relative rounding margin of the pruning tests (keeps more, never fewer)
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    """The latency model of one device for one space, and its budget (all in ms).
+
+    ``per_layer[l][c]``: latency of candidate c at layer l (skip = 0), calibration included.
+    """
+
+    device: str
+    budget_ms: float
+    fixed_ms: float
+    per_layer: tuple[tuple[float, ...], ...]
+
+
+def total_latency(budget: DeviceBudget, choice: Sequence[int]) -> float:
+    """``fixed + Σ_l per_layer[l][choice[l]]``, summed left to right."""
+    total = budget.fixed_ms
+    for row, c in zip(budget.per_layer, choice, strict=True):
+        total += row[c]
+    return total
+
+
+def min_latency(budget: DeviceBudget) -> float:
+    """The smallest latency any architecture can reach on this device."""
+    return total_latency(budget, [min(range(len(row)), key=row.__getitem__)
+                                  for row in budget.per_layer])
+
+
+def _check_shapes(scores: Sequence[Sequence[float]], budgets: Sequence[DeviceBudget]) -> None:
+    if not budgets:
+        raise HwnasError("derivation needs at least one (device, budget) pair")
+    shape = [len(row) for row in scores]
+    for budget in budgets:
+        if [len(row) for row in budget.per_layer] != shape:
+            raise HwnasError(f"latency matrix of {budget.device!r} has shape "
+                             f"{[len(r) for r in budget.per_layer]}, scores have {shape}")
+    if any(not math.isfinite(s) for row in scores for s in row):
+        raise HwnasError("derivation scores must be finite log-probabilities")
+
+
+def _layer_options(layer: int, scores: Sequence[Sequence[float]],
+                   budgets: Sequence[DeviceBudget]) -> list[tuple[float, tuple[float, ...], int]]:
+    """The candidates of one layer not dominated by another, as (score, latencies, index)."""
+    options = sorted(((scores[layer][c], tuple(b.per_layer[layer][c] for b in budgets), c)
+                      for c in range(len(scores[layer]))), key=lambda o: (-o[0], o[1], o[2]))
+    kept: list[tuple[float, tuple[float, ...], int]] = []
+    for option in options:  # sorted by score, so a kept option has score >= this one
+        if not any(all(k <= v for k, v in zip(other[1], option[1], strict=True))
+                   for other in kept):
+            kept.append(option)
+    return kept
+
+
+def _value_to_go(scores: Sequence[Sequence[float]], budget: DeviceBudget,
+                 cap: float) -> list[tuple[list[float], list[float]]]:
+    """Per layer l: the exact frontier of (suffix latency, best suffix score) on one device.
+
+    Entry l holds ascending latencies and strictly increasing scores of the non-dominated
+    choices for layers ``>= l`` with suffix latency ≤ ``cap``.
+    """
+    frontier: list[tuple[float, float]] = [(0.0, 0.0)]
+    result = [([0.0], [0.0])]
+    for layer in reversed(range(len(scores))):
+        row = budget.per_layer[layer]
+        grown = sorted(((row[c] + lat, scores[layer][c] + score)
+                        for c in range(len(row)) for lat, score in frontier
+                        if row[c] + lat <= cap), key=lambda s: (s[0], -s[1]))
+        frontier = []
+        for lat, score in grown:
+            if not frontier or score > frontier[-1][1]:
+                frontier.append((lat, score))
+        result.append(([lat for lat, _ in frontier], [score for _, score in frontier]))
+    return result[::-1]
+
+
+class _BranchAndBound:
+    """Depth-first search over layers, options in order of their bound (see module doc)."""
+
+    def __init__(self, scores: Sequence[Sequence[float]], budgets: Sequence[DeviceBudget]):
+        self.budgets = budgets
+        self.layers = len(scores)
+        self.options = [_layer_options(layer, scores, budgets) for layer in range(self.layers)]
+        self.togo = [_value_to_go(scores, b, (b.budget_ms - b.fixed_ms) * (1 + _MARGIN) + _MARGIN)
+                     for b in budgets]
+        self.best_score = -math.inf
+        self.best: list[int] | None = None
+
+    def bound(self, layer: int, lat: tuple[float, ...]) -> float:
+        """min over devices of the best suffix score that fits the rest of its budget."""
+        value = math.inf
+        for d, budget in enumerate(self.budgets):
+            lats, best = self.togo[d][layer]
+            room = (budget.budget_ms - lat[d]) * (1 + _MARGIN) + _MARGIN
+            index = bisect.bisect_right(lats, room)
+            value = min(value, best[index - 1] if index else -math.inf)
+        return value
+
+    def visit(self, layer: int, score: float, lat: tuple[float, ...], choice: list[int]) -> None:
+        if layer == self.layers:
+            if score > self.best_score and all(
+                    v <= b.budget_ms for v, b in zip(lat, self.budgets, strict=True)):
+                self.best_score, self.best = score, list(choice)
+            return
+        children = []
+        for o_score, o_lat, index in self.options[layer]:
+            new_lat = tuple(a + b for a, b in zip(lat, o_lat, strict=True))
+            bound = score + o_score + self.bound(layer + 1, new_lat)
+            if bound > -math.inf:
+                children.append((bound, o_score, new_lat, index))
+        children.sort(key=lambda c: -c[0])
+        for bound, o_score, new_lat, index in children:
+            if bound + _MARGIN * (1 + abs(bound)) <= self.best_score:
+                break
+            choice.append(index)
+            self.visit(layer + 1, score + o_score, new_lat, choice)
+            choice.pop()
+
+
+def _infeasible(budgets: Sequence[DeviceBudget]) -> HwnasError:
+    parts = [f"{b.device}: smallest achievable {min_latency(b):.4g} ms vs budget "
+             f"{b.budget_ms:.4g} ms" for b in budgets]
+    alone = all(min_latency(b) <= b.budget_ms for b in budgets)
+    head = ("no architecture meets all budgets at once" if alone
+            else "no architecture in the space fits the budget")
+    return HwnasError(f"{head} ({'; '.join(parts)})")
+
+
+def solve(scores: Sequence[Sequence[float]], budgets: Sequence[DeviceBudget]) -> list[int]:
+    """The candidate index per layer maximising Σ scores under every device budget (exact).
+
+    Raises :class:`HwnasError` naming the smallest achievable latency per device when no
+    choice satisfies all budgets.
+    """
+    _check_shapes(scores, budgets)
+    search = _BranchAndBound(scores, budgets)
+    search.visit(0, 0.0, tuple(b.fixed_ms for b in budgets), [])
+    if search.best is None:
+        raise _infeasible(budgets)
+    return search.best

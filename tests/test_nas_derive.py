@@ -1,0 +1,103 @@
+"""Budgets and the exact knapsack derivation, checked against brute force."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+from nas.budget import parse_budget, parse_budgets
+from nas.derive import DeviceBudget, min_latency, solve, total_latency
+from search_spaces import HwnasError
+
+
+@pytest.mark.parametrize(("text", "ms"), [("30ms", 30.0), ("1.5s", 1500.0), ("800us", 0.8),
+                                          (" 2 ms ", 2.0), ("1e-1ms", 0.1)])
+def test_parse_budget(text: str, ms: float) -> None:
+    assert parse_budget(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text", ["abc", "-3ms", "0", "0ms", "nan", "nanms", "inf ms", "30",
+                                  "30 kb", ""])
+def test_parse_budget_rejects(text: str) -> None:
+    with pytest.raises(HwnasError, match="budget"):
+        parse_budget(text)
+
+
+def test_parse_budgets_list() -> None:
+    assert parse_budgets("30ms,3ms") == [30.0, 3.0]
+
+
+def _instance(rng: random.Random, layers: int, cands: int, devices: int):
+    scores = [[math.log(rng.random() + 1e-9) for _ in range(cands)] for _ in range(layers)]
+    budgets = []
+    for d in range(devices):
+        rows = tuple(tuple([0.0] + [round(rng.uniform(0.05, 1.0), rng.choice([1, 3, 6]))
+                                    for _ in range(cands - 1)]) for _ in range(layers))
+        base = DeviceBudget(f"dev{d}", 0.0, rng.uniform(0, 0.5), rows)
+        lo, hi = min_latency(base), base.fixed_ms + sum(max(r) for r in rows)
+        budgets.append(DeviceBudget(f"dev{d}", rng.uniform(0.95 * lo, lo + 0.5 * (hi - lo)),
+                                    base.fixed_ms, rows))
+    return scores, budgets
+
+
+def _brute_force(scores, budgets) -> float | None:
+    best = None
+    for choice in itertools.product(*[range(len(row)) for row in scores]):
+        if all(total_latency(b, choice) <= b.budget_ms for b in budgets):
+            value = sum(row[c] for row, c in zip(scores, choice, strict=True))
+            best = value if best is None else max(best, value)
+    return best
+
+
+@pytest.mark.parametrize("devices", [1, 2, 3])
+def test_knapsack_matches_brute_force(devices: int) -> None:
+    rng = random.Random(devices)
+    checked_infeasible = 0
+    for _ in range(60):
+        scores, budgets = _instance(rng, rng.randint(1, 5), rng.randint(2, 5), devices)
+        want = _brute_force(scores, budgets)
+        if want is None:
+            with pytest.raises(HwnasError, match="smallest achievable"):
+                solve(scores, budgets)
+            checked_infeasible += 1
+            continue
+        choice = solve(scores, budgets)
+        assert all(total_latency(b, choice) <= b.budget_ms for b in budgets)
+        got = sum(row[c] for row, c in zip(scores, choice, strict=True))
+        assert got == pytest.approx(want, abs=1e-9)
+    assert devices == 1 or checked_infeasible > 0  # jointly infeasible cases were exercised
+
+
+def test_knapsack_budget_exactly_reachable() -> None:
+    # The only feasible choice sits exactly on the budget: no rounding may drop it.
+    rows = ((0.1, 0.2), (0.2, 0.1), (0.3, 0.7))
+    budget = DeviceBudget("d", 0.1 + 0.2 + 0.1 + 0.3, 0.1, rows)
+    scores = [[0.0, 1.0], [1.0, 0.0], [0.0, 5.0]]
+    choice = solve(scores, [budget])
+    assert total_latency(budget, choice) <= budget.budget_ms
+    assert choice[2] == 0
+
+
+def test_infeasible_names_smallest_latency_per_device() -> None:
+    rows = ((0.0, 1.0), (0.5, 2.0))
+    budgets = [DeviceBudget("vpu", 0.4, 0.2, rows), DeviceBudget("cpu", 10.0, 0.2, rows)]
+    with pytest.raises(HwnasError) as err:
+        solve([[0.0, 0.0], [0.0, 0.0]], budgets)
+    message = str(err.value)
+    assert "vpu: smallest achievable 0.7 ms" in message and "cpu" in message
+    assert "\n" not in message
+
+
+def test_knapsack_is_fast_on_a_realistic_size() -> None:
+    rng = random.Random(7)
+    scores, budgets = _instance(rng, 12, 31, 2)
+    budgets = [DeviceBudget(b.device, (min_latency(b) + b.budget_ms) / 2, b.fixed_ms,
+                            b.per_layer) for b in budgets]
+    try:
+        choice = solve(scores, budgets)
+    except HwnasError:
+        return
+    assert all(total_latency(b, choice) <= b.budget_ms for b in budgets)
