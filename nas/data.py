@@ -1,0 +1,294 @@
+"""Image classification data for the search: readers, a uint8 cache, and in-memory batches.
+
+Sources (``load_dataset``):
+
+- ``fashion-mnist`` (the built-in default): the IDX files of Debian's ``dataset-fashion-mnist``
+  package in ``/usr/share/datasets/fashion-mnist``;
+- ``cifar10``: the directory named by ``$HWNAS_CIFAR10``;
+- a PATH: the CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``), an image tree
+  (``train/`` and ``test/`` of class folders, or class folders only: a generic ImageFolder whose
+  test split is carved off), or a ``.tar.gz`` of such a tree, read without extracting;
+- ``synthetic``: class-dependent random images for tests.
+
+Decoded images are kept as uint8 (N, C, h, w) and cached as ``.npz`` (keyed by the source's
+path, size and mtime). Batches are built on the training device: adaptation to the space's
+input (channels replicated, padded when at most 25 % smaller, resized otherwise — DESIGN §2),
+normalisation, and ProxylessNAS-style random crop + horizontal flip done on whole tensors.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from search_spaces import HwnasError
+from search_spaces.fileio import atomic_write_with
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                         "sneaker", "bag", "ankle-boot")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm")
+DEFAULT_CACHE = Path(os.environ.get("HWNAS_CACHE", Path.home() / ".cache" / "hwnas"))
+CARVED_TEST_FRACTION = 0.1  # test split of a class-folders-only ImageFolder
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Decoded images as uint8 (N, C, h, w) tensors with int64 labels."""
+
+    name: str
+    classes: tuple[str, ...]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def load_fashion_mnist(root: Path = FASHION_MNIST_DIR) -> ImageData:
+    """Fashion-MNIST from its four IDX files (60,000 train / 10,000 test, 28×28 grey)."""
+    files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    if not all((root / name).is_file() for name in files):
+        raise HwnasError(f"Fashion-MNIST not found in {root}; install it with "
+                         "`apt-get install -y dataset-fashion-mnist` or pass --dataset PATH")
+    try:
+        arrays = [torch.from_numpy(_read_idx(root / name).copy()) for name in files]
+    except (OSError, ValueError, IndexError) as err:
+        raise HwnasError(f"unreadable Fashion-MNIST file in {root}: {err}") from None
+    train_x, train_y, test_x, test_y = arrays
+    return ImageData("fashion-mnist", FASHION_MNIST_CLASSES, train_x[:, None],
+                     train_y.long(), test_x[:, None], test_y.long())
+
+
+def _cifar_batches(root: Path) -> dict[str, np.ndarray]:
+    """The CIFAR-10 python batches (trusted local files in the official pickle format)."""
+    def read(name: str) -> dict:
+        with open(root / name, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+
+    train = [read(f"data_batch_{i}") for i in range(1, 6)]
+    test = read("test_batch")
+    meta = read("batches.meta") if (root / "batches.meta").is_file() else {}
+    names = meta.get(b"label_names", [str(i).encode() for i in range(10)])
+    return {"train_x": np.concatenate([b[b"data"] for b in train]).reshape(-1, 3, 32, 32),
+            "train_y": np.concatenate([b[b"labels"] for b in train]).astype(np.int64),
+            "test_x": np.asarray(test[b"data"]).reshape(-1, 3, 32, 32),
+            "test_y": np.asarray(test[b"labels"], np.int64),
+            "classes": np.asarray([n.decode() for n in names])}
+
+
+def _tree_entries(path: Path) -> list[tuple[str, str, str]]:
+    """(split, class, member) of every image in a directory or a .tar.gz tree."""
+    if path.is_dir():
+        names = [str(p.relative_to(path)) for p in sorted(path.rglob("*"))
+                 if p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        with tarfile.open(path) as tar:
+            names = sorted(m.name for m in tar.getmembers()
+                           if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES)
+    entries = []
+    for name in names:
+        parts = Path(name).parts
+        split = next((p for p in parts[:-2] if p in ("train", "test")), "all")
+        entries.append((split, parts[-2], name))
+    return entries
+
+
+def _decode(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        array = np.asarray(image.convert("RGB"))
+    return array.transpose(2, 0, 1)
+
+
+def _image_tree(path: Path) -> dict[str, np.ndarray]:
+    entries = _tree_entries(path)
+    if not entries:
+        raise HwnasError(f"{path}: no images found; expected train/ and test/ folders of class "
+                         f"folders, class folders, or CIFAR-10 python batches")
+    classes = sorted({cls for _, cls, _ in entries})
+    tar = tarfile.open(path) if path.is_file() else None
+    try:
+        read = ((lambda n: tar.extractfile(n).read()) if tar else
+                (lambda n: (path / n).read_bytes()))
+        images = [_decode(read(name)) for _, _, name in entries]
+    finally:
+        if tar is not None:
+            tar.close()
+    if len({im.shape for im in images}) != 1:
+        raise HwnasError(f"{path}: images have different sizes; resize them to one size first")
+    x = np.stack(images)
+    y = np.asarray([classes.index(cls) for _, cls, _ in entries], np.int64)
+    split = np.asarray([s for s, _, _ in entries])
+    if not (split == "test").any():  # generic ImageFolder: carve a seeded test split
+        order = np.random.default_rng(0).permutation(len(x))
+        split = np.where(np.isin(np.arange(len(x)), order[:int(len(x) * CARVED_TEST_FRACTION)]),
+                         "test", "train")
+    return {"train_x": x[split != "test"], "train_y": y[split != "test"],
+            "test_x": x[split == "test"], "test_y": y[split == "test"],
+            "classes": np.asarray(classes)}
+
+
+def _cache_file(path: Path, cache_dir: Path) -> Path:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    return cache_dir / f"{path.name.split('.')[0]}-{hashlib.sha1(key).hexdigest()[:12]}.npz"
+
+
+def load_path(path: Path, cache_dir: Path = DEFAULT_CACHE) -> ImageData:
+    """Images from CIFAR python batches, an image tree or a .tar.gz tree (cached as .npz)."""
+    if not path.exists():
+        raise HwnasError(f"{path}: no such data directory or archive")
+    cache = _cache_file(path, cache_dir)
+    try:
+        if cache.is_file():
+            with np.load(cache) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        else:
+            batches = path.is_dir() and (path / "data_batch_1").is_file()
+            arrays = _cifar_batches(path) if batches else _image_tree(path)
+            atomic_write_with(cache, lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+    except HwnasError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, tarfile.TarError,
+            pickle.UnpicklingError) as err:
+        raise HwnasError(f"{path}: unreadable data ({type(err).__name__}: {err})") from None
+    t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
+         if k != "classes"}
+    return ImageData(path.name, tuple(str(c) for c in arrays["classes"]), t["train_x"],
+                     t["train_y"].long(), t["test_x"], t["test_y"].long())
+
+
+def synthetic(shape: tuple[int, int, int] = (3, 32, 32), classes: int = 10, train: int = 512,
+              test: int = 128, seed: int = 0) -> ImageData:
+    """Learnable random images: a fixed random pattern per class plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    patterns = torch.rand(classes, *shape, generator=g) * 160
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(classes, (n,), generator=g)
+        x = patterns[y] + torch.rand(n, *shape, generator=g) * 96
+        return x.clamp(0, 255).to(torch.uint8), y
+
+    (train_x, train_y), (test_x, test_y) = draw(train), draw(test)
+    return ImageData("synthetic", tuple(str(c) for c in range(classes)), train_x, train_y,
+                     test_x, test_y)
+
+
+def load_dataset(name: str, cache_dir: Path = DEFAULT_CACHE, limit: int | None = None,
+                 shape: tuple[int, int, int] = (3, 32, 32), classes: int = 10) -> ImageData:
+    """``fashion-mnist``, ``cifar10``, ``synthetic`` or a PATH; ``limit`` caps both splits."""
+    if name == "fashion-mnist":
+        data = load_fashion_mnist()
+    elif name == "synthetic":
+        data = synthetic(shape, classes)
+    elif name == "cifar10":
+        if "HWNAS_CIFAR10" not in os.environ:
+            raise HwnasError("--dataset cifar10 needs $HWNAS_CIFAR10 set to its location; or "
+                             "pass --dataset PATH (image tree, .tar.gz of one, python batches)")
+        data = load_path(Path(os.environ["HWNAS_CIFAR10"]), cache_dir)
+    else:
+        data = load_path(Path(name), cache_dir)
+    if limit is not None:
+        data = ImageData(data.name, data.classes, data.train_x[:limit], data.train_y[:limit],
+                         data.test_x[:limit], data.test_y[:limit])
+    return data
+
+
+def split_holdout(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ProxylessNAS's held-out architecture split: (weight indices, architecture indices)."""
+    if not 0 < fraction < 1 or int(n * fraction) < 1 or n - int(n * fraction) < 1:
+        raise HwnasError(f"cannot hold out {fraction} of {n} training images for the "
+                         f"architecture step; need at least one image in each part")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut = int(n * fraction)
+    return order[cut:].sort().values, order[:cut].sort().values
+
+
+class Batches:
+    """In-memory batches on ``device``: adaptation, normalisation and augmentation on tensors."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, shape: tuple[int, int, int],
+                 device: torch.device, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.x, self.y = x.to(device), y.to(device)
+        self.shape, self.device = shape, device
+        self.mean = mean.to(device).view(1, -1, 1, 1)
+        self.std = std.to(device).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batch(self, index: torch.Tensor, augment: bool,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = adapt(self.x[index.to(self.device)], self.shape)
+        x = (x - self.mean) / self.std
+        if augment:
+            x = random_crop_flip(x, generator)
+        return x, self.y[index.to(self.device)]
+
+    def epoch(self, batch_size: int, generator: torch.Generator, augment: bool,
+              drop_last: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self), generator=generator)
+        stop = len(order) - len(order) % batch_size if drop_last else len(order)
+        for start in range(0, stop, batch_size):
+            yield self.batch(order[start:start + batch_size], augment, generator)
+
+
+def channel_stats(x: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch.Tensor,
+                                                                         torch.Tensor]:
+    """Per-channel mean and std (of the adapted images) over a sample of ``x``."""
+    sample = adapt(x[: 2048], shape)
+    return sample.mean(dim=(0, 2, 3)), sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
+
+
+def adapt(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 (B, c, h, w) -> float (B, C, H, W) in [0, 1] at the space's input (DESIGN §2)."""
+    channels, height, width = shape
+    x = x.float() / 255
+    if x.shape[1] != channels:
+        if x.shape[1] != 1:
+            raise HwnasError(f"images have {x.shape[1]} channels, the space wants {channels}")
+        x = x.expand(-1, channels, -1, -1)
+    h, w = x.shape[2:]
+    if (h, w) == (height, width):
+        return x.contiguous()
+    if h <= height <= 1.25 * h and w <= width <= 1.25 * w:
+        top, left = (height - h) // 2, (width - w) // 2
+        return F.pad(x, (left, width - w - left, top, height - h - top))
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Random crop after zero padding by H/8 (4 px at 32×32) and random horizontal flip."""
+    b, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    rows = dy[:, None] + torch.arange(h, device=x.device)
+    cols = dx[:, None] + torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
