@@ -206,3 +206,59 @@ def estimate_table(device: DeviceModel | str, spaces: list[Space | str],
     if analytical_error:
         meta["analytical_error"] = analytical_error
     return make_table(list(rows.values()), meta, device.name)
+
+
+def row_costs(spaces: list[Space | str]) -> dict[tuple, list[NodeCost]]:
+    """Node costs of every table row of ``spaces`` (one ONNX export per distinct op)."""
+    costs: dict[tuple, list[NodeCost]] = {}
+    for space in spaces:
+        space = get_space(space) if isinstance(space, str) else space
+        for key, (factory, shape) in space_ops(space).items():
+            if key not in costs:
+                costs[key] = graph_costs(export_onnx(factory(), shape))
+    return costs
+
+
+def predict_rows(costs: dict[tuple, list[NodeCost]], device: DeviceModel) -> dict[tuple, float]:
+    """Estimated ms of each row (stem rows include the inference overhead)."""
+    return {key: sum(node_latency_us(c, device) for c in nodes) / 1e3
+            + (device.inference_overhead_us / 1e3 if key[0].startswith("stem:") else 0.0)
+            for key, nodes in costs.items()}
+
+
+def fit_device(costs: dict[tuple, list[NodeCost]], measured: dict[tuple, float],
+               device: DeviceModel, grid: int = 12) -> DeviceModel:
+    """``device`` with efficiencies and node overhead fitted (grid search, min log error).
+
+    Used to split the a-priori model's error into wrong parameters vs a wrong model form:
+    fit on some rows, evaluate on others (see ``bench/latency_analytical.py``).
+    """
+    import itertools
+
+    import numpy as np
+
+    keys = [k for k in costs if k in measured]
+    nodes = [(i, c) for i, k in enumerate(keys) for c in costs[k]]
+    row = np.array([i for i, _ in nodes])
+    kind = np.array([("dense", "depthwise", "elementwise").index(c.kind) for _, c in nodes])
+    flops = np.array([c.flops for _, c in nodes])
+    moved = np.array([c.bytes for _, c in nodes]) * device.dtype_bytes / 4
+    bw = np.where(moved <= device.cache_mb * 1e6, device.cache_gbs, device.dram_gbs)
+    memory = moved / (bw * 1e3 * device.mem_eff)
+    target = np.log(np.array([measured[k] for k in keys]) * 1e3)
+    stem = np.array([k[0].startswith("stem:") for k in keys]) * device.inference_overhead_us
+    effs, best = np.geomspace(0.02, 1.0, grid), (np.inf, None)
+    for e in itertools.product(effs, effs, effs):
+        compute = flops / (device.peak_gflops * 1e3 * np.array(e)[kind])
+        base = np.maximum(compute, memory)
+        for overhead in (0.0, 1.0, 2.0, 3.0, 5.0, 8.0):
+            pred = np.bincount(row, base + overhead, len(keys)) + stem
+            loss = float(np.mean((np.log(pred) - target) ** 2))
+            if loss < best[0]:
+                best = (loss, (e, overhead))
+    (e_dense, e_dw, e_ew), overhead = best[1]
+    return DeviceModel(f"{device.name}-fitted", device.description + " (fitted)",
+                       device.peak_gflops, device.dram_gbs, device.cache_gbs, device.cache_mb,
+                       overhead, device.inference_overhead_us, device.dtype_bytes,
+                       {"dense": round(float(e_dense), 4), "depthwise": round(float(e_dw), 4),
+                        "elementwise": round(float(e_ew), 4)}, device.mem_eff)

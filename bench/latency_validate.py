@@ -1,0 +1,39 @@
+"""Predictor accuracy on this CPU: 50 random `cifar` architectures, measured vs predicted.
+
+Measures each architecture end to end with onnxruntime (the shipped `cpu` table's own backend
+and settings: CPU EP, 1 thread) and compares with the calibrated `cpu` table's prediction.
+Goal (issue 3): >= 99 % within ±10 % and MAPE <= 3 %. CPU-heavy: run it as
+
+    flock /tmp/hwnas-cpu.lock python bench/latency_validate.py [-n 50] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from latency_predictors import load_table
+from latency_predictors.validate import VALIDATION_SEED, validate_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=50)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--space", default="cifar")
+    parser.add_argument("--seed", type=int, default=VALIDATION_SEED)
+    parser.add_argument("--out", default=None, help="folder for validation.csv/.png")
+    args = parser.parse_args()
+    table = load_table(args.device)
+    start = time.perf_counter()
+    result = validate_table(table, args.space, n=args.n, seed=args.seed)
+    print(result.format())
+    print(f"n={len(result.frame)} seed={args.seed} MAPE={result.mape:.3f}% "
+          f"within_10pct={result.within_10pct:.1f}% max_error={result.max_error:.2f}% "
+          f"({time.perf_counter() - start:.0f} s)")
+    if args.out:
+        print("wrote", *result.save(args.out))
+
+
+if __name__ == "__main__":
+    main()
