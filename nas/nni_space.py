@@ -41,9 +41,14 @@ NNI_INSTALL_HINT = ("NNI interop needs nni==3.0 with pytorch-lightning and torch
 def import_nni(module: str) -> Any:
     """Import an NNI module, or raise :class:`HwnasError` saying what to install."""
     import importlib
+    import warnings
 
     try:
-        return importlib.import_module(module)
+        with warnings.catch_warnings():
+            # NNI 3.0 wraps every torch.nn class and warns about the few newer torch ones.
+            warnings.filterwarnings("ignore", "<class .* is found to be not a nn.Module",
+                                    RuntimeWarning)
+            return importlib.import_module(module)
     except ImportError as err:
         raise HwnasError(f"cannot import {module} ({err}); {NNI_INSTALL_HINT}") from None
 
