@@ -67,17 +67,18 @@ def _time_calls(run: Callable[[], object], warmup: int, repeats: int,
     return samples * 1e3
 
 
-def summarize(samples: np.ndarray, rounds: int = 10) -> dict[str, float | int]:
+def summarize(samples: np.ndarray, chunk: int = 5) -> dict[str, float | int]:
     """Statistics of one op's samples (ms): mean, std, and a noise-robust median.
 
-    ``median_ms`` is the smallest of the medians of ``rounds`` consecutive chunks of the samples:
-    on a shared machine another process's burst slows whole chunks, and the quietest chunk's
-    median is the op's latency on an idle machine. Whole networks are summarised the same way,
-    so table sums and end-to-end measurements stay comparable.
+    ``median_ms`` is the smallest median of ``chunk`` consecutive runs: on a shared machine
+    another process's burst slows whole stretches of runs (and with the thread-CPU clock only
+    slows them: cache and memory-bandwidth contention), so the quietest stretch's median is the
+    latency on an idle machine. Whole networks are summarised the same way, so table sums and
+    end-to-end measurements stay comparable.
     """
-    chunks = [c for c in np.array_split(samples, max(1, min(rounds, samples.size))) if c.size]
+    parts = max(1, samples.size // chunk)
     return {"mean_ms": float(samples.mean()),
-            "median_ms": float(min(np.median(c) for c in chunks)),
+            "median_ms": float(min(np.median(c) for c in np.array_split(samples, parts))),
             "std_ms": float(samples.std()), "samples": int(samples.size)}
 
 

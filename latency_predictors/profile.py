@@ -65,8 +65,7 @@ def space_ops(space: Space) -> dict[OpKey, OpFactory]:
 
 def default_out(name: str) -> Path:
     """Where ``hwnas profile --name NAME`` writes when no ``--out`` is given."""
-    user = table_dirs()[0] if len(table_dirs()) > 1 else Path.home() / ".hwnas" / "tables"
-    return user / f"{name}.csv"
+    return table_dirs()[0] / f"{name}.csv"
 
 
 def partial_paths(out: str | os.PathLike) -> tuple[Path, Path]:

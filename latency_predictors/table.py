@@ -175,9 +175,13 @@ def table_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def table_dirs() -> list[Path]:
-    """Where names are looked up: ``$HWNAS_TABLES`` (os.pathsep-separated), then shipped."""
+    """Where names are looked up: the user's tables, then the shipped ones.
+
+    The user's are ``$HWNAS_TABLES`` (os.pathsep-separated folders) or, without it,
+    ``~/.hwnas/tables`` (where ``hwnas profile`` writes by default).
+    """
     user = [Path(p) for p in os.environ.get(USER_DIR_ENV, "").split(os.pathsep) if p]
-    return [*user, SHIPPED_DIR]
+    return [*(user or [Path.home() / ".hwnas" / "tables"]), SHIPPED_DIR]
 
 
 def known_tables() -> list[str]:
