@@ -30,19 +30,20 @@ from __future__ import annotations
 import torch
 
 
-def sample_pair(probs: torch.Tensor, generator: torch.Generator) -> tuple[list[int], torch.Tensor]:
-    """Two distinct paths drawn from ``probs`` and one-hot gates on the active one.
+def sample_pairs(probs: torch.Tensor,
+                 generator: torch.Generator) -> tuple[list[list[int]], torch.Tensor]:
+    """Two distinct paths per layer drawn from ``probs`` (layers × candidates) and gates.
 
-    Returns ``(pair, gates)``: ``gates`` is a float 2-vector (requires no grad yet) one-hot on
-    the path drawn from the renormalised pair probabilities.
+    Returns ``(pairs, gates)``: ``gates`` (layers × 2, float, on the CPU) is one-hot on the
+    path drawn from each layer's renormalised pair probabilities.
     """
     p = probs.detach().float().cpu()
-    pair = torch.multinomial(p, 2, replacement=False, generator=generator).tolist()
-    pair_probs = p[pair] / p[pair].sum()
-    active = int(torch.multinomial(pair_probs, 1, generator=generator))
-    gates = torch.zeros(2)
-    gates[active] = 1.0
-    return pair, gates
+    pairs = torch.multinomial(p, 2, replacement=False, generator=generator)
+    pair_probs = p.gather(1, pairs)
+    active = torch.multinomial(pair_probs / pair_probs.sum(1, keepdim=True), 1,
+                               generator=generator)
+    gates = torch.zeros(len(p), 2).scatter_(1, active, 1.0)
+    return pairs.tolist(), gates
 
 
 def pair_alpha_grad(alpha: torch.Tensor, pair: list[int],

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from nas.gradient import pair_alpha_grad, rescale_pair, sample_pair
+from nas.gradient import pair_alpha_grad, rescale_pair, sample_pairs
 from search_spaces import LayerSpec, MixedOp, Space
 
 TINY = Space("test-gradient-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1,),
@@ -84,7 +84,8 @@ def test_sampler_frequencies_match_without_replacement_probabilities() -> None:
     pair_counts: dict[frozenset, int] = {}
     first_active = 0
     for _ in range(n):
-        pair, gates = sample_pair(p, g)
+        pairs, gates = sample_pairs(p[None], g)
+        pair, gates = pairs[0], gates[0]
         key = frozenset(pair)
         pair_counts[key] = pair_counts.get(key, 0) + 1
         if key == frozenset((0, 2)) and gates[pair.index(0)] == 1:

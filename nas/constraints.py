@@ -1,0 +1,68 @@
+"""(device table, budget) pairs of a search: the latency model the loss and derivation use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from latency_predictors import LatencyMatrix, latency_matrix, load_table
+from search_spaces import HwnasError, Space
+
+from .derive import DeviceBudget, solve
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One device's latency matrix for the searched space and its budget (ms)."""
+
+    matrix: LatencyMatrix
+    budget_ms: float
+    source: str  # table name or path as the user gave it
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        return self.matrix.device
+
+    @property
+    def estimated(self) -> bool:
+        return self.matrix.provenance == "estimated"
+
+    def device_budget(self) -> DeviceBudget:
+        return DeviceBudget(self.source, self.budget_ms, self.matrix.fixed_ms,
+                            tuple(tuple(row) for row in self.matrix.per_layer))
+
+    def describe(self) -> dict[str, Any]:
+        """What a run summary records about this table."""
+        return {"table": self.source, "device": self.device, "budget_ms": self.budget_ms,
+                "provenance": self.matrix.provenance, "calibrated": self.matrix.calibrated,
+                "metadata": self.metadata}
+
+
+def load_constraints(space: Space, devices: Sequence[str],
+                     budgets_ms: Sequence[float]) -> list[Constraint]:
+    """Load each device's table, build its matrix for ``space``, and check joint feasibility.
+
+    Raises :class:`HwnasError` (before any training) when the counts differ, a table is
+    unknown or incomplete, or no architecture of the space meets every budget.
+    """
+    if len(devices) != len(budgets_ms):
+        raise HwnasError(f"got {len(devices)} devices {list(devices)} but {len(budgets_ms)} "
+                         "budgets; give one budget per device (e.g. --device vpu,a100 "
+                         "--budget 30ms,3ms)")
+    if len(set(devices)) != len(devices):
+        raise HwnasError(f"device listed twice: {list(devices)}")
+    constraints = []
+    for device, budget in zip(devices, budgets_ms, strict=True):
+        table = load_table(device)
+        constraints.append(Constraint(latency_matrix(space, table), budget, device,
+                                      dict(table.metadata)))
+    check_feasible(space, constraints)
+    return constraints
+
+
+def check_feasible(space: Space, constraints: Sequence[Constraint]) -> None:
+    """Raise the knapsack's infeasibility error if no architecture meets every budget."""
+    zero = [[0.0] * len(space.candidates) for _ in range(space.num_layers)]
+    solve(zero, [c.device_budget() for c in constraints])

@@ -1,0 +1,140 @@
+"""The ProxylessNAS search engine: weight steps and architecture steps on a supernet.
+
+Cai et al., "ProxylessNAS: Direct Neural Architecture Search on Target Task and Hardware",
+ICLR 2019:
+
+- ``weight_step``: one binarized path per layer (uniform during warm-up, else drawn from
+  p = softmax(α)); only that child computes, so memory is that of one child. SGD, nesterov
+  momentum, cosine learning rate, label smoothing.
+- ``arch_step`` (held-out data): two paths per layer, binary gates, the gate-gradient
+  estimator of :mod:`nas.gradient` for the cross-entropy part and autograd through the
+  expected latency (one term per device, :mod:`nas.latency_loss`); Adam with β1 = 0 so paths
+  with a zero gradient do not move, then the offset rescaling of the sampled logits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from latency_predictors import expected_latency
+from search_spaces import HwnasError, Supernet
+
+from .config import SearchConfig
+from .constraints import Constraint
+from .gradient import pair_alpha_grad, rescale_pair, sample_pairs
+from .latency_loss import latency_loss
+
+
+class NonFiniteLoss(HwnasError):
+    """The loss became NaN or infinite."""
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class SearchEngine:
+    """Holds the supernet, both optimisers and the path-sampling generator."""
+
+    def __init__(self, supernet: Supernet, constraints: Sequence[Constraint],
+                 config: SearchConfig, device: torch.device | None = None) -> None:
+        self.device = device or default_device()
+        self.supernet = supernet.to(self.device)
+        self.constraints = list(constraints)
+        self.config = config
+        self.generator = torch.Generator().manual_seed(config.seed)  # path sampling (CPU)
+        self.weight_opt = torch.optim.SGD(self.supernet.weight_parameters(), lr=config.weight_lr,
+                                          momentum=config.momentum, nesterov=True,
+                                          weight_decay=config.weight_decay)
+        self.arch_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=config.arch_lr,
+                                         betas=(0.0, 0.999), eps=1e-8)
+        self.train_loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.arch_loss = nn.CrossEntropyLoss()
+
+    def probs(self) -> torch.Tensor:
+        """p = softmax(α) per layer, as a (layers × candidates) tensor."""
+        return torch.stack(self.supernet.probs())
+
+    def sample_paths(self, uniform: bool) -> list[int]:
+        """One path per layer: uniform (warm-up) or drawn from p."""
+        layers, count = len(self.supernet.layers), len(self.supernet.space.candidates)
+        if uniform:
+            return torch.randint(count, (layers,), generator=self.generator).tolist()
+        p = self.probs().detach().float().cpu()
+        return torch.multinomial(p, 1, generator=self.generator)[:, 0].tolist()
+
+    def set_lr(self, progress: float) -> None:
+        """Cosine schedule of the weight learning rate, ``progress`` in [0, 1]."""
+        for group in self.weight_opt.param_groups:
+            group["lr"] = self.config.weight_lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def weight_step(self, images: torch.Tensor, labels: torch.Tensor,
+                    uniform: bool = False) -> float:
+        """One SGD step of the weights of one sampled path; returns the training loss."""
+        paths = self.sample_paths(uniform)
+        self.supernet.train()
+        self.weight_opt.zero_grad(set_to_none=True)
+        logits = self.supernet(images.to(self.device), paths)
+        loss = self.train_loss(logits, labels.to(self.device))
+        _check_finite(loss, "weight")
+        loss.backward()
+        self.weight_opt.step()
+        return float(loss.detach())
+
+    def expected_latencies(self) -> list[torch.Tensor]:
+        """E[LAT] per device (ms), differentiable in α."""
+        probs = self.supernet.probs()
+        return [expected_latency(probs, c.matrix) for c in self.constraints]
+
+    def arch_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """One Adam step of α on a held-out batch; returns the latency-aware loss."""
+        pairs, gate_rows = sample_pairs(self.probs(), self.generator)
+        gates = [row.to(self.device).requires_grad_(True) for row in gate_rows]
+        alphas = self.supernet.arch_parameters()
+        self.supernet.train()
+        logits = self.supernet(images.to(self.device), pairs, gates)
+        ce = self.arch_loss(logits, labels.to(self.device))
+        loss = latency_loss(self.config.loss, ce, self.expected_latencies(),
+                            [c.budget_ms for c in self.constraints], self.config.loss_strength)
+        _check_finite(loss, "architecture")
+        grads = torch.autograd.grad(loss, [*gates, *alphas])
+        gate_grads, latency_grads = grads[:len(gates)], grads[len(gates):]
+        old = [alpha.detach()[pair].clone() for alpha, pair in zip(alphas, pairs, strict=True)]
+        for alpha, pair, gate_grad, lat_grad in zip(alphas, pairs, gate_grads, latency_grads,
+                                                    strict=True):
+            alpha.grad = lat_grad + pair_alpha_grad(alpha, pair, gate_grad).to(lat_grad)
+        self.arch_opt.step()
+        for alpha, pair, before in zip(alphas, pairs, old, strict=True):
+            rescale_pair(alpha, pair, before)
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def accuracy(self, batches, paths: list[int], batch_size: int = 256) -> float:
+        """Top-1 accuracy of one path of the supernet (eval mode) on ``batches``."""
+        self.supernet.eval()
+        correct = 0
+        for start in range(0, len(batches), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(batches)))
+            x, y = batches.batch(index, augment=False)
+            correct += int((self.supernet(x, paths).argmax(1) == y).sum())
+        return correct / max(1, len(batches))
+
+    def state_dict(self) -> dict:
+        return {"supernet": self.supernet.state_dict(), "weight_opt": self.weight_opt.state_dict(),
+                "arch_opt": self.arch_opt.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.weight_opt.load_state_dict(state["weight_opt"])
+        self.arch_opt.load_state_dict(state["arch_opt"])
+        self.generator.set_state(state["generator"])
+
+
+def _check_finite(loss: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(f"{what} loss became {loss.item()}; stopped, the last good "
+                            "checkpoint is kept (try a lower learning rate)")

@@ -1,0 +1,208 @@
+"""``search(config) -> RunResult``: the ProxylessNAS search loop behind ``hwnas search``.
+
+Warm-up epochs train weights on uniformly sampled paths; search epochs alternate weight steps
+with an architecture step (held-out split) every ``arch_every`` weight steps. After every
+epoch a checkpoint holds the supernet, both optimisers, the path-sampling and data-order
+generators and the torch/numpy/python RNG states, so a resumed CPU run reproduces an
+uninterrupted one exactly. The final architecture comes from the exact knapsack
+(:mod:`nas.derive`), so the predicted latency meets every budget.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from search_spaces import ArchSpec, HwnasError, Supernet, get_space
+from search_spaces.fileio import atomic_write_text
+
+from . import rundir
+from .config import SearchConfig
+from .constraints import Constraint, check_feasible, load_constraints
+from .data import Batches, channel_stats, load_dataset, split_holdout
+from .derive import solve
+from .engine import SearchEngine
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished search produced (all of it is also in ``run_dir``)."""
+
+    run_dir: Path
+    spec: ArchSpec
+    latency_ms: dict[str, float]  # predicted latency of ``spec`` per table
+    budgets_ms: dict[str, float]
+    test_accuracy: float  # ``spec`` with the supernet's weights, no retraining
+    estimated_tables: list[str]
+
+
+@dataclass
+class _Splits:
+    weight: Batches
+    arch: Batches
+    test: Batches
+
+
+def _prepare_data(config: SearchConfig, device: torch.device) -> _Splits:
+    space = get_space(config.space)
+    data = load_dataset(config.dataset, limit=config.data_limit, shape=space.input,
+                        classes=space.num_classes)
+    if int(data.train_y.max()) >= space.num_classes:
+        raise HwnasError(f"data set {data.name!r} has {len(data.classes)} classes, space "
+                         f"{space.name!r} has a {space.num_classes}-way head")
+    weight_idx, arch_idx = split_holdout(len(data.train_y), config.arch_fraction, config.seed)
+    mean, std = channel_stats(data.train_x[weight_idx], space.input)
+
+    def batches(x: torch.Tensor, y: torch.Tensor) -> Batches:
+        return Batches(x, y, space.input, device, mean, std)
+
+    return _Splits(batches(data.train_x[weight_idx], data.train_y[weight_idx]),
+                   batches(data.train_x[arch_idx], data.train_y[arch_idx]),
+                   batches(data.test_x, data.test_y))
+
+
+def _open_run_dir(config: SearchConfig) -> Path:
+    run_dir = Path(config.out)
+    exists = (run_dir / rundir.CHECKPOINT).exists() or (run_dir / "summary.json").exists()
+    if exists and not config.resume:
+        raise HwnasError(f"{run_dir} already holds a run; pass --resume to continue it or "
+                         "choose another --out")
+    if config.resume and not exists:
+        raise HwnasError(f"--resume: no checkpoint at {run_dir / rundir.CHECKPOINT}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _cycle(batches: Batches, batch_size: int, generator: torch.Generator) -> Iterator:
+    while True:
+        yield from batches.epoch(min(batch_size, len(batches)), generator, augment=False)
+
+
+def _run_epoch(engine: SearchEngine, splits: _Splits, epoch: int,
+               data_gen: torch.Generator) -> dict[str, float]:
+    config = engine.config
+    warm = epoch < config.warmup_epochs
+    batch_size = min(config.batch_size, len(splits.weight))
+    steps = len(splits.weight) // batch_size
+    phase_epoch, phase_len = ((epoch, config.warmup_epochs) if warm
+                              else (epoch - config.warmup_epochs, config.epochs))
+    held_out = _cycle(splits.arch, batch_size, data_gen)
+    weight_losses, arch_losses = [], []
+    bar = tqdm(splits.weight.epoch(batch_size, data_gen, augment=True), total=steps,
+               desc=f"epoch {epoch + 1}/{config.total_epochs}{' (warm-up)' if warm else ''}",
+               disable=not config.progress, leave=False)
+    for step, (x, y) in enumerate(bar):
+        engine.set_lr((phase_epoch * steps + step) / (phase_len * steps))
+        weight_losses.append(engine.weight_step(x, y, uniform=warm))
+        if not warm and (step + 1) % config.arch_every == 0:
+            arch_losses.append(engine.arch_step(*next(held_out)))
+    return {"weight_loss": float(np.mean(weight_losses)) if weight_losses else math.nan,
+            "arch_loss": float(np.mean(arch_losses)) if arch_losses else math.nan}
+
+
+def _epoch_row(engine: SearchEngine, splits: _Splits, epoch: int, losses: dict[str, float],
+               seconds: float) -> dict[str, Any]:
+    argmax = [int(a.argmax()) for a in engine.supernet.arch_parameters()]
+    row: dict[str, Any] = {"epoch": epoch + 1, "phase": "warmup" if epoch <
+                           engine.config.warmup_epochs else "search", **losses,
+                           "heldout_acc": engine.accuracy(splits.arch, argmax),
+                           "lr": engine.weight_opt.param_groups[0]["lr"], "seconds": seconds}
+    with torch.no_grad():
+        for c, value in zip(engine.constraints, engine.expected_latencies(), strict=True):
+            row[f"expected_ms[{c.source}]"] = float(value)
+            row[f"argmax_ms[{c.source}]"] = c.matrix.total(argmax)
+    return row
+
+
+def derive(engine: SearchEngine) -> ArchSpec:
+    """The most probable architecture that meets every budget (exact knapsack on log p)."""
+    with torch.no_grad():
+        scores = [torch.log_softmax(a.double(), 0).tolist()
+                  for a in engine.supernet.arch_parameters()]
+    choice = solve(scores, [c.device_budget() for c in engine.constraints])
+    return engine.supernet.space.spec_from_indices(choice)
+
+
+def _checkpoint(engine: SearchEngine, epoch: int, history: list, probs: list,
+                data_gen: torch.Generator) -> dict[str, Any]:
+    return {"engine": engine.state_dict(), "epoch": epoch, "history": history, "probs": probs,
+            "data_generator": data_gen.get_state(), "rng": rundir.rng_states(),
+            "config": engine.config.identity()}
+
+
+def _restore(engine: SearchEngine, state: dict[str, Any], data_gen: torch.Generator) -> None:
+    if state["config"] != engine.config.identity():
+        diff = sorted(k for k, v in engine.config.identity().items() if state["config"].get(k) != v)
+        raise HwnasError(f"--resume: the run was started with different settings ({diff}); "
+                         "repeat the original options")
+    engine.load_state_dict(state["engine"])
+    data_gen.set_state(state["data_generator"])
+    rundir.set_rng_states(state["rng"])
+
+
+def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None, *,
+           stop_after_epoch: int | None = None) -> RunResult | None:
+    """Run (or resume) a search; ``stop_after_epoch`` stops there as if killed (returns None).
+
+    Every user-input problem (tables, budgets, data, run directory, checkpoint) raises
+    :class:`HwnasError` before anything is written, except a NaN loss mid-run, which stops
+    with the last good checkpoint kept.
+    """
+    space = get_space(config.space)
+    if constraints is None:
+        constraints = load_constraints(space, config.devices, config.budgets_ms)
+    check_feasible(space, constraints)
+    state = rundir.load_checkpoint(Path(config.out)) if config.resume else None
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    engine = SearchEngine(Supernet(space), constraints, config)
+    splits = _prepare_data(config, engine.device)
+    data_gen = torch.Generator().manual_seed(config.seed + 1)
+    if state is not None:
+        _restore(engine, state, data_gen)
+    run_dir = _open_run_dir(config)
+    history = list(state["history"]) if state else []
+    probs = list(state["probs"]) if state else []
+    for epoch in range(state["epoch"] if state else 0, config.total_epochs):
+        start = time.perf_counter()
+        losses = _run_epoch(engine, splits, epoch, data_gen)
+        history.append(_epoch_row(engine, splits, epoch, losses, time.perf_counter() - start))
+        probs.append(engine.probs().tolist())
+        rundir.save_checkpoint(run_dir, _checkpoint(engine, epoch + 1, history, probs,
+                                                    data_gen))
+        rundir.write_metrics(run_dir, history)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            return None
+    return _finish(engine, splits, run_dir, history, probs)
+
+
+def _finish(engine: SearchEngine, splits: _Splits, run_dir: Path, history: list,
+            probs: list) -> RunResult:
+    space, constraints, config = engine.supernet.space, engine.constraints, engine.config
+    spec = derive(engine)
+    choice = [space.candidate_index(layer) for layer in spec.layers]
+    accuracy = engine.accuracy(splits.test, choice)
+    breakdown = rundir.latency_breakdown(space, spec, constraints)
+    atomic_write_text(run_dir / "arch.json", spec.to_json() + "\n")
+    rundir.write_latency(run_dir, breakdown)
+    rundir.write_plots(run_dir, history, probs, space.tokens, constraints)
+    result = RunResult(run_dir, spec, {b["table"]: b["total_ms"] for b in breakdown},
+                       {c.source: c.budget_ms for c in constraints}, accuracy,
+                       [c.source for c in constraints if c.estimated])
+    rundir.write_summary(run_dir, {
+        "arch": spec.to_string(), "space": space.name, "seed": config.seed,
+        "config": config.to_dict(), "tables": [c.describe() for c in constraints],
+        "predicted_latency_ms": result.latency_ms, "budgets_ms": result.budgets_ms,
+        "test_accuracy_inherited": accuracy, "epochs": len(history),
+        "device": str(engine.device), "search_seconds": sum(r["seconds"] for r in history)})
+    return result

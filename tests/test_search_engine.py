@@ -1,0 +1,112 @@
+"""End-to-end searches on a tiny test-only space with synthetic data (CPU, seconds each).
+
+Also provides the tiny space, its latency matrix and a table file to the other search tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from latency_predictors import LatencyMatrix, make_table, new_metadata, required_keys, save_table
+from nas import SearchConfig, search
+from nas.constraints import Constraint
+from nas.rundir import load_checkpoint
+from search_spaces import SPACES, HwnasError, LayerSpec, Space, register_space
+
+TINY_NAME = "test-search-tiny"
+TINY = SPACES.get(TINY_NAME) or register_space(Space(
+    TINY_NAME, input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1), num_classes=4,
+    candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
+                LayerSpec("block", 3, 2, "star"), LayerSpec("block", 5, 2, "quad"))))
+ROWS = [[0.0, 1.0, 2.0, 3.0], [0.0, 1.5, 2.5, 3.5]]
+FIXED_MS = 0.5
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # tiny tensors: threads only add contention on shared CPUs
+
+
+def tiny_constraint(budget_ms: float, rows: list[list[float]] = ROWS,
+                    name: str = "fake") -> Constraint:
+    matrix = LatencyMatrix(TINY_NAME, name, "estimated", False, FIXED_MS, rows)
+    return Constraint(matrix, budget_ms, name)
+
+
+def tiny_table(folder: Path, name: str = "fake") -> Path:
+    """A latency table file for the tiny space: 0.1 ms per fixed part, 1 ms per block row."""
+    rows = [dict(zip(("op", "c_in", "c_out", "height", "width", "stride", "branches"), key,
+                     strict=True), mean_ms=1.0 if "_k" in key[0] else 0.1,
+                 median_ms=1.0 if "_k" in key[0] else 0.1, std_ms=0.0, samples=1)
+            for key in required_keys(TINY)]
+    table = make_table(rows, new_metadata(name, "estimated", spaces=[TINY_NAME]), name)
+    return save_table(table, folder / f"{name}.csv")
+
+
+def tiny_config(out: Path, budget_ms: float = 4.0, **overrides) -> SearchConfig:
+    fields = dict(space=TINY_NAME, dataset="synthetic", out=str(out), epochs=2, warmup_epochs=1,
+                  batch_size=32, data_limit=256, progress=False, arch_every=1)
+    return SearchConfig(("fake",), (budget_ms,), **{**fields, **overrides})
+
+
+def test_tiny_search_writes_a_complete_run(tmp_path: Path) -> None:
+    result = search(tiny_config(tmp_path / "run"), [tiny_constraint(4.0)])
+    assert result is not None and result.latency_ms["fake"] <= 4.0
+    for name in ("arch.json", "metrics.csv", "latency.json", "latency.csv", "accuracy.png",
+                 "latency.png", "probs.png", "summary.json", "checkpoint.pt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["tables"][0]["provenance"] == "estimated"
+    assert summary["seed"] == 0 and summary["versions"]["torch"]
+    assert result.estimated_tables == ["fake"]
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 1 + 3
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_tight_budget_gives_lower_latency_than_loose(tmp_path: Path) -> None:
+    # Same data, seed and loss; only the budget differs. The searched distribution's expected
+    # latency must come out lower under the tight budget, and the derived architecture must
+    # meet it. add_linear: its pressure grows as the budget shrinks (mul_log's log form keeps
+    # rewarding lower latency however far below budget, so it is not monotone in T here).
+    runs = {}
+    for budget in (100.0, 2.0):
+        out = tmp_path / f"b{budget}"
+        result = search(tiny_config(out, budget, loss="add_linear", arch_lr=0.05),
+                        [tiny_constraint(budget)])
+        runs[budget] = (result, load_checkpoint(out)["history"][-1]["expected_ms[fake]"])
+    assert runs[2.0][1] < runs[100.0][1]
+    assert runs[2.0][0].latency_ms["fake"] <= min(2.0, runs[100.0][0].latency_ms["fake"])
+
+
+def test_resume_after_kill_gives_the_same_run(tmp_path: Path) -> None:
+    whole = search(tiny_config(tmp_path / "whole"), [tiny_constraint(4.0)])
+    assert search(tiny_config(tmp_path / "cut"), [tiny_constraint(4.0)],
+                  stop_after_epoch=2) is None
+    assert not (tmp_path / "cut" / "arch.json").exists()
+    resumed = search(tiny_config(tmp_path / "cut", resume=True), [tiny_constraint(4.0)])
+    assert resumed.spec == whole.spec
+    a = load_checkpoint(tmp_path / "whole")["engine"]["supernet"]
+    b = load_checkpoint(tmp_path / "cut")["engine"]["supernet"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config(tmp_path / "run")
+    search(config, [tiny_constraint(4.0)], stop_after_epoch=1)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+
+    def nan_loss(**_):
+        return lambda logits, labels: logits.sum() * float("nan")
+
+    monkeypatch.setattr("nas.engine.nn.CrossEntropyLoss", nan_loss)
+    with pytest.raises(HwnasError, match="nan"):
+        search(tiny_config(tmp_path / "run", resume=True), [tiny_constraint(4.0)])
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    assert load_checkpoint(tmp_path / "run")["epoch"] == 1
+    assert not (tmp_path / "run" / "arch.json").exists()
