@@ -1,13 +1,23 @@
-"""CLI subcommands of nas: ``hwnas export`` (and the search commands)."""
+"""CLI subcommands of nas: ``hwnas search`` and ``hwnas export``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from search_spaces import ArchSpec, HwnasError
+from search_spaces import ArchSpec, HwnasError, get_space
 
+from .budget import parse_budgets
+from .config import SearchConfig
+from .constraints import load_constraints
 from .export import FORMATS, export_model
+from .latency_loss import LOSSES
+from .retrain import INITS, retrain
+from .search import search
+
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "json": ".json", "pt": ".pt"}
+_CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "loss", "seed",
+                 "data_limit", "resume")
 
 
 def read_arch(path: str | Path) -> ArchSpec:
@@ -18,11 +28,40 @@ def read_arch(path: str | Path) -> ArchSpec:
     return ArchSpec.from_json(path.read_text())
 
 
+def _search(args: argparse.Namespace) -> int:
+    devices = tuple(name.strip() for name in args.device.split(","))
+    budgets = tuple(parse_budgets(args.budget))
+    fields = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
+    fields["out"] = args.out or (f"runs/{fields.get('space', 'cifar')}-{'-'.join(devices)}"
+                                 f"-{args.budget.replace(',', '-')}")
+    config = (SearchConfig.quick if args.quick else SearchConfig)(devices, budgets, **fields)
+    constraints = load_constraints(get_space(config.space), devices, budgets)
+    for c in constraints:
+        if c.estimated:
+            print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model, "
+                  "not measured on the device")
+    result = search(config, constraints)
+    print(f"architecture: {result.spec.to_string()}")
+    for table, ms in result.latency_ms.items():
+        print(f"predicted latency on {table}: {ms:.4g} ms (budget {result.budgets_ms[table]:.4g}"
+              " ms)")
+    print(f"test accuracy with supernet weights (not retrained): {result.test_accuracy:.4f}")
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
-    spec = read_arch(args.arch)
-    out = args.out or Path(args.arch).with_suffix({"onnx": ".onnx", "torchscript": ".ts",
-                                                   "json": ".json", "pt": ".pt"}[args.format])
-    result = export_model(spec, None, args.format, out)
+    source = Path(args.arch)
+    if source.is_dir():
+        trained = retrain(source, args.train_epochs, args.init)
+        spec, model = trained.spec, trained.model
+        print(f"retrained {trained.epochs} epochs from {trained.init} weights: "
+              f"test accuracy {trained.test_accuracy:.4f}")
+        out = args.out or source / f"model{SUFFIXES[args.format]}"
+    else:
+        spec, model = read_arch(source), None
+        out = args.out or source.with_suffix(SUFFIXES[args.format])
+    result = export_model(spec, model, args.format, out)
     line = f"wrote {result.path} ({result.format})"
     if result.max_abs_error is not None:
         line += f"; max abs error vs PyTorch: {result.max_abs_error:.3g}"
@@ -30,9 +69,33 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export an architecture (ONNX, TorchScript, ...)")
-    p.add_argument("arch", help="ARCH.json")
+    p = subparsers.add_parser("search", help="ProxylessNAS search under latency budgets")
+    p.add_argument("--space", help="search space (default cifar)")
+    p.add_argument("--dataset", help="fashion-mnist (default), cifar10, synthetic or a PATH")
+    p.add_argument("--device", required=True, help="latency table name(s) or path(s), comma "
+                   "separated")
+    p.add_argument("--budget", required=True, help="budget(s) per device, e.g. 30ms,3ms")
+    for flag in ("epochs", "warmup-epochs", "batch-size", "seed", "data-limit"):
+        p.add_argument(f"--{flag}", type=_int)
+    p.add_argument("--loss", choices=sorted(LOSSES))
+    p.add_argument("--out", help="run directory (default runs/SPACE-DEVICES-BUDGETS)")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the run in --out from its checkpoint")
+    p.add_argument("--quick", action="store_true", help="tiny smoke configuration")
+    p.set_defaults(func=_search)
+    p = subparsers.add_parser("export", help="export an architecture (ONNX, TorchScript, ...); "
+                              "a RUN_DIR is retrained first")
+    p.add_argument("arch", help="ARCH.json or a search RUN_DIR")
     p.add_argument("--format", choices=FORMATS, default="onnx")
-    p.add_argument("--out", help="output file (default: next to ARCH.json)")
+    p.add_argument("--out", help="output file (default: next to ARCH.json / in RUN_DIR)")
+    p.add_argument("--train-epochs", type=_int, default=5, help="RUN_DIR only (default 5)")
+    p.add_argument("--init", choices=INITS, default="inherit", help="RUN_DIR only")
     p.set_defaults(func=_export)

@@ -13,6 +13,7 @@ import json
 import platform
 import random
 import subprocess
+import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -63,7 +64,9 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise HwnasError(f"--resume: no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle warns before it fails
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
         missing = {"engine", "epoch", "history", "data_generator", "rng", "config"} - set(state)
     except Exception as err:  # truncated, corrupt or not a torch file
         raise HwnasError(f"{path}: corrupt checkpoint ({type(err).__name__}); delete it to "

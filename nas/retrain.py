@@ -1,0 +1,107 @@
+"""Retrain the architecture a search derived, from scratch or from the supernet's weights.
+
+The run directory names everything needed: ``arch.json`` (the derived ArchSpec),
+``summary.json`` (data set, data limit, seed) and ``checkpoint.pt`` (the supernet, whose
+weights a child inherits through ``Supernet.child(spec)``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from search_spaces import ArchSpec, ChildNet, HwnasError, Supernet, build, get_space
+
+from . import rundir
+from .data import Batches, channel_stats, load_dataset
+from .engine import default_device
+
+INITS = ("scratch", "inherit")
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    spec: ArchSpec
+    model: ChildNet  # on the CPU, eval mode
+    test_accuracy: float
+    epochs: int
+    init: str
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise HwnasError(f"{path}: unreadable ({type(err).__name__})") from None
+
+
+def _initial_model(run_dir: Path, spec: ArchSpec, init: str) -> ChildNet:
+    if init not in INITS:
+        raise HwnasError(f"unknown --init {init!r}; valid: {list(INITS)}")
+    if init == "scratch":
+        return build(spec)
+    supernet = Supernet(get_space(spec.space))
+    supernet.load_state_dict(rundir.load_checkpoint(run_dir)["engine"]["supernet"])
+    return supernet.child(spec)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches: Batches, batch_size: int = 256) -> float:
+    model.eval()
+    correct = 0
+    for start in range(0, len(batches), batch_size):
+        x, y = batches.batch(torch.arange(start, min(start + batch_size, len(batches))), False)
+        correct += int((model(x).argmax(1) == y).sum())
+    return correct / max(1, len(batches))
+
+
+def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
+            progress: bool = True) -> RetrainResult:
+    """Train the run's derived architecture for ``epochs`` on the full training split.
+
+    SGD (nesterov momentum 0.9, cosine learning rate, label smoothing 0.1) with the search's
+    batch size and weight learning rate; accuracy is on the test split.
+    """
+    run_dir = Path(run_dir)
+    spec = ArchSpec.from_dict(_read_json(run_dir / "arch.json"))
+    config = _read_json(run_dir / "summary.json")["config"]
+    space = get_space(spec.space)
+    if epochs < 0:
+        raise HwnasError(f"--train-epochs must be >= 0, got {epochs}")
+    torch.manual_seed(config["seed"])
+    device = default_device()
+    model = _initial_model(run_dir, spec, init).to(device)
+    data = load_dataset(config["dataset"], limit=config["data_limit"], shape=space.input,
+                        classes=space.num_classes)
+    mean, std = channel_stats(data.train_x, space.input)
+    train = Batches(data.train_x, data.train_y, space.input, device, mean, std)
+    test = Batches(data.test_x, data.test_y, space.input, device, mean, std)
+    opt = torch.optim.SGD(model.parameters(), lr=config["weight_lr"], momentum=0.9,
+                          nesterov=True, weight_decay=config["weight_decay"])
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    generator = torch.Generator().manual_seed(config["seed"])
+    batch_size = min(config["batch_size"], len(train))
+    steps = max(1, epochs * (len(train) // batch_size))
+    step = 0
+    for epoch in range(epochs):
+        model.train()
+        for x, y in tqdm(train.epoch(batch_size, generator, augment=True),
+                         total=len(train) // batch_size, desc=f"retrain {epoch + 1}/{epochs}",
+                         disable=not progress, leave=False):
+            for group in opt.param_groups:
+                group["lr"] = config["weight_lr"] * 0.5 * (1 + math.cos(math.pi * step / steps))
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            if not torch.isfinite(loss):
+                raise HwnasError(f"retraining loss became {loss.item()} at epoch {epoch + 1}")
+            loss.backward()
+            opt.step()
+            step += 1
+    test_accuracy = accuracy(model, test)
+    return RetrainResult(spec, model.cpu().eval(), test_accuracy, epochs, init)

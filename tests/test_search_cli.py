@@ -1,0 +1,94 @@
+"""``hwnas search`` / ``hwnas export RUN_DIR``: bad input is one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cli import main
+
+from .test_search_engine import TINY_NAME, tiny_table
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> str:
+    return str(tiny_table(tmp_path / "tables"))
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture, match: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hwnas: error:"), err
+    assert match in err, err
+    assert "Traceback" not in err
+
+
+def _search(out: Path, table: str, *extra: str) -> list[str]:
+    return ["search", "--space", TINY_NAME, "--dataset", "synthetic", "--device", table,
+            "--out", str(out), "--quick", *extra]
+
+
+@pytest.mark.parametrize(("budget", "match"), [("abc", "malformed budget"),
+                                               ("-3ms", "malformed budget"),
+                                               ("0", "malformed budget"),
+                                               ("0ms", "positive"),
+                                               ("0.01ms", "smallest achievable")])
+def test_bad_budget(tmp_path: Path, table: str, budget: str, match: str,
+                    capsys: pytest.CaptureFixture) -> None:
+    _fails(_search(tmp_path / "run", table, f"--budget={budget}"), capsys, match)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_device(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _fails(_search(tmp_path / "run", "no-such-device", "--budget", "3ms"), capsys,
+           "unknown device")
+    assert not (tmp_path / "run").exists()
+
+
+def test_device_and_budget_counts_differ(tmp_path: Path, table: str,
+                                         capsys: pytest.CaptureFixture) -> None:
+    _fails(_search(tmp_path / "run", table, "--budget", "3ms,4ms"), capsys, "one budget per")
+
+
+@pytest.mark.parametrize("kind", ["missing", "no-images", "corrupt-image"])
+def test_unreadable_data(tmp_path: Path, table: str, kind: str,
+                         capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "data"
+    if kind != "missing":
+        (data / "train" / "cat").mkdir(parents=True)
+    if kind == "corrupt-image":
+        (data / "train" / "cat" / "0.jpg").write_bytes(b"not a jpeg")
+    argv = _search(tmp_path / "run", table, "--budget", "30ms")
+    argv[argv.index("synthetic")] = str(data)
+    _fails(argv, capsys, str(data))
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_checkpoint_on_resume(tmp_path: Path, table: str,
+                                      capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"\x80garbage")
+    _fails(_search(run, table, "--budget", "30ms", "--resume"), capsys, "corrupt checkpoint")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]
+
+
+def test_search_then_export_run_dir(tmp_path: Path, table: str,
+                                    capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(_search(run, table, "--budget", "30ms")) == 0
+    out = capsys.readouterr().out
+    assert "ESTIMATED" in out and "architecture:" in out
+    assert (run / "arch.json").is_file()
+    _fails(_search(run, table, "--budget", "30ms"), capsys, "already holds a run")
+    assert main(["export", str(run), "--format", "onnx", "--train-epochs", "1",
+                 "--init", "inherit"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert (run / "model.onnx").is_file()
