@@ -1,0 +1,45 @@
+"""Latency losses: values, the paper's form at its own scale, gradients' direction."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nas.latency_loss import PAPER_TARGET_MS, add_linear, latency_loss, mul_log
+from search_spaces import HwnasError
+
+
+def test_mul_log_equals_the_paper_at_80_ms() -> None:
+    ce, e = torch.tensor(2.0), torch.tensor(95.0)
+    paper = ce * (math.log(95.0) / math.log(80.0)) ** 0.3
+    assert float(mul_log(ce, [e], [PAPER_TARGET_MS], beta=0.3)) == pytest.approx(float(paper))
+
+
+def test_mul_log_is_scale_free_and_one_on_budget() -> None:
+    ce = torch.tensor(1.5)
+    at_budget = [float(mul_log(ce, [torch.tensor(t)], [t])) for t in (0.2, 1.0, 30.0)]
+    assert at_budget == pytest.approx([1.5] * 3)
+    ratios = [float(mul_log(ce, [torch.tensor(2 * t)], [t])) for t in (0.2, 1.0, 30.0)]
+    assert ratios == pytest.approx([ratios[0]] * 3) and ratios[0] > 1.5
+
+
+def test_add_linear_two_devices() -> None:
+    ce = torch.tensor(1.0)
+    value = add_linear(ce, [torch.tensor(3.0), torch.tensor(1.0)], [2.0, 2.0], lam=0.5)
+    assert float(value) == pytest.approx(1.0 + 0.5 * 0.5 + 0.5 * -0.5)
+
+
+@pytest.mark.parametrize("kind", ["mul_log", "add_linear"])
+def test_gradient_pushes_expected_latency_down(kind: str) -> None:
+    alpha = torch.zeros(3, requires_grad=True)
+    lat = torch.tensor([0.0, 1.0, 4.0])
+    expected = 0.5 + (torch.softmax(alpha, 0) * lat).sum()
+    latency_loss(kind, torch.tensor(2.0), [expected], [1.0]).backward()
+    assert alpha.grad[2] > alpha.grad[1] > alpha.grad[0]
+
+
+def test_unknown_loss() -> None:
+    with pytest.raises(HwnasError, match="unknown latency loss"):
+        latency_loss("square", torch.tensor(1.0), [], [])
