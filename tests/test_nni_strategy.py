@@ -1,0 +1,47 @@
+"""NNI's real Proxyless strategy runs on an hwnas space; its latency penalty moves no logit."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from latency_predictors import LatencyMatrix
+from nas.nni_profiler import latency_penalty, latency_profiler
+from nas.nni_space import layer_labels, nni_model_space
+from nas.nni_strategy import run_proxyless
+from search_spaces import SPACES, LayerSpec, Space, register_space
+
+pytest.importorskip("nni.nas.strategy", reason="NNI 3.0 (with pytorch-lightning) not installed")
+pytest.importorskip("pytorch_lightning", reason="NNI's one-shot strategies need pytorch-lightning")
+
+SPACE = Space("nni-strategy-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
+              candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
+                          LayerSpec("block", 3, 2, "star")), branches=2)
+if SPACE.name not in SPACES:
+    register_space(SPACE)
+
+
+def data(seed: int) -> TensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(12, 3, 8, 8, generator=generator),
+                         torch.randint(10, (12,), generator=generator))
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec:DeprecationWarning")
+def test_proxyless_penalty_on_or_off_gives_identical_logits() -> None:
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    matrix = LatencyMatrix(SPACE.name, "hand", "estimated", False, 1.0,
+                           [[0.0, 2.0, 5.0], [0.0, 3.0, 7.0]])
+    penalty = latency_penalty(latency_profiler(nni_model_space(SPACE), matrix), baseline_ms=2.0)
+    runs = [run_proxyless(SPACE, data(1), data(2), steps=3, batch_size=4, penalty=p,
+                          arc_learning_rate=0.05) for p in (None, penalty)]
+    off, on = (run.alphas() for run in runs)
+    assert list(off) == layer_labels(SPACE)
+    assert runs[0].trainer.global_step == 6  # an architecture and a weight step per batch
+    assert any(float(a.abs().max()) > 0.05 for a in off.values())  # α did move
+    for label in off:
+        torch.testing.assert_close(on[label], off[label], rtol=0, atol=0)
+    assert runs[1].derive().space == SPACE.name
