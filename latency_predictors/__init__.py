@@ -3,14 +3,22 @@
 Public API (DESIGN §4)::
 
     from latency_predictors import load_table, predict_latency, latency_matrix, expected_latency
-    table = load_table("cpu")                 # a shipped/user device name or a file path
+    table = load_table("cpu")                 # a user/shipped device name or a file path
     predict_latency(spec, table).total_ms     # per-layer breakdown in .layers
     matrix = latency_matrix(space, table)     # fixed_ms + per_layer[l][i]
     expected_latency(probs, matrix)           # differentiable E[LAT] for the search loss
+
+    table = profile_table("cifar", "onnxruntime", ep="cpu", name="mycpu")   # measure
+    table = calibrate(table, "cifar", n=20)   # affine whole-network correction
+    validate_table(table, "cifar", n=50)      # MAPE and share within ±10 %, out of sample
+    estimate_table("vpu", ["cifar"])          # analytical roofline estimate (ESTIMATED)
 """
 
 from __future__ import annotations
 
+from .analytical import DEVICE_MODELS, estimate_table
+from .backends import BACKENDS, make_backend
+from .calibrate import calibrate, measure_latency
 from .keys import key_label, required_keys
 from .predictor import (
     LatencyMatrix,
@@ -20,6 +28,7 @@ from .predictor import (
     latency_matrix,
     predict_latency,
 )
+from .profile import profile_table
 from .table import (
     COLUMNS,
     KEY_COLUMNS,
@@ -32,10 +41,12 @@ from .table import (
     op_key,
     save_table,
 )
+from .validate import ValidationResult, validate_table
 
 __all__ = [
-    "COLUMNS", "KEY_COLUMNS", "PROVENANCES", "LatencyMatrix", "LatencyPrediction",
-    "LatencyTable", "check_coverage", "expected_latency", "key_label", "known_tables",
-    "latency_matrix", "load_table", "make_table", "new_metadata", "op_key", "predict_latency",
-    "required_keys", "save_table",
+    "BACKENDS", "COLUMNS", "DEVICE_MODELS", "KEY_COLUMNS", "PROVENANCES", "LatencyMatrix",
+    "LatencyPrediction", "LatencyTable", "ValidationResult", "calibrate", "check_coverage",
+    "estimate_table", "expected_latency", "key_label", "known_tables", "latency_matrix",
+    "load_table", "make_backend", "make_table", "measure_latency", "new_metadata", "op_key",
+    "predict_latency", "profile_table", "required_keys", "save_table", "validate_table",
 ]

@@ -40,7 +40,8 @@ def _profile(args: argparse.Namespace) -> int:
     table = None
     for space in args.space.split(","):
         table = profile_table(get_space(space), args.backend, args.ep, args.name, out,
-                              args.repeats, args.warmup, args.threads, not args.quiet)
+                              args.repeats, args.warmup, args.threads, not args.quiet,
+                              args.method)
         if args.calibrate:
             table = calibrate(table, space, n=args.calibrate, progress=not args.quiet)
             calib = table.calibration(space)
@@ -132,9 +133,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="device name of the table")
     p.add_argument("--out", default=None, help="table path (NAME.csv + NAME.json); default "
                    "$HWNAS_TABLES/NAME.csv or ~/.hwnas/tables/NAME.csv")
-    p.add_argument("--repeats", type=int, default=300)
-    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--method", choices=["chain", "alone"], default="chain",
+                   help="chain: candidates timed as (T(4 copies) - T(2 copies)) / 2")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
                    help="fit the whole-network calibration on N random architectures")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

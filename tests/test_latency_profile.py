@@ -123,3 +123,26 @@ def test_torch_cpu_backend_times():
     module = torch.nn.Conv2d(3, 4, 3)
     assert backend.time(module, (3, 8, 8)).shape == (3,)
     assert backend.metadata()["mode"] == "cpu-eager"
+
+
+class _Linear(OrtBackend):
+    """'Times' a chain of n modules as 0.05 + 0.3 n ms (no runtime involved)."""
+
+    def time(self, module, shape):
+        n = len(module) if isinstance(module, torch.nn.Sequential) else 1
+        return np.full(self.repeats, 0.05 + 0.3 * n)
+
+
+def test_chain_method_cancels_call_overhead():
+    from latency_predictors.profile import measure_op
+
+    backend = _Linear("cpu", 1, 0, 4)
+    factory = lambda: torch.nn.Identity()  # noqa: E731
+    row = measure_op(("sum_k3_e2", 4, 4, 8, 8, 1, 0), factory, (4, 8, 8), backend, "chain")
+    assert row["median_ms"] == pytest.approx(0.3) and row["samples"] == 4
+    alone = measure_op(("sum_k3_e2", 4, 4, 8, 8, 1, 0), factory, (4, 8, 8), backend, "alone")
+    assert alone["median_ms"] == pytest.approx(0.35)
+    fixed = measure_op(("head", 8, 10, 4, 4, 1, 0), factory, (8, 4, 4), backend, "chain")
+    assert fixed["median_ms"] == pytest.approx(0.35)  # fixed parts are always timed alone
+    with pytest.raises(HwnasError, match="unknown profiling method 'x'"):
+        measure_op(("head", 8, 10, 4, 4, 1, 0), factory, (8, 4, 4), backend, "x")
