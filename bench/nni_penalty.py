@@ -25,36 +25,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import time
 from collections.abc import Iterator
 
 import torch
+from nni_common import macs_matrix, quiet_lightning
 from torch.utils.data import TensorDataset
 
-from latency_predictors import LatencyMatrix, expected_latency
+from latency_predictors import expected_latency
 from nas.nni_profiler import latency_penalty, latency_profiler
 from nas.nni_space import nni_model_space
 from nas.nni_strategy import ProxylessRun, run_proxyless
-from search_spaces import SPACES, LayerSpec, Space, make_candidate, make_fixed_part, register_space
-from search_spaces.stats import count_macs
+from search_spaces import SPACES, LayerSpec, Space, register_space
 
 SMALL = Space("nni-penalty-small", input=(3, 16, 16), stem="conv3x3", width=8, depths=(1, 1, 1),
               candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
                           LayerSpec("block", 3, 2, "star"), LayerSpec("block", 3, 2, "quad"),
                           LayerSpec("block", 7, 4, "quad"), LayerSpec("block", 5, 2, "rbf")),
               branches=2)
-
-
-def macs_matrix(space: Space, ms_per_mmac: float = 0.05) -> LatencyMatrix:
-    """A stand-in latency matrix: ``ms_per_mmac`` ms per million MACs of each op."""
-    fixed = sum(count_macs(make_fixed_part(p), (p.c_in, p.height, p.width))
-                for p in space.fixed_parts() if p.kind != "head")
-    per_layer = [[count_macs(make_candidate(c, s.channels, space.branches),
-                             (s.channels, s.height, s.width)) * ms_per_mmac / 1e6
-                  for c in space.candidates] for s in space.layer_slots()]
-    return LatencyMatrix(space.name, "macs-proxy", "estimated", False,
-                         fixed * ms_per_mmac / 1e6, per_layer)
 
 
 @contextlib.contextmanager
@@ -105,8 +93,7 @@ def main() -> None:
     parser.add_argument("--arc-lr", type=float, default=1e-2)
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "nni"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_lightning()
     torch.set_num_threads(1)  # bitwise-reproducible CPU kernels across arms
     if SMALL.name not in SPACES:
         register_space(SMALL)

@@ -169,5 +169,6 @@ def nni_model_space(space: Space | str) -> nn.Module:
 
 
 def freeze_spec(model_space: nn.Module, spec: ArchSpec) -> nn.Module:
-    """The NNI-frozen model of ``spec`` (randomly initialised, same modules as ``build(spec)``)."""
+    """``model_space.freeze`` for ``spec``: the modules and state-dict keys of ``build(spec)``,
+    with the weights the model space holds for those choices (e.g. after a one-shot search)."""
     return model_space.freeze(spec_to_sample(spec, model_space.space))
