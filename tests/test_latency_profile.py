@@ -43,12 +43,14 @@ def test_profile_adds_rows_and_checks_settings(tmp_path):
     out = tmp_path / "t.csv"
     first = Space("latency-small-a", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
                   candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum")))
-    profile_table(first, name="d", out=out, repeats=2, warmup=0, progress=False)
-    table = profile_table(SMALL, name="d", out=out, repeats=2, warmup=0, progress=False)
+    profile_table(first, name="d", out=out, repeats=2, warmup=0, progress=False, method="alone")
+    table = profile_table(SMALL, name="d", out=out, repeats=2, warmup=0, progress=False,
+                          method="alone")
     assert table.metadata["spaces"] == sorted([first.name, SMALL.name])
     assert len(table.frame) == 9 + 2  # SMALL's rows + sum_k3_e2 at two shapes
     with pytest.raises(HwnasError, match="other settings \\(repeats: has 2, asked 3\\)"):
-        profile_table(SMALL, name="d", out=out, repeats=3, warmup=0, progress=False)
+        profile_table(SMALL, name="d", out=out, repeats=3, warmup=0, progress=False,
+                      method="alone")
 
 
 KILLABLE = textwrap.dedent("""
@@ -63,7 +65,8 @@ KILLABLE = textwrap.dedent("""
             time.sleep(0.2)
             return super().time(module, shape)
 
-    profile_table(SMALL, Slow("cpu", 1, 0, 2), name="k", out=sys.argv[1], progress=False)
+    profile_table(SMALL, Slow("cpu", 1, 0, 2), name="k", out=sys.argv[1], progress=False,
+                  method="alone")
 """)
 
 
@@ -88,7 +91,8 @@ def test_resume_after_kill(tmp_path):
             calls.append(shape)
             return super().time(module, shape)
 
-    table = profile_table(SMALL, Counting("cpu", 1, 0, 2), name="k", out=out, progress=False)
+    table = profile_table(SMALL, Counting("cpu", 1, 0, 2), name="k", out=out, progress=False,
+                          method="alone")
     assert len(calls) == 9 - done_before and len(table.frame) == 9
     assert not partial_csv.exists()
 

@@ -1,0 +1,35 @@
+"""Rebuild the shipped `cpu` table: profile `cifar` and `proxyless-cifar` on this CPU with
+onnxruntime (CPU EP, 1 thread, chain method) and fit each space's whole-network calibration.
+CPU-heavy: run it as
+
+    flock /tmp/hwnas-cpu.lock python bench/latency_make_tables.py [--out DIR/NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from latency_predictors import calibrate, profile_table, save_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="latency_predictors/tables/cpu")
+    parser.add_argument("--spaces", default="cifar,proxyless-cifar")
+    parser.add_argument("-n", type=int, default=20, help="calibration architectures per space")
+    args = parser.parse_args()
+    for space in args.spaces.split(","):
+        start = time.perf_counter()
+        table = profile_table(space, "onnxruntime", "cpu", name="cpu", out=args.out)
+        print(f"profiled {space}: {len(table.frame)} rows in table, "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
+        start = time.perf_counter()
+        table = calibrate(table, space, n=args.n)
+        entry = table.calibration(space)
+        print(f"calibrated {space} in {time.perf_counter() - start:.1f} s: {entry}", flush=True)
+        save_table(table, args.out)
+
+
+if __name__ == "__main__":
+    main()
