@@ -96,21 +96,17 @@ def _cifar_batches(root: Path) -> dict[str, np.ndarray]:
             "classes": np.asarray([n.decode() for n in names])}
 
 
-def _tree_entries(path: Path) -> list[tuple[str, str, str]]:
-    """(split, class, member) of every image in a directory or a .tar.gz tree."""
+def _tree_files(path: Path) -> dict[str, bytes]:
+    """name -> encoded bytes of every image in a directory or (read in one pass) a .tar.gz."""
     if path.is_dir():
-        names = [str(p.relative_to(path)) for p in sorted(path.rglob("*"))
-                 if p.suffix.lower() in IMAGE_SUFFIXES]
-    else:
-        with tarfile.open(path) as tar:
-            names = sorted(m.name for m in tar.getmembers()
-                           if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES)
-    entries = []
-    for name in names:
-        parts = Path(name).parts
-        split = next((p for p in parts[:-2] if p in ("train", "test")), "all")
-        entries.append((split, parts[-2], name))
-    return entries
+        return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+                if p.suffix.lower() in IMAGE_SUFFIXES}
+    files = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
+                files[member.name] = tar.extractfile(member).read()
+    return files
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -122,24 +118,21 @@ def _decode(data: bytes) -> np.ndarray:
 
 
 def _image_tree(path: Path) -> dict[str, np.ndarray]:
-    entries = _tree_entries(path)
-    if not entries:
+    """``train/`` and ``test/`` of class folders, or class folders only (test carved off)."""
+    files = _tree_files(path)
+    if not files:
         raise HwnasError(f"{path}: no images found; expected train/ and test/ folders of class "
                          f"folders, class folders, or CIFAR-10 python batches")
-    classes = sorted({cls for _, cls, _ in entries})
-    tar = tarfile.open(path) if path.is_file() else None
-    try:
-        read = ((lambda n: tar.extractfile(n).read()) if tar else
-                (lambda n: (path / n).read_bytes()))
-        images = [_decode(read(name)) for _, _, name in entries]
-    finally:
-        if tar is not None:
-            tar.close()
+    names = sorted(files)
+    parts = [Path(name).parts for name in names]
+    classes = sorted({p[-2] for p in parts})
+    images = [_decode(files.pop(name)) for name in names]
     if len({im.shape for im in images}) != 1:
         raise HwnasError(f"{path}: images have different sizes; resize them to one size first")
     x = np.stack(images)
-    y = np.asarray([classes.index(cls) for _, cls, _ in entries], np.int64)
-    split = np.asarray([s for s, _, _ in entries])
+    y = np.asarray([classes.index(p[-2]) for p in parts], np.int64)
+    split = np.asarray([next((d for d in p[:-2] if d in ("train", "test")), "all")
+                        for p in parts])
     if not (split == "test").any():  # generic ImageFolder: carve a seeded test split
         order = np.random.default_rng(0).permutation(len(x))
         split = np.where(np.isin(np.arange(len(x)), order[:int(len(x) * CARVED_TEST_FRACTION)]),
@@ -209,9 +202,12 @@ def load_dataset(name: str, cache_dir: Path = DEFAULT_CACHE, limit: int | None =
         data = load_path(Path(os.environ["HWNAS_CIFAR10"]), cache_dir)
     else:
         data = load_path(Path(name), cache_dir)
-    if limit is not None:
-        data = ImageData(data.name, data.classes, data.train_x[:limit], data.train_y[:limit],
-                         data.test_x[:limit], data.test_y[:limit])
+    if limit is not None:  # a seeded random subset: image trees are sorted by class
+        train = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(0))
+        test = torch.randperm(len(data.test_y), generator=torch.Generator().manual_seed(1))
+        data = ImageData(data.name, data.classes, data.train_x[train[:limit]],
+                         data.train_y[train[:limit]], data.test_x[test[:limit]],
+                         data.test_y[test[:limit]])
     return data
 
 
