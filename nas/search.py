@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -123,6 +124,14 @@ def _epoch_row(engine: SearchEngine, splits: _Splits, epoch: int, losses: dict[s
     return row
 
 
+def _epoch_line(row: dict[str, Any]) -> str:
+    latency = ", ".join(f"E[LAT] {k[len('expected_ms['):-1]} {v:.4g} ms"
+                        for k, v in row.items() if k.startswith("expected_ms["))
+    return (f"epoch {row['epoch']} ({row['phase']}): weight loss {row['weight_loss']:.4f}, "
+            f"arch loss {row['arch_loss']:.4f}, held-out acc {row['heldout_acc']:.4f}, "
+            f"{latency}, {row['seconds']:.1f} s")
+
+
 def derive(engine: SearchEngine) -> ArchSpec:
     """The most probable architecture that meets every budget (exact knapsack on log p)."""
     with torch.no_grad():
@@ -177,6 +186,8 @@ def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None
         start = time.perf_counter()
         losses = _run_epoch(engine, splits, epoch, data_gen)
         history.append(_epoch_row(engine, splits, epoch, losses, time.perf_counter() - start))
+        if config.progress:
+            tqdm.write(_epoch_line(history[-1]), file=sys.stderr)
         probs.append(engine.probs().tolist())
         rundir.save_checkpoint(run_dir, _checkpoint(engine, epoch + 1, history, probs,
                                                     data_gen))
