@@ -41,7 +41,7 @@ def _profile(args: argparse.Namespace) -> int:
     for space in args.space.split(","):
         table = profile_table(get_space(space), args.backend, args.ep, args.name, out,
                               args.repeats, args.warmup, args.threads, not args.quiet,
-                              args.method)
+                              args.method, args.passes)
         if args.calibrate:
             table = calibrate(table, space, n=args.calibrate, progress=not args.quiet)
             calib = table.calibration(space)
@@ -133,9 +133,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="device name of the table")
     p.add_argument("--out", default=None, help="table path (NAME.csv + NAME.json); default "
                    "$HWNAS_TABLES/NAME.csv or ~/.hwnas/tables/NAME.csv")
-    p.add_argument("--repeats", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--passes", type=int, default=2, help="passes over the ops (fastest kept)")
     p.add_argument("--method", choices=["chain", "alone"], default="chain",
                    help="chain: candidates timed as (T(4 copies) - T(2 copies)) / 2")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",

@@ -46,7 +46,8 @@ from .table import (
     table_paths,
 )
 
-_SETTINGS = ("device", "runtime", "mode", "threads", "warmup", "repeats", "clock", "method")
+_SETTINGS = ("device", "runtime", "mode", "threads", "warmup", "repeats", "clock", "method",
+             "passes")
 OpFactory = tuple[Callable[[], nn.Module], tuple[int, int, int]]
 
 
@@ -85,8 +86,9 @@ def _check_settings(found: dict[str, Any], wanted: dict[str, Any], where: Path) 
 
 
 def _load_rows(out: Path, settings: dict[str, Any]) -> tuple[list[dict], list[dict],
-                                                             dict[str, Any], float]:
-    """Rows of the complete table at ``out``, rows of its partial file, old metadata, seconds."""
+                                                             dict[str, Any], dict[str, Any]]:
+    """Rows of the complete table at ``out``, rows of its partial file, old metadata, and the
+    partial file's state (settings, seconds, passes done per op)."""
     rows: list[dict] = []
     old_meta: dict[str, Any] = {}
     csv_path, _ = table_paths(out)
@@ -96,7 +98,7 @@ def _load_rows(out: Path, settings: dict[str, Any]) -> tuple[list[dict], list[di
         rows, old_meta = old.frame.to_dict("records"), old.metadata
     partial_csv, partial_json = partial_paths(out)
     if not (partial_csv.exists() and partial_json.exists()):
-        return rows, [], old_meta, 0.0
+        return rows, [], old_meta, {}
     try:
         state = json.loads(partial_json.read_text())
         frame = pd.read_csv(partial_csv, dtype={"op": str})
@@ -107,7 +109,7 @@ def _load_rows(out: Path, settings: dict[str, Any]) -> tuple[list[dict], list[di
     if list(frame.columns) != list(COLUMNS):
         raise HwnasError(f"{partial_csv}: unexpected columns {list(frame.columns)}; "
                          "delete it to start over")
-    return rows, frame.to_dict("records"), old_meta, float(state.get("seconds", 0.0))
+    return rows, frame.to_dict("records"), old_meta, state
 
 
 METHODS = ("chain", "alone")
@@ -146,55 +148,69 @@ def _chainable(key: OpKey) -> bool:
     return ":" not in op and op not in ("downsample", "head") and c_in == c_out and stride == 1
 
 
-def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, new_rows: list[dict],
+def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, best: dict[OpKey, dict],
              out: Path, state: dict[str, Any], desc: str, progress: bool) -> float:
-    method = state["method"]
-    """Time every op of ``todo``, checkpointing ``new_rows`` after each; returns seconds."""
+    """Time every op of ``todo`` ``state['passes']`` times, one pass after the other, keeping
+    each op's fastest pass in ``best`` and checkpointing after every op; returns seconds.
+
+    Passes over the whole list are tens of seconds apart, so a burst of load from another
+    process rarely hits the same op in every pass.
+    """
     partial_csv, partial_json = partial_paths(out)
     seconds, start = float(state["seconds"]), time.perf_counter()
-    for key, (factory, shape) in tqdm(todo, desc=desc, unit="op", file=sys.stderr,
-                                      disable=not progress):
+    done: dict[str, int] = state.setdefault("passes_done", {})
+    work = [(p, k, f) for p in range(state["passes"]) for k, f in todo
+            if done.get(key_label(k), 0) <= p]
+    for _, key, (factory, shape) in tqdm(work, desc=desc, unit="op", file=sys.stderr,
+                                         disable=not progress):
         try:
-            new_rows.append(measure_op(key, factory, shape, timer, method))
+            row = measure_op(key, factory, shape, timer, state["method"])
         except HwnasError:
             raise
         except Exception as err:  # a runtime failure on one op: name the op
             first = str(err).splitlines()[0] if str(err) else ""
             raise HwnasError(f"profiling {key_label(key)} with {timer.mode} failed: "
                              f"{type(err).__name__}: {first}") from err
+        if key not in best or row["median_ms"] < best[key]["median_ms"]:
+            best[key] = row
+        done[key_label(key)] = done.get(key_label(key), 0) + 1
         state["seconds"] = seconds + time.perf_counter() - start
-        atomic_write_text(partial_csv, pd.DataFrame(new_rows, columns=list(COLUMNS)).to_csv(
-            index=False, float_format="%.6g"))
+        atomic_write_text(partial_csv, pd.DataFrame(list(best.values()), columns=list(
+            COLUMNS)).to_csv(index=False, float_format="%.6g"))
         atomic_write_text(partial_json, json.dumps(state))
     return seconds + time.perf_counter() - start
 
 
 def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
                   ep: str | None = None, name: str | None = None,
-                  out: str | os.PathLike | None = None, repeats: int = 100, warmup: int = 10,
+                  out: str | os.PathLike | None = None, repeats: int = 60, warmup: int = 10,
                   threads: int = 1, progress: bool = True, method: str = "chain",
-                  ) -> LatencyTable:
+                  passes: int = 2) -> LatencyTable:
     """Measure every op of ``space`` missing from the table at ``out``; save and return it.
 
     ``backend`` is a name of :data:`latency_predictors.backends.BACKENDS` (with ``ep``,
-    ``threads``, ``warmup``, ``repeats``) or a ready :class:`Backend`. ``out`` defaults to
-    ``$HWNAS_TABLES/NAME.csv`` (``~/.hwnas/tables`` without it).
+    ``threads``, ``warmup``, ``repeats``) or a ready :class:`Backend`. ``method``: see
+    :func:`measure_op`; ``passes``: each op is measured once per pass over the list and keeps
+    its fastest pass. ``out`` defaults to ``$HWNAS_TABLES/NAME.csv`` (``~/.hwnas/tables``).
     """
     space = get_space(space) if isinstance(space, str) else space
     timer = backend if isinstance(backend, Backend) else make_backend(
         backend, ep, threads, warmup, repeats)
     name = name or f"{timer.name}-{timer.ep}"
     out = table_paths(out or default_out(name))[0]
-    if method not in METHODS:
-        raise HwnasError(f"unknown profiling method {method!r}; valid: {list(METHODS)}")
-    settings = {"device": name, **timer.metadata(), "method": method}
-    rows, new_rows, old_meta, seconds = _load_rows(out, settings)
-    done = {tuple(r[c] for c in KEY_COLUMNS) for r in rows + new_rows}
-    todo = [(k, v) for k, v in space_ops(space).items() if k not in done]
-    elapsed = _measure(todo, timer, new_rows, out, {**settings, "seconds": seconds},
-                       f"profile {space.name} on {name}", progress)
-    meta = _metadata(old_meta, settings, space.name, elapsed, bool(new_rows))
-    table = make_table(rows + new_rows, meta, out.stem)
+    if method not in METHODS or passes < 1:
+        raise HwnasError(f"need method in {list(METHODS)} and passes >= 1, got {method=}, "
+                         f"{passes=}")
+    settings = {"device": name, **timer.metadata(), "method": method, "passes": passes}
+    rows, partial, old_meta, state = _load_rows(out, settings)
+    complete = {tuple(r[c] for c in KEY_COLUMNS) for r in rows}
+    todo = [(k, v) for k, v in space_ops(space).items() if k not in complete]
+    best = {tuple(r[c] for c in KEY_COLUMNS): r for r in partial}
+    state = {**settings, "seconds": 0.0, **state}
+    elapsed = _measure(todo, timer, best, out, state, f"profile {space.name} on {name}",
+                       progress)
+    meta = _metadata(old_meta, settings, space.name, elapsed, bool(best))
+    table = make_table(rows + list(best.values()), meta, out.stem)
     save_table(table, out)
     for path in partial_paths(out):
         path.unlink(missing_ok=True)

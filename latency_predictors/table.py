@@ -57,6 +57,7 @@ OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "profile_seconds": dict,  # space -> wall seconds the profile took
     "model": dict,  # estimated tables: the analytical device parameters
     "backend": str, "ep": str,  # how to re-profile: hwnas profile --backend B --ep E
+    "passes": int,  # profiling passes over the op list (each op keeps its fastest)
     "method": str,  # profiling method: "chain" (in-context difference) or "alone"
     "clock": str,  # "wall" or "thread-cpu" (1-thread CPU timing immune to other processes)
     "notes": str,
