@@ -64,8 +64,10 @@ class SearchConfig:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the run it continues."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("resume", "progress")}
+        """The fields a resumed run must share with the run it continues (a run directory
+        may be moved, so ``out`` is not one of them)."""
+        return {k: v for k, v in self.to_dict().items()
+                if k not in ("resume", "progress", "out")}
 
     @classmethod
     def quick(cls, devices: tuple[str, ...], budgets_ms: tuple[float, ...],
