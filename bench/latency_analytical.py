@@ -38,6 +38,7 @@ from latency_predictors.analytical import (
 from latency_predictors.backends import export_onnx, summarize
 from latency_predictors.calibrate import backend_for, measure_archs
 from latency_predictors.keys import fixed_key, layer_keys
+from latency_predictors.profile import space_ops
 from search_spaces import get_space
 from search_spaces.stats import count_macs
 
@@ -88,13 +89,14 @@ def network_sum(space, spec, rows: dict) -> float:
                        if k[c] is not None)
 
 
-def x86_errors(measured_table: str, n_archs: int) -> dict:
+def x86_errors(measured_table: str, n_archs: int, all_costs: dict) -> dict:
     table = load_table(measured_table)
     meas = table.lookup()
-    costs = row_costs(["cifar", "proxyless-cifar"])
+    small = {k for s in ("cifar", "proxyless-cifar") for k in space_ops(get_space(s))}
+    costs = {k: v for k, v in all_costs.items() if k in small}
     x86 = get_device_model("x86")
     apriori = predict_rows(costs, x86)
-    cifar_keys = set(row_costs(["cifar"]))
+    cifar_keys = set(space_ops(get_space("cifar")))
     held_out = [k for k in costs if k not in cifar_keys and k in meas]
     fitted_model = fit_device(costs, {k: meas[k] for k in cifar_keys}, x86)
     fitted = predict_rows(costs, fitted_model)
@@ -140,7 +142,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20, help="end-to-end archs for the x86 check")
     parser.add_argument("--write-tables", default=None, metavar="DIR")
     args = parser.parse_args()
-    errors = x86_errors(args.measured, args.n)
+    costs = row_costs(list(SPACES))
+    errors = x86_errors(args.measured, args.n, costs)
     print("x86 check of the analytical model:", json.dumps(errors, indent=1))
     mbv2 = mobilenet_report(args.measured)
     print(f"\nMobileNetV2 ({mbv2['macs_M']} M MACs), analytical estimate per device (ms): "
@@ -156,7 +159,7 @@ def main() -> None:
     if args.write_tables:
         error = {**errors, "mobilenet_v2": mbv2}
         for name in ESTIMATED:
-            table = estimate_table(name, list(SPACES), analytical_error=error)
+            table = estimate_table(name, list(SPACES), analytical_error=error, costs=costs)
             if name == "h100":
                 table.metadata["notes"] += (
                     "; no GPU was lent to the session that made it: a measured table from "

@@ -182,20 +182,17 @@ def graph_latency_ms(model_bytes: bytes, device: DeviceModel) -> float:
 
 
 def estimate_table(device: DeviceModel | str, spaces: list[Space | str],
-                   analytical_error: dict[str, Any] | None = None) -> LatencyTable:
-    """An ``estimated`` table of ``device`` covering ``spaces``."""
+                   analytical_error: dict[str, Any] | None = None,
+                   costs: dict[tuple, list[NodeCost]] | None = None) -> LatencyTable:
+    """An ``estimated`` table of ``device`` covering ``spaces`` (``costs``: precomputed
+    :func:`row_costs` of those spaces, to share the ONNX exports between devices)."""
     device = get_device_model(device) if isinstance(device, str) else device
     spaces = [get_space(s) if isinstance(s, str) else s for s in spaces]
-    rows: dict[tuple, dict[str, Any]] = {}
-    for space in spaces:
-        for key, (factory, shape) in space_ops(space).items():
-            if key in rows:
-                continue
-            ms = graph_latency_ms(export_onnx(factory(), shape), device)
-            if key[0].startswith("stem:"):
-                ms += device.inference_overhead_us / 1e3
-            rows[key] = {**dict(zip(KEY_COLUMNS, key, strict=True)), "mean_ms": ms,
-                         "median_ms": ms, "std_ms": 0.0, "samples": 1}
+    costs = costs if costs is not None else row_costs(spaces)
+    needed = {k for s in spaces for k in space_ops(s)}
+    rows = [{**dict(zip(KEY_COLUMNS, key, strict=True)), "mean_ms": ms, "median_ms": ms,
+             "std_ms": 0.0, "samples": 1}
+            for key, ms in predict_rows(costs, device).items() if key in needed]
     meta = new_metadata(device.name, "estimated", runtime="analytical-roofline",
                         runtime_version="1", mode=device.description, threads=0,
                         dtype="float16" if device.dtype_bytes == 2 else "float32",
@@ -205,7 +202,7 @@ def estimate_table(device: DeviceModel | str, spaces: list[Space | str],
                               "`hwnas profile` on the real device")
     if analytical_error:
         meta["analytical_error"] = analytical_error
-    return make_table(list(rows.values()), meta, device.name)
+    return make_table(rows, meta, device.name)
 
 
 def row_costs(spaces: list[Space | str]) -> dict[tuple, list[NodeCost]]:
