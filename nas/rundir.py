@@ -162,16 +162,27 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
     ax.set(xlabel="epoch", ylabel="ms", title="expected latency", yscale="log")
     ax.legend(fontsize=7)
     _save(fig, run_dir / "latency.png")
-    layers = len(probs[-1]) if probs else 0
-    cols = min(3, max(1, layers))
-    fig, axes = plt.subplots((layers + cols - 1) // cols or 1, cols, squeeze=False,
-                             figsize=(4 * cols, 2.5 * ((layers + cols - 1) // cols or 1)))
+    _plot_probs(run_dir, probs, tokens)
+
+
+def _plot_probs(run_dir: Path, probs: Sequence[Sequence[Sequence[float]]],
+                tokens: Sequence[str]) -> None:
+    """One panel per layer: log(p · K) per candidate over epochs (0 = uniform)."""
+    import matplotlib.pyplot as plt
+
+    table = np.log(np.asarray(probs) * len(tokens))  # epochs × layers × candidates
+    layers, cols = table.shape[1], min(3, table.shape[1])
+    rows = (layers + cols - 1) // cols
+    scale = max(1e-3, float(np.abs(table).max()))
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(4 * cols, 3.4 * rows))
     for layer in range(layers):
         ax = axes[layer // cols][layer % cols]
-        ax.imshow(np.asarray([p[layer] for p in probs]).T, aspect="auto", origin="lower",
-                  cmap="viridis", vmin=0)
-        ax.set(title=f"layer {layer}", xlabel="epoch", ylabel="candidate")
+        image = ax.imshow(table[:, layer].T, aspect="auto", origin="lower", cmap="RdBu_r",
+                          vmin=-scale, vmax=scale,
+                          extent=(0.5, len(table) + 0.5, -0.5, len(tokens) - 0.5))
+        ax.set(title=f"layer {layer}", xlabel="epoch")
         ax.set_yticks(range(len(tokens)), tokens, fontsize=4)
+    fig.colorbar(image, ax=axes, label="log(p · K), 0 = uniform")
     _save(fig, run_dir / "probs.png")
 
 
