@@ -110,3 +110,14 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path: Path,
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
     assert load_checkpoint(tmp_path / "run")["epoch"] == 1
     assert not (tmp_path / "run" / "arch.json").exists()
+
+
+def test_two_device_search_meets_both_budgets(tmp_path: Path) -> None:
+    other = [[0.0, 3.0, 1.0, 0.5], [0.0, 2.0, 0.2, 4.0]]  # a device with another cost ranking
+    config = SearchConfig(("fake", "other"), (3.0, 1.5), space=TINY_NAME, dataset="synthetic",
+                          out=str(tmp_path / "run"), epochs=1, warmup_epochs=1, batch_size=32,
+                          data_limit=256, progress=False, arch_every=1)
+    result = search(config, [tiny_constraint(3.0), tiny_constraint(1.5, other, "other")])
+    assert result.latency_ms["fake"] <= 3.0 and result.latency_ms["other"] <= 1.5
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "expected_ms[fake]" in header and "expected_ms[other]" in header
