@@ -12,6 +12,8 @@ so that peak memory is its own:
   Timed by a Lightning callback from ``on_train_batch_start`` to ``on_train_batch_end``.
 - ``hwnas``: hwnas's engine (``nas.engine.SearchEngine``): one ``weight_step`` (one sampled path
   per layer) + one ``arch_step`` (two sampled paths per layer, gate gradient + latency term).
+- ``hwnas-detach`` (opt-in): ``hwnas`` with a proposed ``MixedOp`` change, see
+  :func:`hwnas_detach_steps`.
 - ``child``: the training step of the heaviest child (every layer ``quad_k7_e4``,
   ``search_spaces.build``): forward, cross-entropy, backward, Adam step. The physical floor.
 
@@ -47,7 +49,7 @@ from torch.utils.data import TensorDataset
 from latency_predictors import LatencyMatrix, expected_latency
 from search_spaces import LayerSpec, Space, Supernet, build, get_space
 
-ARMS = ("child", "hwnas", "nni")
+ARMS = ("child", "hwnas", "nni", "hwnas-detach")
 
 
 def rss_bytes() -> int:
@@ -135,6 +137,32 @@ def hwnas_steps(args: argparse.Namespace) -> dict:
     return timed_loop(step, args)
 
 
+def hwnas_detach_steps(args: argparse.Namespace) -> dict:
+    """``hwnas`` with a proposed change to ``MixedOp``, patched in this process only.
+
+    In the architecture step the inactive path of a pair has gate 0: its output is needed for
+    ``∂L/∂g = <∂L/∂y, o(x)>`` but nothing flows back through it (``0 · ∂o/∂x``). Running it
+    under ``no_grad`` gives the same α gradient without keeping its activations.
+    """
+    from search_spaces import MixedOp
+
+    def forward(self: MixedOp, x: torch.Tensor, path, gates=None) -> torch.Tensor:
+        if gates is None:
+            return self.candidates[path](x)
+        total = 0
+        for j, gate in zip(path, gates, strict=True):
+            if float(gate.detach()) != 0.0:
+                total = total + gate * self.candidates[j](x)
+            else:
+                with torch.no_grad():
+                    out = self.candidates[j](x)
+                total = total + gate * out
+        return total
+
+    MixedOp.forward = forward
+    return hwnas_steps(args)
+
+
 def nni_steps(args: argparse.Namespace) -> dict:
     import pytorch_lightning as pl
 
@@ -168,7 +196,8 @@ def nni_steps(args: argparse.Namespace) -> dict:
 def run_arm(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    record = {"child": child_steps, "hwnas": hwnas_steps, "nni": nni_steps}[args.arm](args)
+    record = {"child": child_steps, "hwnas": hwnas_steps, "nni": nni_steps,
+              "hwnas-detach": hwnas_detach_steps}[args.arm](args)
     times = record["step_seconds"]
     mean = statistics.mean(times)
     return {"arm": args.arm, "steps": len(times), "mean_s": mean,
@@ -186,7 +215,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"subset of {ARMS}")
+    parser.add_argument("--arms", default="child,hwnas,nni", help=f"subset of {ARMS}")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # internal: one arm
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
