@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from latency_predictors import calibrate, profile_table, save_table
+from latency_predictors import calibrate, load_table, profile_table, save_table
 
 
 def main() -> None:
@@ -18,10 +18,15 @@ def main() -> None:
     parser.add_argument("--out", default="latency_predictors/tables/cpu")
     parser.add_argument("--spaces", default="cifar,proxyless-cifar")
     parser.add_argument("-n", type=int, default=20, help="calibration architectures per space")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="re-fit the calibration of the existing table only")
     args = parser.parse_args()
     for space in args.spaces.split(","):
         start = time.perf_counter()
-        table = profile_table(space, "onnxruntime", "cpu", name="cpu", out=args.out)
+        if args.calibrate_only:
+            table = load_table(args.out + ".csv")
+        else:
+            table = profile_table(space, "onnxruntime", "cpu", name="cpu", out=args.out)
         print(f"profiled {space}: {len(table.frame)} rows in table, "
               f"{time.perf_counter() - start:.1f} s", flush=True)
         start = time.perf_counter()

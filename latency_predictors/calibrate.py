@@ -108,12 +108,13 @@ class Fit:
 
 
 def fit_affine(table_sums: Sequence[float], measured: Sequence[float]) -> Fit:
-    """Least-squares ``measured ≈ scale · table_sum + offset``."""
+    """``measured ≈ scale · table_sum + offset`` by least squares on the relative error
+    (weights 1/measured): small and large networks count alike, as in MAPE."""
     x, y = np.asarray(table_sums, float), np.asarray(measured, float)
     if x.size < 2 or np.ptp(x) == 0:
         raise HwnasError(f"calibration needs >= 2 architectures of different table sums, "
                          f"got {x.size}")
-    scale, offset = np.polyfit(x, y, 1)
+    scale, offset = np.polyfit(x, y, 1, w=1.0 / y)
     if scale <= 0:
         raise HwnasError(f"calibration fit a non-positive scale {scale:.3g}: the measurements "
                          "do not follow the table (too noisy a machine?)")
@@ -167,6 +168,8 @@ def calibrate(table: LatencyTable, space: Space | str, n: int = 20, n_validate: 
         "within_10pct_before": before["within_10pct"],
         "within_10pct_after": after["within_10pct"], "max_error_after": after["max_error"],
         "measured_ms_range": [round(min(val_y), 4), round(max(val_y), 4)],
+        "fit_points": [[round(float(a), 4), round(float(b), 4)] for a, b in zip(
+            fit_x, fit_y, strict=True)],  # (table sum, measured) ms, for re-fits
         "backend": backend.mode, "repeats": backend.repeats}
     calibrated = _without_calibration(table, space.name)
     calibrated.metadata.setdefault("calibration", {})[space.name] = entry
