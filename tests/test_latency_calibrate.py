@@ -57,7 +57,7 @@ def test_calibration_recovers_affine_truth_out_of_sample():
     assert entry["scale"] == pytest.approx(2.0) and entry["offset_ms"] == pytest.approx(0.3)
     assert entry["mape_after"] == pytest.approx(0.0, abs=1e-3)
     assert entry["mape_before"] > 40 and entry["within_10pct_after"] == 100
-    assert entry["fit_seed"] != entry["validation_seed"]
+    assert entry["fit_seed"] != entry["validation_seed"] and entry["applied"]
     assert truth.calibration(CAL.name) is None  # the input table is not modified
     spec = CAL.spec_from_string("sum_k3_e2|skip|mb_k3_e3|star_k5_e2")
     expected = 2.0 * predict_latency(spec, truth).total_ms + 0.3
