@@ -13,26 +13,29 @@ import argparse
 import time
 
 from latency_predictors import load_table
-from latency_predictors.validate import VALIDATION_SEED, validate_table
+from latency_predictors.validate import VALIDATION_SEED, compare_tables
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=50)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu",
+                        help="table name/file, or several comma-separated: all are compared on "
+                             "the same measurements (taken with the first table's backend)")
     parser.add_argument("--space", default="cifar")
     parser.add_argument("--seed", type=int, default=VALIDATION_SEED)
     parser.add_argument("--out", default=None, help="folder for validation.csv/.png")
     args = parser.parse_args()
-    table = load_table(args.device)
+    tables = [load_table(name) for name in args.device.split(",")]
     start = time.perf_counter()
-    result = validate_table(table, args.space, n=args.n, seed=args.seed)
-    print(result.format())
-    print(f"n={len(result.frame)} seed={args.seed} MAPE={result.mape:.3f}% "
-          f"within_10pct={result.within_10pct:.1f}% max_error={result.max_error:.2f}% "
-          f"({time.perf_counter() - start:.0f} s)")
+    results = compare_tables(tables, args.space, n=args.n, seed=args.seed)
+    for name, result in zip(args.device.split(","), results, strict=True):
+        print(f"[{name}] {result.format()}")
+        print(f"[{name}] n={len(result.frame)} seed={args.seed} MAPE={result.mape:.3f}% "
+              f"within_10pct={result.within_10pct:.1f}% max_error={result.max_error:.2f}%")
+    print(f"({time.perf_counter() - start:.0f} s)")
     if args.out:
-        print("wrote", *result.save(args.out))
+        print("wrote", *results[0].save(args.out))
 
 
 if __name__ == "__main__":

@@ -80,16 +80,29 @@ def validate_table(table: LatencyTable, space: Space | str, n: int = 50,
                    seed: int = VALIDATION_SEED, backend: Backend | None = None,
                    progress: bool = True) -> ValidationResult:
     """Measure ``n`` random architectures of ``space`` and compare with the table's prediction."""
+    return compare_tables([table], space, n, seed, backend, progress)[0]
+
+
+def compare_tables(tables: list[LatencyTable], space: Space | str, n: int = 50,
+                   seed: int = VALIDATION_SEED, backend: Backend | None = None,
+                   progress: bool = True) -> list[ValidationResult]:
+    """Validate several tables on the same measured architectures (measured with ``backend``,
+    by default the first table's own)."""
     space = get_space(space) if isinstance(space, str) else space
-    backend = backend or backend_for(table)
+    backend = backend or backend_for(tables[0])
     generator = torch.Generator().manual_seed(seed)
     specs = [space.sample(generator) for _ in range(n)]
-    predicted = [predict_latency(spec, table).total_ms for spec in specs]
-    measured = measure_archs(specs, backend, f"validate {table.device}", progress)
-    frame = pd.DataFrame({"arch": [s.to_string() for s in specs], "predicted_ms": predicted,
-                          "measured_ms": measured})
-    frame["error_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
-    stats = errors(predicted, measured)
-    return ValidationResult(table.device, space.name, table.provenance,
-                            table.calibration(space.name) is not None, frame, stats["mape"],
-                            stats["within_10pct"], stats["max_error"])
+    for table in tables:  # fail on a missing row before the long measurement
+        predict_latency(specs[0], table)
+    measured = measure_archs(specs, backend, f"validate {tables[0].device}", progress)
+    results = []
+    for table in tables:
+        predicted = [predict_latency(spec, table).total_ms for spec in specs]
+        frame = pd.DataFrame({"arch": [s.to_string() for s in specs],
+                              "predicted_ms": predicted, "measured_ms": measured})
+        frame["error_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
+        stats = errors(predicted, measured)
+        results.append(ValidationResult(
+            table.device, space.name, table.provenance, table.calibration(space.name) is not None,
+            frame, stats["mape"], stats["within_10pct"], stats["max_error"]))
+    return results
