@@ -89,8 +89,9 @@ def latency_matrix(space: Space, table: LatencyTable) -> LatencyMatrix:
 
     parts = {part.name: ms(fixed_key(part)) for part in space.fixed_parts()}
     per_layer = [[ms(k) for k in row] for row in layer_keys(space)]
+    calib = table.calibration(space.name)
     return LatencyMatrix(space.name, table.device, table.provenance,
-                         table.calibration(space.name) is not None,
+                         calib is not None and bool(calib.get("applied", True)),
                          sum(parts.values()) + offset, per_layer, parts, offset)
 
 

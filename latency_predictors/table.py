@@ -102,9 +102,10 @@ class LatencyTable:
     def describe(self) -> str:
         """One line: name, device, provenance and runtime."""
         tag = "ESTIMATED" if self.estimated else "measured"
+        threads = "" if self.estimated else f", {self.metadata['threads']} threads"
         return (f"{self.name or self.device}: device {self.device}, {tag}, "
                 f"{self.metadata['runtime']} {self.metadata['runtime_version']} "
-                f"({self.metadata['mode']}, {self.metadata['threads']} threads), "
+                f"({self.metadata['mode']}{threads}), "
                 f"{len(self.frame)} rows, spaces {self.metadata['spaces']}")
 
 

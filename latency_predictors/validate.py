@@ -103,6 +103,8 @@ def compare_tables(tables: list[LatencyTable], space: Space | str, n: int = 50,
         frame["error_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
         stats = errors(predicted, measured)
         results.append(ValidationResult(
-            table.device, space.name, table.provenance, table.calibration(space.name) is not None,
+            table.device, space.name, table.provenance,
+            bool((table.calibration(space.name) or {}).get("applied", True)
+                 if table.calibration(space.name) else False),
             frame, stats["mape"], stats["within_10pct"], stats["max_error"]))
     return results
