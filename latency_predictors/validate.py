@@ -97,14 +97,14 @@ def compare_tables(tables: list[LatencyTable], space: Space | str, n: int = 50,
     measured = measure_archs(specs, backend, f"validate {tables[0].device}", progress)
     results = []
     for table in tables:
+        calib = table.calibration(space.name)
+        applied = calib is not None and bool(calib.get("applied", True))
         predicted = [predict_latency(spec, table).total_ms for spec in specs]
         frame = pd.DataFrame({"arch": [s.to_string() for s in specs],
                               "predicted_ms": predicted, "measured_ms": measured})
         frame["error_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
         stats = errors(predicted, measured)
         results.append(ValidationResult(
-            table.device, space.name, table.provenance,
-            bool((table.calibration(space.name) or {}).get("applied", True)
-                 if table.calibration(space.name) else False),
+            table.device, space.name, table.provenance, applied,
             frame, stats["mape"], stats["within_10pct"], stats["max_error"]))
     return results
