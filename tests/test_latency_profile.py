@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -82,8 +83,12 @@ def test_resume_after_kill(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(partial_csv.read_text().splitlines()) - 1
-    assert 2 <= done_before < 9 and not out.exists()
+    rows_before = len(partial_csv.read_text().splitlines()) - 1
+    # measurements the checkpoint records (a kill between the CSV and the JSON write leaves
+    # one row whose measurement is not recorded yet: it is simply measured again)
+    done_before = sum(json.loads(partial_paths(out)[1].read_text())["passes_done"].values())
+    assert 2 <= rows_before < 9 and done_before in (rows_before, rows_before - 1)
+    assert not out.exists()
     calls = []
 
     class Counting(OrtBackend):
