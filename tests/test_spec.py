@@ -87,3 +87,26 @@ def test_validation_against_space() -> None:
         ArchSpec.from_json("{oops")
     with pytest.raises(HwnasError, match="unknown space 'tiny'; valid"):
         get_space("tiny")
+
+
+def test_atomic_write_is_whole_or_nothing_with_normal_permissions(tmp_path) -> None:
+    import os
+
+    from search_spaces.fileio import atomic_path, atomic_write_text
+
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "hello")
+    assert target.read_text() == "hello"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError
+    assert target.read_text() == "hello" and os.listdir(tmp_path) == ["a.txt"]
+
+
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
