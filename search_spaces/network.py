@@ -88,10 +88,23 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, path: int | Sequence[int],
                 gates: torch.Tensor | None = None) -> torch.Tensor:
-        """Run one path (binarized), or ``Σ_j gates[j] · candidate_{path[j]}(x)`` with gates."""
+        """Run one path (binarized), or ``Σ_j gates[j] · candidate_{path[j]}(x)`` with gates.
+
+        A path whose gate is 0 adds no gradient to ``x`` or to its weights; only its gate needs
+        ``∂L/∂g = <∂L/∂y, candidate(x)>``. It therefore runs without autograd and keeps none of
+        its activations, so an architecture step costs about one child's memory (ProxylessNAS).
+        """
         if gates is None:
             return self.candidates[path](x)
-        return sum(gate * self.candidates[j](x) for j, gate in zip(path, gates, strict=True))
+        out = torch.zeros((), dtype=x.dtype, device=x.device)
+        for j, gate in zip(path, gates, strict=True):
+            if bool(gate.detach() == 0):
+                with torch.no_grad():
+                    branch = self.candidates[j](x)
+            else:
+                branch = self.candidates[j](x)
+            out = out + gate * branch
+        return out
 
 
 class Supernet(_Skeleton):

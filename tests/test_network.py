@@ -127,3 +127,27 @@ def test_size_counters_on_hand_computed_net() -> None:
     params = (3 * 9 * 32 + 32 + 2 * 32 + 2 * 32 + 32 * 4 * 64 + 64 + 2 * 64 + 64 * 4 * 128 + 128
               + 2 * 128 + 128 * 4 * 256 + 256 + 2 * 256 + 256 * 10 + 10)
     assert count_params(model) == params
+
+
+def test_gated_forward_gradients_equal_full_autograd() -> None:
+    """Running the zero-gate path without autograd changes no gradient (gates, input, weights)."""
+    space = get_space("cifar")
+    op = Supernet(space).layers[0].train()
+    x = torch.randn(2, 32, 8, 8, requires_grad=True)
+    pair = [13, 29]  # quad_k3_e2, rbf_k7_e2
+
+    def gradients(reference: bool) -> list[torch.Tensor]:
+        op.zero_grad()
+        x.grad = None
+        gates = torch.tensor([0.0, 1.0], requires_grad=True)
+        if reference:
+            out = sum(g * op.candidates[j](x) for j, g in zip(pair, gates, strict=True))
+        else:
+            out = op(x, pair, gates)
+        out.square().mean().backward()
+        weights = [p.grad if p.grad is not None else torch.zeros_like(p)
+                   for j in pair for p in op.candidates[j].parameters()]
+        return [gates.grad.clone(), x.grad.clone(), *[w.clone() for w in weights]]
+
+    for got, want in zip(gradients(False), gradients(True), strict=True):
+        torch.testing.assert_close(got, want)
