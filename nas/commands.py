@@ -1,4 +1,4 @@
-"""CLI subcommands of nas: ``hwnas search`` and ``hwnas export``."""
+"""CLI subcommands of nas: ``hwnas search``, ``hwnas export`` and ``hwnas sweep``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .export import FORMATS, export_model
 from .latency_loss import LOSSES
 from .retrain import INITS, retrain
 from .search import search
+from .sweep_run import sweep_run
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "json": ".json", "pt": ".pt"}
 _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "loss", "seed",
@@ -69,6 +70,26 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise HwnasError(f"{run_dir}: no such run directory")
+    if args.trials < 1:
+        raise HwnasError(f"--trials must be >= 1, got {args.trials}")
+    done = sweep_run(run_dir, args.device, parse_budgets(args.budgets), args.trials, args.out,
+                     args.seed, args.storage, args.study)
+    tag = " [ESTIMATED latency table]" if done.estimated else ""
+    for budget, best in done.result.best.items():
+        line = "nothing fits" if best is None else (
+            f"{best.spec.to_string()}  acc {best.accuracy:.4f}  {best.latency_ms:.4g} ms")
+        print(f"best within {budget:g} ms{tag}: {line}")
+    if done.derived is not None:
+        print(f"ProxylessNAS-derived (arch.json): {done.derived.spec.to_string()}  "
+              f"acc {done.derived.accuracy:.4f}  {done.derived.latency_ms:.4g} ms")
+    print(f"wrote {done.out}/ (trials.csv, pareto.csv, pareto.png, best_*ms.json, sweep.json)")
+    return 0
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -99,3 +120,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-epochs", type=_int, default=5, help="RUN_DIR only (default 5)")
     p.add_argument("--init", choices=INITS, default="inherit", help="RUN_DIR only")
     p.set_defaults(func=_export)
+    p = subparsers.add_parser("sweep", help="NSGA-II budget sweep on a searched supernet")
+    p.add_argument("run_dir", help="a search RUN_DIR (its supernet and data are reused)")
+    p.add_argument("--device", required=True, help="latency table name or path")
+    p.add_argument("--budgets", required=True, help="comma-separated, e.g. 10ms,20ms,30ms")
+    p.add_argument("--trials", type=_int, default=100, help="trials added by this worker")
+    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--storage", help="Optuna RDB URL shared by workers, e.g. sqlite:///s.db")
+    p.add_argument("--study", help="study name inside --storage")
+    p.add_argument("--out", help="output folder (default RUN_DIR/sweep-DEVICE)")
+    p.set_defaults(func=_sweep)

@@ -47,13 +47,14 @@ class RunResult:
 
 
 @dataclass
-class _Splits:
+class Splits:
     weight: Batches
     arch: Batches
     test: Batches
 
 
-def _prepare_data(config: SearchConfig, device: torch.device) -> _Splits:
+def prepare_data(config: SearchConfig, device: torch.device) -> Splits:
+    """The weight, architecture (held-out) and test splits of a run's data, as searched."""
     space = get_space(config.space)
     data = load_dataset(config.dataset, limit=config.data_limit, shape=space.input,
                         classes=space.num_classes)
@@ -66,7 +67,7 @@ def _prepare_data(config: SearchConfig, device: torch.device) -> _Splits:
     def batches(x: torch.Tensor, y: torch.Tensor) -> Batches:
         return Batches(x, y, space.input, device, mean, std)
 
-    return _Splits(batches(data.train_x[weight_idx], data.train_y[weight_idx]),
+    return Splits(batches(data.train_x[weight_idx], data.train_y[weight_idx]),
                    batches(data.train_x[arch_idx], data.train_y[arch_idx]),
                    batches(data.test_x, data.test_y))
 
@@ -88,7 +89,7 @@ def _cycle(batches: Batches, batch_size: int, generator: torch.Generator) -> Ite
         yield from batches.epoch(min(batch_size, len(batches)), generator, augment=False)
 
 
-def _run_epoch(engine: SearchEngine, splits: _Splits, epoch: int,
+def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int,
                data_gen: torch.Generator) -> dict[str, float]:
     config = engine.config
     warm = epoch < config.warmup_epochs
@@ -110,7 +111,7 @@ def _run_epoch(engine: SearchEngine, splits: _Splits, epoch: int,
             "arch_loss": float(np.mean(arch_losses)) if arch_losses else math.nan}
 
 
-def _epoch_row(engine: SearchEngine, splits: _Splits, epoch: int, losses: dict[str, float],
+def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[str, float],
                seconds: float) -> dict[str, Any]:
     argmax = [int(a.argmax()) for a in engine.supernet.arch_parameters()]
     row: dict[str, Any] = {"epoch": epoch + 1, "phase": "warmup" if epoch <
@@ -175,7 +176,7 @@ def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None
     random.seed(config.seed)
     np.random.seed(config.seed)
     engine = SearchEngine(Supernet(space), constraints, config)
-    splits = _prepare_data(config, engine.device)
+    splits = prepare_data(config, engine.device)
     data_gen = torch.Generator().manual_seed(config.seed + 1)
     if state is not None:
         _restore(engine, state, data_gen)
@@ -197,7 +198,7 @@ def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None
     return _finish(engine, splits, run_dir, history, probs)
 
 
-def _finish(engine: SearchEngine, splits: _Splits, run_dir: Path, history: list,
+def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
             probs: list) -> RunResult:
     space, constraints, config = engine.supernet.space, engine.constraints, engine.config
     spec = derive(engine)

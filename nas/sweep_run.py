@@ -1,0 +1,130 @@
+"""``hwnas sweep RUN_DIR``: a budget sweep on the supernet a search trained, written to disk.
+
+Loads the run's supernet and its data splits exactly as the search saw them, scores each trial
+by the inherited-weight child (BatchNorm re-estimated on ``calibration_images`` weight-split
+images) on ``eval_images`` held-out (architecture-split) images, and writes:
+``trials.csv``, ``pareto.csv``, ``pareto.png``, ``best_<budget>ms.json`` (one ArchSpec per budget,
+exportable with ``hwnas export``) and ``sweep.json`` (settings, table provenance, and the
+run's own ProxylessNAS-derived architecture scored by the same evaluator for comparison).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from latency_predictors import latency_matrix, load_table
+from search_spaces import ArchSpec, HwnasError, Supernet, get_space
+from search_spaces.fileio import atomic_write_text, atomic_write_with
+
+from . import rundir
+from .config import SearchConfig
+from .search import prepare_data
+from .sweep import SweepPoint, SweepResult, supernet_evaluator, sweep
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    out: Path
+    result: SweepResult
+    estimated: bool  # the latency table is an analytical estimate
+    derived: SweepPoint | None  # the search's own arch.json, scored the same way
+
+
+def _first(batches, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    count = min(count, len(batches))
+    if count == 0:
+        raise HwnasError("the run's data split is empty")
+    return [batches.batch(torch.arange(s, min(s + 256, count)), augment=False)
+            for s in range(0, count, 256)]
+
+
+def _load_run(run_dir: Path) -> tuple[SearchConfig, Supernet]:
+    state = rundir.load_checkpoint(run_dir)
+    fields = dict(state["config"])
+    config = SearchConfig(**{**fields, "devices": tuple(fields["devices"]),
+                             "budgets_ms": tuple(fields["budgets_ms"]), "progress": False})
+    supernet = Supernet(get_space(config.space))
+    supernet.load_state_dict(state["engine"]["supernet"])
+    return config, supernet.eval()
+
+
+def _points_csv(points: Sequence[SweepPoint]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["trial", "accuracy", "latency_ms", "arch"])
+    for p in points:
+        writer.writerow([p.trial, p.accuracy, p.latency_ms, p.spec.to_string()])
+    return buffer.getvalue()
+
+
+def _plot(path: Path, result: SweepResult, budgets: Sequence[float], device: str,
+          derived: SweepPoint | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([p.latency_ms for p in result.points], [p.accuracy for p in result.points],
+               s=8, alpha=0.4, label="trials")
+    ax.plot([p.latency_ms for p in result.pareto], [p.accuracy for p in result.pareto], "r.-",
+            label="Pareto front")
+    if derived is not None:
+        ax.scatter([derived.latency_ms], [derived.accuracy], marker="*", s=120, c="k",
+                   label="ProxylessNAS-derived")
+    for budget in budgets:
+        ax.axvline(budget, ls="--", c="gray", lw=0.8)
+    ax.set_xlabel(f"predicted latency on {device} (ms)")
+    ax.set_ylabel("held-out accuracy (inherited weights)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
+def sweep_run(run_dir: str | Path, device: str, budgets: Sequence[float], n_trials: int,
+              out: str | Path | None = None, seed: int = 0, storage: str | None = None,
+              study_name: str | None = None, calibration_images: int = 512,
+              eval_images: int = 2000) -> SweepRun:
+    """Sweep ``budgets`` on ``device`` over the supernet of ``run_dir``; write the results."""
+    run_dir = Path(run_dir)
+    config, supernet = _load_run(run_dir)
+    space = supernet.space
+    table = load_table(device)
+    matrix = latency_matrix(space, table)
+    splits = prepare_data(config, torch.device("cpu"))
+    evaluate = supernet_evaluator(supernet, _first(splits.weight, calibration_images),
+                                  _first(splits.arch, eval_images))
+    result = sweep(space, matrix, budgets, evaluate, n_trials, seed, storage, study_name,
+                   progress=True)
+    derived = None
+    if (run_dir / "arch.json").is_file():
+        spec = ArchSpec.from_json((run_dir / "arch.json").read_text())
+        choice = [space.candidate_index(layer) for layer in spec.layers]
+        derived = SweepPoint(spec, evaluate(spec), matrix.total(choice), -1)
+    out = Path(out) if out else run_dir / f"sweep-{table.device}"
+    atomic_write_text(out / "trials.csv", _points_csv(result.points))
+    atomic_write_text(out / "pareto.csv", _points_csv(result.pareto))
+    for budget, best in result.best.items():
+        if best is not None:
+            atomic_write_text(out / f"best_{budget:g}ms.json", best.spec.to_json() + "\n")
+    _plot(out / "pareto.png", result, budgets, table.device, derived)
+    summary = {"run_dir": str(run_dir), "device": table.device, "provenance": table.provenance,
+               "budgets_ms": list(budgets), "trials_in_study": len(result.points),
+               "seed": seed, "storage": storage, "study_name": study_name,
+               "calibration_images": calibration_images, "eval_images": eval_images,
+               "best": {f"{b:g}ms": None if p is None else {
+                   "arch": p.spec.to_string(), "accuracy": p.accuracy, "latency_ms": p.latency_ms}
+                   for b, p in result.best.items()},
+               "proxyless_derived": None if derived is None else {
+                   "arch": derived.spec.to_string(), "accuracy": derived.accuracy,
+                   "latency_ms": derived.latency_ms}}
+    atomic_write_text(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
+    return SweepRun(out, result, table.estimated, derived)
