@@ -80,12 +80,10 @@ def _sweep(args: argparse.Namespace) -> int:
                      args.seed, args.storage, args.study)
     tag = " [ESTIMATED latency table]" if done.estimated else ""
     for budget, best in done.result.best.items():
-        line = "nothing fits" if best is None else (
-            f"{best.spec.to_string()}  acc {best.accuracy:.4f}  {best.latency_ms:.4g} ms")
-        print(f"best within {budget:g} ms{tag}: {line}")
-    if done.derived is not None:
-        print(f"ProxylessNAS-derived (arch.json): {done.derived.spec.to_string()}  "
-              f"acc {done.derived.accuracy:.4f}  {done.derived.latency_ms:.4g} ms")
+        for label, p in (("sweep best", best), ("ProxylessNAS-derived", done.derived[budget])):
+            line = "nothing fits" if p is None else (
+                f"{p.spec.to_string()}  acc {p.accuracy:.4f}  {p.latency_ms:.4g} ms")
+            print(f"{label} within {budget:g} ms{tag}: {line}")
     print(f"wrote {done.out}/ (trials.csv, pareto.csv, pareto.png, best_*ms.json, sweep.json)")
     return 0
 

@@ -152,10 +152,19 @@ def study_points(study: optuna.Study, space: Space) -> list[SweepPoint]:
 def sweep(space: Space, matrix: LatencyMatrix, budgets: Sequence[float],
           evaluate: Callable[[ArchSpec], float], n_trials: int, seed: int = 0,
           storage: str | None = None, study_name: str | None = None,
-          population: int = 24, progress: bool = False) -> SweepResult:
-    """Run ``n_trials`` NSGA-II trials (added to a shared study when ``storage`` is given)."""
+          population: int = 24, progress: bool = False,
+          seeds: Sequence[ArchSpec] = ()) -> SweepResult:
+    """Run ``n_trials`` NSGA-II trials (added to a shared study when ``storage`` is given).
+
+    ``seeds`` are evaluated first when the study is new (e.g. the supernet's own derivation at
+    each budget): random architectures of a large space rarely meet a tight budget, so the first
+    NSGA-II generation would otherwise hold no feasible parent.
+    """
     study = create_study(budgets, seed, storage, study_name, population)
     tokens = list(space.tokens)
+    if not study.trials:
+        for spec in seeds:
+            study.enqueue_trial({f"layer{i}": layer.token for i, layer in enumerate(spec.layers)})
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         choices = [trial.suggest_categorical(f"layer{i}", tokens) for i in range(space.num_layers)]

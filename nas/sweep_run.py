@@ -4,8 +4,9 @@ Loads the run's supernet and its data splits exactly as the search saw them, sco
 by the inherited-weight child (BatchNorm re-estimated on ``calibration_images`` weight-split
 images) on ``eval_images`` held-out (architecture-split) images, and writes:
 ``trials.csv``, ``pareto.csv``, ``pareto.png``, ``best_<budget>ms.json`` (one ArchSpec per budget,
-exportable with ``hwnas export``) and ``sweep.json`` (settings, table provenance, and the
-run's own ProxylessNAS-derived architecture scored by the same evaluator for comparison).
+exportable with ``hwnas export``) and ``sweep.json`` (settings, table provenance, and for each
+budget the supernet's ProxylessNAS derivation scored by the same evaluator, for comparison).
+Those derivations also seed the study's first generation.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from pathlib import Path
 
 import torch
 
-from latency_predictors import latency_matrix, load_table
+from latency_predictors import LatencyMatrix, latency_matrix, load_table
 from search_spaces import ArchSpec, HwnasError, Supernet, get_space
 from search_spaces.fileio import atomic_write_text, atomic_write_with
 
 from . import rundir
 from .config import SearchConfig
+from .derive import DeviceBudget, solve
 from .search import prepare_data
 from .sweep import SweepPoint, SweepResult, supernet_evaluator, sweep
 
@@ -34,7 +36,7 @@ class SweepRun:
     out: Path
     result: SweepResult
     estimated: bool  # the latency table is an analytical estimate
-    derived: SweepPoint | None  # the search's own arch.json, scored the same way
+    derived: dict[float, SweepPoint | None]  # ProxylessNAS derivation per budget, same scoring
 
 
 def _first(batches, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -55,6 +57,22 @@ def _load_run(run_dir: Path) -> tuple[SearchConfig, Supernet]:
     return config, supernet.eval()
 
 
+def _derived_per_budget(supernet: Supernet, matrix: LatencyMatrix, budgets: Sequence[float]
+                        ) -> dict[float, ArchSpec | None]:
+    """ProxylessNAS's derivation at each budget: the most probable architecture that fits
+    (exact knapsack on log p); None where the budget is below the smallest achievable latency."""
+    with torch.no_grad():
+        scores = [torch.log_softmax(a.double(), 0).tolist() for a in supernet.arch_parameters()]
+    derived: dict[float, ArchSpec | None] = {}
+    for budget in budgets:
+        device = DeviceBudget(matrix.device, budget, matrix.fixed_ms, matrix.per_layer)
+        try:
+            derived[budget] = supernet.space.spec_from_indices(solve(scores, [device]))
+        except HwnasError:
+            derived[budget] = None
+    return derived
+
+
 def _points_csv(points: Sequence[SweepPoint]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -65,7 +83,7 @@ def _points_csv(points: Sequence[SweepPoint]) -> str:
 
 
 def _plot(path: Path, result: SweepResult, budgets: Sequence[float], device: str,
-          derived: SweepPoint | None) -> None:
+          derived: Sequence[SweepPoint]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,9 +94,9 @@ def _plot(path: Path, result: SweepResult, budgets: Sequence[float], device: str
                s=8, alpha=0.4, label="trials")
     ax.plot([p.latency_ms for p in result.pareto], [p.accuracy for p in result.pareto], "r.-",
             label="Pareto front")
-    if derived is not None:
-        ax.scatter([derived.latency_ms], [derived.accuracy], marker="*", s=120, c="k",
-                   label="ProxylessNAS-derived")
+    if derived:
+        ax.scatter([p.latency_ms for p in derived], [p.accuracy for p in derived], marker="*",
+                   s=120, c="k", label="ProxylessNAS-derived per budget")
     for budget in budgets:
         ax.axvline(budget, ls="--", c="gray", lw=0.8)
     ax.set_xlabel(f"predicted latency on {device} (ms)")
@@ -102,20 +120,24 @@ def sweep_run(run_dir: str | Path, device: str, budgets: Sequence[float], n_tria
     splits = prepare_data(config, torch.device("cpu"))
     evaluate = supernet_evaluator(supernet, _first(splits.weight, calibration_images),
                                   _first(splits.arch, eval_images))
+    derived = _derived_per_budget(supernet, matrix, budgets)
     result = sweep(space, matrix, budgets, evaluate, n_trials, seed, storage, study_name,
-                   progress=True)
-    derived = None
-    if (run_dir / "arch.json").is_file():
-        spec = ArchSpec.from_json((run_dir / "arch.json").read_text())
+                   progress=True, seeds=[spec for spec in derived.values() if spec is not None])
+    scored = {p.spec: p for p in result.points}
+
+    def point(spec: ArchSpec) -> SweepPoint:
         choice = [space.candidate_index(layer) for layer in spec.layers]
-        derived = SweepPoint(spec, evaluate(spec), matrix.total(choice), -1)
+        return scored.get(spec) or SweepPoint(spec, evaluate(spec), matrix.total(choice), -1)
+
+    derived_points = {b: None if spec is None else point(spec) for b, spec in derived.items()}
     out = Path(out) if out else run_dir / f"sweep-{table.device}"
     atomic_write_text(out / "trials.csv", _points_csv(result.points))
     atomic_write_text(out / "pareto.csv", _points_csv(result.pareto))
     for budget, best in result.best.items():
         if best is not None:
             atomic_write_text(out / f"best_{budget:g}ms.json", best.spec.to_json() + "\n")
-    _plot(out / "pareto.png", result, budgets, table.device, derived)
+    _plot(out / "pareto.png", result, budgets, table.device,
+          [p for p in derived_points.values() if p is not None])
     summary = {"run_dir": str(run_dir), "device": table.device, "provenance": table.provenance,
                "budgets_ms": list(budgets), "trials_in_study": len(result.points),
                "seed": seed, "storage": storage, "study_name": study_name,
@@ -123,8 +145,8 @@ def sweep_run(run_dir: str | Path, device: str, budgets: Sequence[float], n_tria
                "best": {f"{b:g}ms": None if p is None else {
                    "arch": p.spec.to_string(), "accuracy": p.accuracy, "latency_ms": p.latency_ms}
                    for b, p in result.best.items()},
-               "proxyless_derived": None if derived is None else {
-                   "arch": derived.spec.to_string(), "accuracy": derived.accuracy,
-                   "latency_ms": derived.latency_ms}}
+               "proxyless_derived": {f"{b:g}ms": None if p is None else {
+                   "arch": p.spec.to_string(), "accuracy": p.accuracy, "latency_ms": p.latency_ms}
+                   for b, p in derived_points.items()}}
     atomic_write_text(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
-    return SweepRun(out, result, table.estimated, derived)
+    return SweepRun(out, result, table.estimated, derived_points)

@@ -113,3 +113,11 @@ def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="shared", storage=storage)
     points = study_points(study, SPACE)
     assert len(points) == 16 and len({p.trial for p in points}) == 16
+
+
+def test_seed_architectures_are_evaluated_first() -> None:
+    seeds = [SPACE.spec_from_string("|".join(["skip"] * 9)),
+             SPACE.sample(torch.Generator().manual_seed(4))]
+    result = sweep(SPACE, toy_matrix(), [6.0], toy_accuracy, n_trials=5, seed=0, population=4,
+                   seeds=seeds)
+    assert [p.spec for p in sorted(result.points, key=lambda p: p.trial)[:2]] == seeds
