@@ -32,6 +32,7 @@ from search_spaces import (
     make_candidate,
     make_fixed_part,
 )
+from search_spaces.network import walk_skeleton
 
 NNI_INSTALL_HINT = ("NNI interop needs nni==3.0 with pytorch-lightning and torchmetrics: "
                     "pip install 'nni==3.0' 'pytorch-lightning==2.4.0' 'torchmetrics==1.2.1' "
@@ -122,16 +123,7 @@ def _model_space_class() -> type[nn.Module]:
             self.head = parts["head"]
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            # Same walk as search_spaces.ChildNet: stem, stages with downsamples between, head.
-            x = self.stem(x)
-            index = 0
-            for stage, depth in enumerate(self.space.depths):
-                if stage > 0:
-                    x = self.downsamples[stage - 1](x)
-                for _ in range(depth):
-                    x = self.layers[index](x)
-                    index += 1
-            return self.head(x)
+            return walk_skeleton(self, x, lambda i, h: self.layers[i](h))
 
         def freeze(self, sample: dict[str, Any]) -> nn.Module:
             """The child of ``sample``, holding a copy of this space's weights of its choices.

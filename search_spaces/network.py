@@ -44,15 +44,25 @@ class _Skeleton(nn.Module):
         self.head = parts["head"]
 
     def _walk(self, x: torch.Tensor, layer: Callable[[int, torch.Tensor], torch.Tensor]):
-        x = self.stem(x)
-        index = 0
-        for stage, depth in enumerate(self.space.depths):
-            if stage > 0:
-                x = self.downsamples[stage - 1](x)
-            for _ in range(depth):
-                x = layer(index, x)
-                index += 1
-        return self.head(x)
+        return walk_skeleton(self, x, layer)
+
+
+def walk_skeleton(net: nn.Module, x: torch.Tensor,
+                  layer: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """stem → stages of searchable layers (``layer(i, x)``) with downsamples between → head.
+
+    ``net`` has ``space``, ``stem``, ``downsamples`` and ``head`` (children, the supernet and
+    the NNI model space all share this walk).
+    """
+    x = net.stem(x)
+    index = 0
+    for stage, depth in enumerate(net.space.depths):
+        if stage > 0:
+            x = net.downsamples[stage - 1](x)
+        for _ in range(depth):
+            x = layer(index, x)
+            index += 1
+    return net.head(x)
 
 
 class ChildNet(_Skeleton):

@@ -29,15 +29,6 @@ if TINY.name not in SPACES:
     register_space(TINY)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small nets: a second intra-op thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cifar_space():
     return nni_model_space("cifar")

@@ -24,15 +24,6 @@ if SPACE.name not in SPACES:
     register_space(SPACE)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small nets: a second intra-op thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def data(seed: int) -> TensorDataset:
     generator = torch.Generator().manual_seed(seed)
     return TensorDataset(torch.randn(12, 3, 8, 8, generator=generator),

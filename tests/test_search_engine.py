@@ -26,11 +26,6 @@ ROWS = [[0.0, 1.0, 2.0, 3.0], [0.0, 1.5, 2.5, 3.5]]
 FIXED_MS = 0.5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)  # tiny tensors: threads only add contention on shared CPUs
-
-
 def tiny_constraint(budget_ms: float, rows: list[list[float]] = ROWS,
                     name: str = "fake") -> Constraint:
     matrix = LatencyMatrix(TINY_NAME, name, "estimated", False, FIXED_MS, rows)
