@@ -33,7 +33,8 @@ ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
 
 
-def export_onnx(module: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+def export_onnx(module: nn.Module, input_shape: tuple[int, ...], input_name: str = "x",
+                output_name: str = "y") -> bytes:
     """ONNX bytes of ``module`` (eval mode, batch 1) via the fast TorchScript exporter."""
     module = module.eval()
     x = torch.randn(1, *input_shape)
@@ -44,7 +45,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...]) -> bytes:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["y"])
+                          input_names=[input_name], output_names=[output_name])
     return buffer.getvalue()
 
 

@@ -1,12 +1,12 @@
 """Export a child network: ONNX (checked against PyTorch with onnxruntime), TorchScript, JSON, pt.
 
-ONNX export uses torch's TorchScript-based exporter (``dynamo=False``): on torch 2.13 it takes
-~10 ms per small model against ~4 s for the dynamo exporter, and produces the same operators.
+ONNX files come from the same exporter settings as the latency profiles
+(:func:`latency_predictors.backends.export_onnx`: TorchScript exporter, opset 17; on torch 2.13
+it takes ~10 ms per small model against ~4 s for the dynamo exporter).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from latency_predictors.backends import export_onnx
 from search_spaces import ArchSpec, HwnasError, build
 from search_spaces.fileio import atomic_path, atomic_write_text
 
 FORMATS = ("onnx", "torchscript", "json", "pt")
-ONNX_OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,7 @@ class ExportResult:
 
 def export_onnx_file(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> None:
     """Write ``model`` (eval mode, batch 1) as ONNX to ``path``."""
-    model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, *input_shape),), str(path), dynamo=False,
-                          opset_version=ONNX_OPSET, input_names=["input"],
-                          output_names=["logits"])
+    path.write_bytes(export_onnx(model, input_shape, "input", "logits"))
 
 
 def onnx_max_abs_error(model: nn.Module, path: Path, x: torch.Tensor) -> float:
