@@ -1,5 +1,6 @@
 """Rebuild the shipped `cpu` table: profile `cifar` and `proxyless-cifar` on this CPU with
-onnxruntime (CPU EP, 1 thread, chain method) and fit each space's whole-network calibration.
+onnxruntime (CPU EP, 1 thread, ops timed alone, 1 pass) and fit each space's whole-network
+calibration.
 CPU-heavy: run it as
 
     flock /tmp/hwnas-cpu.lock python bench/latency_make_tables.py [--out DIR/NAME]

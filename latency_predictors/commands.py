@@ -136,8 +136,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--passes", type=int, default=2, help="passes over the ops (fastest kept)")
-    p.add_argument("--method", choices=["chain", "alone"], default="chain",
+    p.add_argument("--passes", type=int, default=1, help="passes over the ops (fastest kept)")
+    p.add_argument("--method", choices=["chain", "alone"], default="alone",
                    help="chain: candidates timed as (T(4 copies) - T(2 copies)) / 2")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
                    help="fit the whole-network calibration on N random architectures")

@@ -3,9 +3,11 @@
 For each distinct ``(candidate, input shape)`` of the space and each fixed part, the module is
 built alone (``make_candidate`` / ``make_fixed_part``, eval mode), handed to a timing backend
 (:mod:`latency_predictors.backends`; onnxruntime exports it alone to ONNX) and timed after
-warm-up over ``repeats`` runs; the row keeps mean, median, std and the sample count. With the
-default ``method="chain"`` a candidate is timed as chains of 2 and 4 copies and its row is the
-difference per copy (see :func:`measure_op`).
+warm-up over ``repeats`` runs; the row keeps mean, median, std and the sample count. With
+``method="chain"`` a candidate is timed as chains of 2 and 4 copies and its row is the
+difference per copy (see :func:`measure_op`). The default is ``alone``, one pass: on 50
+held-out `cifar` networks measured in one run it predicted better (MAPE 6.88 % vs 8.73 % for
+chain with 2 passes) and profiles ~3.5× faster.
 
 Resumable: each measured row is written (atomically) to ``NAME.partial.csv`` next to the
 output, with the settings in ``NAME.partial.json``; a rerun with the same settings after a kill
@@ -184,8 +186,8 @@ def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, best: dict[OpK
 def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
                   ep: str | None = None, name: str | None = None,
                   out: str | os.PathLike | None = None, repeats: int = 60, warmup: int = 10,
-                  threads: int = 1, progress: bool = True, method: str = "chain",
-                  passes: int = 2) -> LatencyTable:
+                  threads: int = 1, progress: bool = True, method: str = "alone",
+                  passes: int = 1) -> LatencyTable:
     """Measure every op of ``space`` missing from the table at ``out``; save and return it.
 
     ``backend`` is a name of :data:`latency_predictors.backends.BACKENDS` (with ``ep``,

@@ -67,7 +67,7 @@ KILLABLE = textwrap.dedent("""
             return super().time(module, shape)
 
     profile_table(SMALL, Slow("cpu", 1, 0, 2), name="k", out=sys.argv[1], progress=False,
-                  method="alone")
+                  method="alone", passes=2)
 """)
 
 
@@ -97,7 +97,7 @@ def test_resume_after_kill(tmp_path):
             return super().time(module, shape)
 
     table = profile_table(SMALL, Counting("cpu", 1, 0, 2), name="k", out=out, progress=False,
-                          method="alone")
+                          method="alone", passes=2)
     assert len(calls) == 2 * 9 - done_before and len(table.frame) == 9  # 2 passes
     assert not partial_csv.exists()
 
