@@ -242,6 +242,13 @@ class Batches:
             x = random_crop_flip(x, generator)
         return x, self.y[index.to(self.device)]
 
+    def in_order(self, batch_size: int = 256, limit: int | None = None
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The first ``limit`` (default all) examples in order, unaugmented, for evaluation."""
+        stop = len(self) if limit is None else min(limit, len(self))
+        for start in range(0, stop, batch_size):
+            yield self.batch(torch.arange(start, min(start + batch_size, stop)), augment=False)
+
     def epoch(self, batch_size: int, generator: torch.Generator, augment: bool,
               drop_last: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self), generator=generator)

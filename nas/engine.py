@@ -15,7 +15,7 @@ ICLR 2019:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -31,6 +31,17 @@ from .latency_loss import latency_loss
 
 class NonFiniteLoss(HwnasError):
     """The loss became NaN or infinite."""
+
+
+def top1_accuracy(forward: Callable[[torch.Tensor], torch.Tensor],
+                  batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Share of ``batches`` whose arg-max logit of ``forward(images)`` is the label (0 if empty)."""
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in batches:
+            correct += int((forward(images).argmax(dim=1) == labels).sum())
+            total += labels.numel()
+    return correct / max(1, total)
 
 
 def default_device() -> torch.device:
@@ -112,16 +123,10 @@ class SearchEngine:
             rescale_pair(alpha, pair, before)
         return float(loss.detach())
 
-    @torch.no_grad()
-    def accuracy(self, batches, paths: list[int], batch_size: int = 256) -> float:
+    def accuracy(self, batches, paths: list[int]) -> float:
         """Top-1 accuracy of one path of the supernet (eval mode) on ``batches``."""
         self.supernet.eval()
-        correct = 0
-        for start in range(0, len(batches), batch_size):
-            index = torch.arange(start, min(start + batch_size, len(batches)))
-            x, y = batches.batch(index, augment=False)
-            correct += int((self.supernet(x, paths).argmax(1) == y).sum())
-        return correct / max(1, len(batches))
+        return top1_accuracy(lambda x: self.supernet(x, paths), batches.in_order())
 
     def state_dict(self) -> dict:
         return {"supernet": self.supernet.state_dict(), "weight_opt": self.weight_opt.state_dict(),

@@ -20,7 +20,7 @@ from search_spaces import ArchSpec, ChildNet, HwnasError, Supernet, build, get_s
 
 from . import rundir
 from .data import Batches, channel_stats, load_dataset
-from .engine import default_device
+from .engine import default_device, top1_accuracy
 
 INITS = ("scratch", "inherit")
 
@@ -49,16 +49,6 @@ def _initial_model(run_dir: Path, spec: ArchSpec, init: str) -> ChildNet:
     supernet = Supernet(get_space(spec.space))
     supernet.load_state_dict(rundir.load_checkpoint(run_dir)["engine"]["supernet"])
     return supernet.child(spec)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, batches: Batches, batch_size: int = 256) -> float:
-    model.eval()
-    correct = 0
-    for start in range(0, len(batches), batch_size):
-        x, y = batches.batch(torch.arange(start, min(start + batch_size, len(batches))), False)
-        correct += int((model(x).argmax(1) == y).sum())
-    return correct / max(1, len(batches))
 
 
 def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
@@ -103,5 +93,5 @@ def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
             loss.backward()
             opt.step()
             step += 1
-    test_accuracy = accuracy(model, test)
+    test_accuracy = top1_accuracy(model.eval(), test.in_order())
     return RetrainResult(spec, model.cpu().eval(), test_accuracy, epochs, init)

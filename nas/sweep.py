@@ -25,6 +25,8 @@ from torch import nn
 from latency_predictors import LatencyMatrix
 from search_spaces import ArchSpec, HwnasError, Space, Supernet
 
+from .engine import top1_accuracy
+
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 LATENCY_ATTR = "latency_ms"
 _OPEN_ATTEMPTS = 5
@@ -51,26 +53,16 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor
     return model.eval()
 
 
-def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) over ``batches``."""
-    model.eval()
-    correct = total = 0
-    with torch.no_grad():
-        for images, labels in batches:
-            correct += int((model(images).argmax(dim=1) == labels).sum())
-            total += labels.numel()
-    if total == 0:
-        raise HwnasError("no evaluation data")
-    return correct / total
-
-
 def supernet_evaluator(supernet: Supernet, calibration: Batches, evaluation: Batches
                        ) -> Callable[[ArchSpec], float]:
     """Accuracy of a spec's child with inherited weights and recalibrated BatchNorm."""
 
+    if not evaluation:
+        raise HwnasError("no evaluation data")
+
     def evaluate(spec: ArchSpec) -> float:
         child = recalibrate_batchnorm(supernet.child(spec), calibration)
-        return accuracy(child, evaluation)
+        return top1_accuracy(child, evaluation)
 
     return evaluate
 

@@ -39,14 +39,6 @@ class SweepRun:
     derived: dict[float, SweepPoint | None]  # ProxylessNAS derivation per budget, same scoring
 
 
-def _first(batches, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    count = min(count, len(batches))
-    if count == 0:
-        raise HwnasError("the run's data split is empty")
-    return [batches.batch(torch.arange(s, min(s + 256, count)), augment=False)
-            for s in range(0, count, 256)]
-
-
 def _load_run(run_dir: Path) -> tuple[SearchConfig, Supernet]:
     state = rundir.load_checkpoint(run_dir)
     fields = dict(state["config"])
@@ -118,8 +110,11 @@ def sweep_run(run_dir: str | Path, device: str, budgets: Sequence[float], n_tria
     table = load_table(device)
     matrix = latency_matrix(space, table)
     splits = prepare_data(config, torch.device("cpu"))
-    evaluate = supernet_evaluator(supernet, _first(splits.weight, calibration_images),
-                                  _first(splits.arch, eval_images))
+    calibration = list(splits.weight.in_order(limit=calibration_images))
+    evaluation = list(splits.arch.in_order(limit=eval_images))
+    if not calibration or not evaluation:
+        raise HwnasError("the run's data split is empty")
+    evaluate = supernet_evaluator(supernet, calibration, evaluation)
     derived = _derived_per_budget(supernet, matrix, budgets)
     result = sweep(space, matrix, budgets, evaluate, n_trials, seed, storage, study_name,
                    progress=True, seeds=[spec for spec in derived.values() if spec is not None])
