@@ -10,6 +10,7 @@ from search_spaces import ArchSpec, HwnasError, get_space
 from .budget import parse_budgets
 from .config import SearchConfig
 from .constraints import load_constraints
+from .distributed import is_main_process
 from .export import FORMATS, export_model
 from .latency_loss import LOSSES
 from .retrain import INITS, retrain
@@ -17,8 +18,8 @@ from .search import search
 from .sweep_run import sweep_run
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "json": ".json", "pt": ".pt"}
-_CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "loss", "seed",
-                 "data_limit", "resume")
+_CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "micro_batches",
+                 "loss", "seed", "data_limit", "resume")
 
 
 def read_arch(path: str | Path) -> ArchSpec:
@@ -37,11 +38,14 @@ def _search(args: argparse.Namespace) -> int:
                                  f"-{args.budget.replace(',', '-')}")
     config = (SearchConfig.quick if args.quick else SearchConfig)(devices, budgets, **fields)
     constraints = load_constraints(get_space(config.space), devices, budgets)
+    main = is_main_process()  # under torchrun, rank 0 alone reports
     for c in constraints:
-        if c.estimated:
+        if c.estimated and main:
             print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model, "
                   "not measured on the device")
     result = search(config, constraints)
+    if result is None:
+        return 0
     print(f"architecture: {result.spec.to_string()}")
     for table, ms in result.latency_ms.items():
         print(f"predicted latency on {table}: {ms:.4g} ms (budget {result.budgets_ms[table]:.4g}"
@@ -104,6 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", required=True, help="budget(s) per device, e.g. 30ms,3ms")
     for flag in ("epochs", "warmup-epochs", "batch-size", "seed", "data-limit"):
         p.add_argument(f"--{flag}", type=_int)
+    p.add_argument("--micro-batches", type=_int, help="split each batch into this many "
+                   "shards (gradient accumulation; default 1); under torchrun, per process")
     p.add_argument("--loss", choices=sorted(LOSSES))
     p.add_argument("--out", help="run directory (default runs/SPACE-DEVICES-BUDGETS)")
     p.add_argument("--resume", action="store_true", default=None,

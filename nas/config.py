@@ -27,7 +27,8 @@ class SearchConfig:
     out: str = "runs/search"
     epochs: int = 30  # search epochs after warm-up (ProxylessNAS: 120)
     warmup_epochs: int = 10  # weights only, uniform paths (ProxylessNAS: 40)
-    batch_size: int = 64
+    batch_size: int = 64  # the global batch, split over micro-batches and torchrun ranks
+    micro_batches: int = 1  # gradient accumulation: shards per process, each its own BN batch
     loss: str = "mul_log"  # ProxylessNAS's default form
     loss_strength: float | None = None  # β (mul_log) or λ (add_linear); None: paper default
     seed: int = 0
@@ -48,7 +49,7 @@ class SearchConfig:
                              f"and budgets {list(self.budgets_ms)}")
         if self.loss not in LOSSES:
             raise HwnasError(f"unknown loss {self.loss!r}; valid: {sorted(LOSSES)}")
-        for name in ("epochs", "batch_size", "arch_every"):
+        for name in ("epochs", "batch_size", "arch_every", "micro_batches"):
             if getattr(self, name) < 1:
                 raise HwnasError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup_epochs < 0:
@@ -64,10 +65,11 @@ class SearchConfig:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the run it continues (a run directory
-        may be moved, so ``out`` is not one of them)."""
+        """The fields a resumed run must share with the run it continues. A run directory
+        may be moved, so ``out`` is not one of them; nor is ``micro_batches``, which like the
+        number of torchrun processes only changes how a batch is split over the hardware."""
         return {k: v for k, v in self.to_dict().items()
-                if k not in ("resume", "progress", "out")}
+                if k not in ("resume", "progress", "out", "micro_batches")}
 
     @classmethod
     def quick(cls, devices: tuple[str, ...], budgets_ms: tuple[float, ...],

@@ -10,6 +10,10 @@ ICLR 2019:
   estimator of :mod:`nas.gradient` for the cross-entropy part and autograd through the
   expected latency (one term per device, :mod:`nas.latency_loss`); Adam with β1 = 0 so paths
   with a zero gradient do not move, then the offset rescaling of the sampled logits.
+
+Both steps split their batch into shards (``config.micro_batches`` per process, and one share
+per data-parallel rank, :mod:`nas.distributed`), accumulate the gradients of the shards'
+mean losses and average them over the ranks before the optimiser step.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from search_spaces import HwnasError, Supernet
 
 from .config import SearchConfig
 from .constraints import Constraint
+from .distributed import Group
 from .gradient import pair_alpha_grad, rescale_pair, sample_pairs
 from .latency_loss import latency_loss
 
@@ -52,7 +57,9 @@ class SearchEngine:
     """Holds the supernet, both optimisers and the path-sampling generator."""
 
     def __init__(self, supernet: Supernet, constraints: Sequence[Constraint],
-                 config: SearchConfig, device: torch.device | None = None) -> None:
+                 config: SearchConfig, device: torch.device | None = None,
+                 group: Group | None = None) -> None:
+        self.group = group or Group()
         self.device = device or default_device()
         self.supernet = supernet.to(self.device)
         self.constraints = list(constraints)
@@ -83,18 +90,28 @@ class SearchEngine:
         for group in self.weight_opt.param_groups:
             group["lr"] = self.config.weight_lr * 0.5 * (1 + math.cos(math.pi * progress))
 
+    def _shards(self, images: torch.Tensor,
+                labels: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return self.group.shards(images.to(self.device), labels.to(self.device),
+                                 self.config.micro_batches)
+
     def weight_step(self, images: torch.Tensor, labels: torch.Tensor,
                     uniform: bool = False) -> float:
         """One SGD step of the weights of one sampled path; returns the training loss."""
         paths = self.sample_paths(uniform)
         self.supernet.train()
         self.weight_opt.zero_grad(set_to_none=True)
-        logits = self.supernet(images.to(self.device), paths)
-        loss = self.train_loss(logits, labels.to(self.device))
-        _check_finite(loss, "weight")
-        loss.backward()
+        shards = self._shards(images, labels)
+        total = torch.zeros((), device=self.device)
+        for x, y in shards:
+            loss = self.train_loss(self.supernet(x, paths), y) / len(shards)
+            loss.backward()
+            total += loss.detach()
+        grads = [p.grad for p in self.supernet.weight_parameters() if p.grad is not None]
+        self.group.average([*grads, total])
+        _check_finite(total, "weight")
         self.weight_opt.step()
-        return float(loss.detach())
+        return float(total)
 
     def expected_latencies(self) -> list[torch.Tensor]:
         """E[LAT] per device (ms), differentiable in α."""
@@ -107,12 +124,20 @@ class SearchEngine:
         gates = [row.to(self.device).requires_grad_(True) for row in gate_rows]
         alphas = self.supernet.arch_parameters()
         self.supernet.train()
-        logits = self.supernet(images.to(self.device), pairs, gates)
-        ce = self.arch_loss(logits, labels.to(self.device))
-        loss = latency_loss(self.config.loss, ce, self.expected_latencies(),
-                            [c.budget_ms for c in self.constraints], self.config.loss_strength)
-        _check_finite(loss, "architecture")
-        grads = torch.autograd.grad(loss, [*gates, *alphas])
+        shards = self._shards(images, labels)
+        grads = [torch.zeros_like(t) for t in (*gates, *alphas)]
+        total = torch.zeros((), device=self.device)
+        for x, y in shards:
+            ce = self.arch_loss(self.supernet(x, pairs, gates), y)
+            loss = latency_loss(self.config.loss, ce, self.expected_latencies(),
+                                [c.budget_ms for c in self.constraints],
+                                self.config.loss_strength) / len(shards)
+            for grad, part in zip(grads, torch.autograd.grad(loss, [*gates, *alphas]),
+                                  strict=True):
+                grad += part
+            total += loss.detach()
+        self.group.average([*grads, total])
+        _check_finite(total, "architecture")
         gate_grads, latency_grads = grads[:len(gates)], grads[len(gates):]
         old = [alpha.detach()[pair].clone() for alpha, pair in zip(alphas, pairs, strict=True)]
         for alpha, pair, gate_grad, lat_grad in zip(alphas, pairs, gate_grads, latency_grads,
@@ -121,7 +146,7 @@ class SearchEngine:
         self.arch_opt.step()
         for alpha, pair, before in zip(alphas, pairs, old, strict=True):
             rescale_pair(alpha, pair, before)
-        return float(loss.detach())
+        return float(total)
 
     def accuracy(self, batches, paths: list[int]) -> float:
         """Top-1 accuracy of one path of the supernet (eval mode) on ``batches``."""

@@ -5,11 +5,13 @@ with an architecture step (held-out split) every ``arch_every`` weight steps. Af
 epoch a checkpoint holds the supernet, both optimisers, the path-sampling and data-order
 generators and the torch/numpy/python RNG states, so a resumed CPU run reproduces an
 uninterrupted one exactly. The final architecture comes from the exact knapsack
-(:mod:`nas.derive`), so the predicted latency meets every budget.
+(:mod:`nas.derive`), so the predicted latency meets every budget. Under ``torchrun`` the
+batches are split over the processes (:mod:`nas.distributed`) and rank 0 writes the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import sys
@@ -26,7 +28,7 @@ from tqdm import tqdm
 from search_spaces import ArchSpec, HwnasError, Supernet, get_space
 from search_spaces.fileio import atomic_write_text
 
-from . import rundir
+from . import distributed, rundir
 from .config import SearchConfig
 from .constraints import Constraint, check_feasible, load_constraints
 from .data import Batches, channel_stats, load_dataset, split_holdout
@@ -72,7 +74,7 @@ def prepare_data(config: SearchConfig, device: torch.device) -> Splits:
                    batches(data.test_x, data.test_y))
 
 
-def _open_run_dir(config: SearchConfig) -> Path:
+def _check_run_dir(config: SearchConfig) -> Path:
     run_dir = Path(config.out)
     exists = (run_dir / rundir.CHECKPOINT).exists() or (run_dir / "summary.json").exists()
     if exists and not config.resume:
@@ -80,7 +82,6 @@ def _open_run_dir(config: SearchConfig) -> Path:
                          "choose another --out")
     if config.resume and not exists:
         raise HwnasError(f"--resume: no checkpoint at {run_dir / rundir.CHECKPOINT}")
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
@@ -165,37 +166,57 @@ def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None
 
     Every user-input problem (tables, budgets, data, run directory, checkpoint) raises
     :class:`HwnasError` before anything is written, except a NaN loss mid-run, which stops
-    with the last good checkpoint kept.
+    with the last good checkpoint kept. Under ``torchrun`` only rank 0 returns the result;
+    the other ranks return None.
     """
+    group, created = distributed.environment_group()
+    try:
+        return _search(config, constraints, group, stop_after_epoch)
+    finally:
+        if created:
+            distributed.close()
+
+
+def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
+            group: distributed.Group, stop_after_epoch: int | None) -> RunResult | None:
     space = get_space(config.space)
     if constraints is None:
         constraints = load_constraints(space, config.devices, config.budgets_ms)
     check_feasible(space, constraints)
-    state = rundir.load_checkpoint(Path(config.out)) if config.resume else None
+    run_dir = _check_run_dir(config)
+    state = rundir.load_checkpoint(run_dir) if config.resume else None
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
-    engine = SearchEngine(Supernet(space), constraints, config)
+    if not group.is_main:
+        config = dataclasses.replace(config, progress=False)
+    engine = SearchEngine(Supernet(space), constraints, config, group.device(), group)
     splits = prepare_data(config, engine.device)
     data_gen = torch.Generator().manual_seed(config.seed + 1)
     if state is not None:
         _restore(engine, state, data_gen)
-    run_dir = _open_run_dir(config)
+    group.broadcast(engine.supernet)
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     history = list(state["history"]) if state else []
     probs = list(state["probs"]) if state else []
     for epoch in range(state["epoch"] if state else 0, config.total_epochs):
         start = time.perf_counter()
         losses = _run_epoch(engine, splits, epoch, data_gen)
-        history.append(_epoch_row(engine, splits, epoch, losses, time.perf_counter() - start))
-        if config.progress:
-            tqdm.write(_epoch_line(history[-1]), file=sys.stderr)
-        probs.append(engine.probs().tolist())
-        rundir.save_checkpoint(run_dir, _checkpoint(engine, epoch + 1, history, probs,
-                                                    data_gen))
-        rundir.write_metrics(run_dir, history)
+        group.check_identical(list(engine.supernet.parameters()), "weights and α")
+        group.average([b for b in engine.supernet.buffers() if b.is_floating_point()])
+        if group.is_main:
+            history.append(_epoch_row(engine, splits, epoch, losses,
+                                      time.perf_counter() - start))
+            if config.progress:
+                tqdm.write(_epoch_line(history[-1]), file=sys.stderr)
+            probs.append(engine.probs().tolist())
+            rundir.save_checkpoint(run_dir, _checkpoint(engine, epoch + 1, history, probs,
+                                                        data_gen))
+            rundir.write_metrics(run_dir, history)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             return None
-    return _finish(engine, splits, run_dir, history, probs)
+    return _finish(engine, splits, run_dir, history, probs) if group.is_main else None
 
 
 def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
