@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from search_spaces import ArchSpec, HwnasError, get_space
 
 from .budget import parse_budgets
+from .calibrate_budget import calibrate_strength
 from .config import SearchConfig
 from .constraints import load_constraints
 from .distributed import is_main_process
@@ -19,7 +21,7 @@ from .sweep_run import sweep_run
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "json": ".json", "pt": ".pt"}
 _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "micro_batches",
-                 "loss", "seed", "data_limit", "resume")
+                 "loss", "loss_strength", "seed", "data_limit", "resume")
 
 
 def read_arch(path: str | Path) -> ArchSpec:
@@ -43,7 +45,10 @@ def _search(args: argparse.Namespace) -> int:
         if c.estimated and main:
             print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model, "
                   "not measured on the device")
-    result = search(config, constraints)
+    if args.calibrate_budget is not None:
+        result = calibrate_strength(config, constraints, args.calibrate_budget)
+    else:
+        result = search(config, constraints)
     if result is None:
         return 0
     print(f"architecture: {result.spec.to_string()}")
@@ -51,6 +56,11 @@ def _search(args: argparse.Namespace) -> int:
         print(f"predicted latency on {table}: {ms:.4g} ms (budget {result.budgets_ms[table]:.4g}"
               " ms)")
     print(f"test accuracy with supernet weights (not retrained): {result.test_accuracy:.4f}")
+    if args.calibrate_budget is not None:
+        chosen = json.loads((result.run_dir / "summary.json").read_text())["calibration"]
+        print(f"calibrated {config.loss} strength: {chosen['strength']:.4g} (|E[LAT]/budget - 1|"
+              f" = {chosen['abs_budget_gap']:.3f}, best of {chosen['trials']} trials; "
+              f"{chosen['csv']})")
     print(f"run directory: {result.run_dir}")
     return 0
 
@@ -99,6 +109,13 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="ProxylessNAS search under latency budgets")
     p.add_argument("--space", help="search space (default cifar)")
@@ -111,6 +128,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--micro-batches", type=_int, help="split each batch into this many "
                    "shards (gradient accumulation; default 1); under torchrun, per process")
     p.add_argument("--loss", choices=sorted(LOSSES))
+    p.add_argument("--loss-strength", type=_float, help="β of mul_log (default 0.3) or λ of "
+                   "add_linear (default 0.1)")
+    p.add_argument("--calibrate-budget", type=_int, metavar="TRIALS", help="tune the loss "
+                   "strength with Optuna over TRIALS searches so E[LAT] lands at the budget")
     p.add_argument("--out", help="run directory (default runs/SPACE-DEVICES-BUDGETS)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its checkpoint")

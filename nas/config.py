@@ -52,6 +52,8 @@ class SearchConfig:
         for name in ("epochs", "batch_size", "arch_every", "micro_batches"):
             if getattr(self, name) < 1:
                 raise HwnasError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.loss_strength is not None and not 0 < self.loss_strength < float("inf"):
+            raise HwnasError(f"loss strength must be a positive number, got {self.loss_strength}")
         if self.warmup_epochs < 0:
             raise HwnasError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.data_limit is not None and self.data_limit < 2:

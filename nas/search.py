@@ -150,9 +150,16 @@ def _checkpoint(engine: SearchEngine, epoch: int, history: list, probs: list,
             "config": engine.config.identity()}
 
 
+LOSS_FIELDS = ("loss", "loss_strength")  # unused by warm-up epochs (no architecture steps)
+
+
 def _restore(engine: SearchEngine, state: dict[str, Any], data_gen: torch.Generator) -> None:
-    if state["config"] != engine.config.identity():
-        diff = sorted(k for k, v in engine.config.identity().items() if state["config"].get(k) != v)
+    """Load a checkpoint of the same run. A checkpoint taken during warm-up may continue with
+    another latency loss or strength (warm-up never uses them; budget calibration relies on it)."""
+    ignore = LOSS_FIELDS if state["epoch"] <= engine.config.warmup_epochs else ()
+    diff = sorted(k for k, v in engine.config.identity().items()
+                  if k not in ignore and state["config"].get(k) != v)
+    if diff:
         raise HwnasError(f"--resume: the run was started with different settings ({diff}); "
                          "repeat the original options")
     engine.load_state_dict(state["engine"])
