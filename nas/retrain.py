@@ -72,20 +72,41 @@ def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
     mean, std = channel_stats(data.train_x, space.input)
     train = Batches(data.train_x, data.train_y, space.input, device, mean, std)
     test = Batches(data.test_x, data.test_y, space.input, device, mean, std)
-    opt = torch.optim.SGD(model.parameters(), lr=config["weight_lr"], momentum=0.9,
-                          nesterov=True, weight_decay=config["weight_decay"])
+    recipe = Recipe(epochs, config["batch_size"], config["weight_lr"], config["weight_decay"],
+                    config["seed"])
+    train_child(model, train, recipe, progress)
+    test_accuracy = top1_accuracy(model.eval(), test.in_order())
+    return RetrainResult(spec, model.cpu().eval(), test_accuracy, epochs, init)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a child network is trained: SGD nesterov 0.9, cosine lr, label smoothing 0.1."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+
+
+def train_child(model: nn.Module, train: Batches, recipe: Recipe, progress: bool = True,
+                desc: str = "retrain") -> nn.Module:
+    """Train ``model`` (already on ``train``'s device) in place with ``recipe``; return it."""
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
+                          weight_decay=recipe.weight_decay)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    generator = torch.Generator().manual_seed(config["seed"])
-    batch_size = min(config["batch_size"], len(train))
-    steps = max(1, epochs * (len(train) // batch_size))
+    generator = torch.Generator().manual_seed(recipe.seed)
+    batch_size = min(recipe.batch_size, len(train))
+    steps = max(1, recipe.epochs * (len(train) // batch_size))
     step = 0
-    for epoch in range(epochs):
+    for epoch in range(recipe.epochs):
         model.train()
         for x, y in tqdm(train.epoch(batch_size, generator, augment=True),
-                         total=len(train) // batch_size, desc=f"retrain {epoch + 1}/{epochs}",
-                         disable=not progress, leave=False):
+                         total=len(train) // batch_size, desc=f"{desc} {epoch + 1}/"
+                         f"{recipe.epochs}", disable=not progress, leave=False):
             for group in opt.param_groups:
-                group["lr"] = config["weight_lr"] * 0.5 * (1 + math.cos(math.pi * step / steps))
+                group["lr"] = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
             if not torch.isfinite(loss):
@@ -93,5 +114,4 @@ def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
             loss.backward()
             opt.step()
             step += 1
-    test_accuracy = top1_accuracy(model.eval(), test.in_order())
-    return RetrainResult(spec, model.cpu().eval(), test_accuracy, epochs, init)
+    return model
