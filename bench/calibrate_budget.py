@@ -37,12 +37,14 @@ def main() -> None:
     parser.add_argument("--arch-lr", type=float, default=0.01)
     parser.add_argument("--arch-every", type=int, default=1)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--resume", action="store_true", help="continue (or extend) OUT")
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = SearchConfig((args.device,), (args.budget,), out=args.out, loss=args.loss,
                           data_limit=args.data_limit, epochs=args.epochs,
                           warmup_epochs=args.warmup_epochs, batch_size=32,
-                          arch_lr=args.arch_lr, arch_every=args.arch_every, progress=False)
+                          arch_lr=args.arch_lr, arch_every=args.arch_every, progress=False,
+                          resume=args.resume)
     constraints = load_constraints(get_space(config.space), config.devices, config.budgets_ms)
     print(json.dumps({k: v for k, v in config.to_dict().items() if v is not None}))
     start = time.perf_counter()

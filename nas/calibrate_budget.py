@@ -3,9 +3,12 @@
 ProxylessNAS's β (``mul_log``) and λ (``add_linear``) were set for one target on ImageNet; on
 another device, budget or data set the same strength may leave E[LAT] far above the budget
 (the knapsack then has to cut the distribution hard) or far below it (accuracy given away).
-``calibrate_strength`` searches the strength on a log scale with Optuna's TPE sampler; each
-trial is a whole search with that strength, scored by ``|max_d E_d / T_d − 1|``: the relative
-gap between the final expected latency of the binding device and its budget.
+``calibrate_strength`` searches the strength on a log scale with Optuna; each trial is a whole
+search with that strength, scored by ``|max_d E_d / T_d − 1|``: the relative gap between the
+final expected latency of the binding device and its budget. Trials are expensive and few, and
+the gap is a smooth function of one variable, so the sampler is Optuna's Gaussian-process
+sampler after two start-up trials (the paper's value, then one random), not TPE, whose default
+start-up alone is ten random trials.
 
 The warm-up epochs do not use the latency loss, so they are run once and every trial continues
 from that checkpoint. Everything lives in ``OUT/calibration/``: ``warmup/``, ``trial-NNN/`` (a
@@ -68,7 +71,8 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=f"sqlite:///{base / 'study.db'}", study_name=STUDY,
                                 direction="minimize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=config.seed))
+                                sampler=optuna.samplers.GPSampler(seed=config.seed,
+                                                                  n_startup_trials=2))
     low, high = STRENGTH_RANGES[config.loss]
     if not study.trials:
         study.enqueue_trial({"strength": DEFAULT_STRENGTH[config.loss]})  # the paper's value
