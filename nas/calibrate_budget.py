@@ -36,7 +36,7 @@ from search_spaces.fileio import atomic_write_text, atomic_write_with
 from . import rundir
 from .config import SearchConfig
 from .constraints import Constraint
-from .distributed import is_main_process
+from .distributed import is_distributed
 from .latency_loss import DEFAULT_BETA, DEFAULT_LAMBDA
 from .search import RunResult, search
 
@@ -56,7 +56,7 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
     """Run ``trials`` searches (Optuna) and return the best one, copied to ``config.out``."""
     if trials < 1:
         raise HwnasError(f"--calibrate-budget needs at least 1 trial, got {trials}")
-    if not is_main_process() or config.loss_strength is not None:
+    if is_distributed() or config.loss_strength is not None:
         raise HwnasError("--calibrate-budget runs in one process and chooses the loss "
                          "strength itself; drop torchrun / --loss-strength")
     out = Path(config.out)

@@ -104,16 +104,21 @@ def environment_group() -> tuple[Group, bool]:
 
     Returns ``(group, created)``; ``created`` tells the caller to call :func:`close`.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if not is_distributed():
         return Group(), False
-    group = Group(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    group = Group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                  int(os.environ.get("LOCAL_RANK", "0")))
     if dist.is_initialized():
         return group, False
     if torch.cuda.is_available():
         torch.cuda.set_device(group.device())
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return group, True
+
+
+def is_distributed() -> bool:
+    """True when torchrun started this process as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def is_main_process() -> bool:

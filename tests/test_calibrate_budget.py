@@ -118,3 +118,12 @@ def test_cli_reports_the_calibrated_strength(tmp_path: Path,
                         "--calibrate-budget", "2")) == 0
     out = capsys.readouterr().out
     assert "calibrated mul_log strength:" in out and "best of 2 trials" in out
+
+
+def test_calibration_refuses_to_run_under_torchrun(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")  # rank 0 too, not only the others
+    with pytest.raises(HwnasError, match="runs in one process"):
+        calibrate_strength(_config(tmp_path / "run"), [tiny_constraint(2.0)], trials=2)
+    assert not (tmp_path / "run").exists()
