@@ -1,8 +1,9 @@
 """Data-parallel search speed: the same search on 1 process and on N torchrun processes.
 
 Runs ``hwnas search`` (same data, seed, global batch) once per process count, each process with
-one thread, and compares the search-phase epoch time (``metrics.csv``, evaluation excluded) and
-the derived architectures. CPU: gloo; a GPU host uses NCCL with one GPU per process.
+``--threads`` threads (default 1), and compares the search-phase epoch time (``metrics.csv``,
+evaluation excluded) and the derived architectures. CPU: gloo; a GPU host uses NCCL with one
+GPU per process.
 
     python bench/ddp_scaling.py --procs 1,2 --out /tmp/ddp
 """
@@ -28,7 +29,7 @@ def run(procs: int, args: argparse.Namespace) -> tuple[float, str]:
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                  f"--nproc_per_node={procs}", "--no-python", "hwnas"] if procs > 1
                 else ["hwnas"])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     subprocess.run(launcher + hwnas, check=True, env=env, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     rows = list(csv.DictReader((out / "metrics.csv").open()))
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--data-limit", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     results = {n: run(n, args) for n in (int(p) for p in args.procs.split(","))}
