@@ -4,8 +4,9 @@ Each trial picks one candidate per searchable layer (one categorical per layer),
 accuracy with an evaluator — by default the child inheriting the supernet's weights, its
 BatchNorm statistics re-estimated on training batches, evaluated on the held-out split — and
 its latency with the device table. NSGA-II maximises accuracy and minimises latency; the budget
-enters through Optuna's ``constraints_func`` (constraint value ``latency - max budget ≤ 0``),
-not through rejection loops, so infeasible trials still inform the search.
+enters as an Optuna trial constraint (``trial.set_constraint``, value ``latency - max budget``,
+feasible when ≤ 0; Optuna 5's replacement of ``constraints_func``), which NSGA-II's constrained
+domination reads, not through rejection loops, so infeasible trials still inform the search.
 
 Several processes may share one study through Optuna's RDB storage
 (``storage="sqlite:///sweep.db"`` here, a PostgreSQL URL across machines).
@@ -29,6 +30,7 @@ from .engine import top1_accuracy
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 LATENCY_ATTR = "latency_ms"
+CONSTRAINT = "latency_over_budget_ms"  # feasible when <= 0
 _OPEN_ATTEMPTS = 5
 
 
@@ -101,20 +103,12 @@ def best_per_budget(points: Sequence[SweepPoint], budgets: Sequence[float]
     return best
 
 
-def _constraints(budget: float) -> Callable[[optuna.trial.FrozenTrial], Sequence[float]]:
-    def constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-        return [trial.user_attrs[LATENCY_ATTR] - budget]
-
-    return constraints
-
-
 def create_study(budgets: Sequence[float], seed: int, storage: str | None = None,
                  study_name: str | None = None, population: int = 24) -> optuna.Study:
     """An NSGA-II study (max accuracy, min latency) constrained to the largest budget."""
     if not budgets or min(budgets) <= 0:
         raise HwnasError(f"budgets must be positive, got {list(budgets)}")
-    sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed,
-                                            constraints_func=_constraints(max(budgets)))
+    sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     from sqlalchemy.exc import SQLAlchemyError
 
     attempt = 0
@@ -163,6 +157,7 @@ def sweep(space: Space, matrix: LatencyMatrix, budgets: Sequence[float],
         spec = space.spec_from_string("|".join(choices))
         latency = matrix.total([space.candidate_index(layer) for layer in spec.layers])
         trial.set_user_attr(LATENCY_ATTR, latency)
+        trial.set_constraint(CONSTRAINT, latency - max(budgets))
         return evaluate(spec), latency
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
