@@ -115,7 +115,7 @@ def _validate(args: argparse.Namespace) -> int:
     table = load_table(args.device)
     _warn_estimated(table)
     result = validate_table(table, args.space, n=args.n, seed=args.seed,
-                            progress=not args.quiet)
+                            progress=not args.quiet, sampler=args.sampler)
     print(result.format())
     if args.out:
         csv_path, png_path = result.save(args.out)
@@ -170,6 +170,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="cifar")
     p.add_argument("-n", type=int, default=50)
     p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--sampler", choices=("uniform", "spread"), default="uniform",
+                   help="uniform candidates, or a random skip share like searched networks")
     p.add_argument("--out", default=None, help="folder for validation.csv and .png")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_validate)

@@ -1,9 +1,11 @@
 """Predictor accuracy, measured (DESIGN §4): random architectures, measured vs predicted.
 
-``validate_table`` samples N uniform random architectures of a space (a seed distinct from the
-calibration's), measures each end to end with the table's backend and compares with
-``predict_latency``: MAPE and the share within ±10 % (nn-Meter's figure of merit). Results can
-be written as a CSV and a scatter plot PNG (atomically).
+``validate_table`` samples N random architectures of a space (a seed distinct from the
+calibration's) — ``uniform`` over candidates, or ``spread``, whose skip share is itself random
+as in searched networks (uniform sampling almost never picks skip) —, measures each end to end
+with the table's backend and compares with ``predict_latency``: MAPE and the share within
+±10 % (nn-Meter's figure of merit). Results can be written as a CSV and a scatter plot PNG
+(atomically).
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from search_spaces import Space, get_space
+from search_spaces import HwnasError, Space, get_space
 from search_spaces.fileio import atomic_path, atomic_write_text
 
 from .backends import Backend
-from .calibrate import backend_for, errors, measure_archs
+from .calibrate import backend_for, errors, measure_archs, spread_sample
 from .predictor import predict_latency
 from .table import LatencyTable
 
 VALIDATION_SEED = 1000  # far from the calibration seeds (0 and 1 by default)
+SAMPLERS = ("uniform", "spread")
 
 
 @dataclass(frozen=True)
@@ -78,20 +81,23 @@ class ValidationResult:
 
 def validate_table(table: LatencyTable, space: Space | str, n: int = 50,
                    seed: int = VALIDATION_SEED, backend: Backend | None = None,
-                   progress: bool = True) -> ValidationResult:
+                   progress: bool = True, sampler: str = "uniform") -> ValidationResult:
     """Measure ``n`` random architectures of ``space`` and compare with the table's prediction."""
-    return compare_tables([table], space, n, seed, backend, progress)[0]
+    return compare_tables([table], space, n, seed, backend, progress, sampler)[0]
 
 
 def compare_tables(tables: list[LatencyTable], space: Space | str, n: int = 50,
                    seed: int = VALIDATION_SEED, backend: Backend | None = None,
-                   progress: bool = True) -> list[ValidationResult]:
+                   progress: bool = True, sampler: str = "uniform") -> list[ValidationResult]:
     """Validate several tables on the same measured architectures (measured with ``backend``,
     by default the first table's own)."""
+    if sampler not in SAMPLERS:
+        raise HwnasError(f"unknown sampler {sampler!r}; valid: {list(SAMPLERS)}")
     space = get_space(space) if isinstance(space, str) else space
     backend = backend or backend_for(tables[0])
     generator = torch.Generator().manual_seed(seed)
-    specs = [space.sample(generator) for _ in range(n)]
+    draw = space.sample if sampler == "uniform" else lambda g: spread_sample(space, g)
+    specs = [draw(generator) for _ in range(n)]
     for table in tables:  # fail on a missing row before the long measurement
         predict_latency(specs[0], table)
     measured = measure_archs(specs, backend, f"validate {tables[0].device}", progress)

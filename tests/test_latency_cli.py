@@ -116,3 +116,26 @@ def _has_openvino() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_validate_spread_sampler_measures_searched_like_archs(capsys, tables, tmp_path):
+    import torch
+
+    from latency_predictors.calibrate import spread_sample
+
+    code, out, _ = run(capsys, "validate", "--device", "meas", "--space", "latency-cli", "-n",
+                       "4", "--seed", "7", "--sampler", "spread", "--quiet", "--out",
+                       str(tmp_path / "val"))
+    assert code == 0 and "on 4 random latency-cli architectures" in out
+    generator = torch.Generator().manual_seed(7)
+    expected = [spread_sample(CLI_SPACE, generator).to_string() for _ in range(4)]
+    rows = (tmp_path / "val" / "validation.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == expected
+
+
+def test_validate_unknown_sampler_is_one_error(tables):
+    from latency_predictors import load_table, validate_table
+    from search_spaces import HwnasError
+
+    with pytest.raises(HwnasError, match="unknown sampler 'gauss'"):
+        validate_table(load_table("meas"), CLI_SPACE, n=1, sampler="gauss")
