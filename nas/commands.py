@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from search_spaces import ArchSpec, HwnasError, get_space
 
@@ -102,18 +104,19 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+def _parsed(convert: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    """An argparse ``type`` whose failure is one line naming what was expected."""
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    return parse
 
 
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+_int = _parsed(int, "an integer")
+_float = _parsed(float, "a number")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
