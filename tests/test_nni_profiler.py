@@ -18,16 +18,11 @@ from latency_predictors import (
 )
 from nas.nni_profiler import latency_penalty, latency_profiler
 from nas.nni_space import layer_labels, nni_model_space, spec_to_sample
-from search_spaces import SPACES, HwnasError, LayerSpec, Space, register_space
+from search_spaces import HwnasError
+
+from .test_nni_space import TINY as SPACE
 
 pytest.importorskip("nni.nas.profiler", reason="NNI 3.0 (with pytorch-lightning) not installed")
-
-SPACE = Space("nni-profiler-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 2),
-              candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
-                          LayerSpec("block", 5, 2, "rbf"), LayerSpec("block", 3, 4, "star")),
-              branches=2)
-if SPACE.name not in SPACES:
-    register_space(SPACE)
 
 
 @pytest.fixture(scope="module")
@@ -75,5 +70,5 @@ def test_penalty_expectation_equals_expected_latency(setup) -> None:
 def test_matrix_of_another_shape_is_rejected(setup) -> None:
     _, matrix, model_space, _ = setup
     bad = type("Matrix", (), {"fixed_ms": 1.0, "per_layer": matrix.per_layer[:-1]})()
-    with pytest.raises(HwnasError, match="do not fit space 'nni-profiler-tiny'"):
+    with pytest.raises(HwnasError, match="do not fit space 'nni-tiny'"):
         latency_profiler(model_space, bad)
