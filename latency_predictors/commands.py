@@ -14,6 +14,7 @@ from search_spaces.errors import HwnasError
 
 from .backends import BACKENDS
 from .predictor import predict_latency
+from .profile import PROFILE_PASSES, PROFILE_REPEATS
 from .table import known_tables, load_table, save_table
 
 _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not from "
@@ -133,10 +134,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="device name of the table")
     p.add_argument("--out", default=None, help="table path (NAME.csv + NAME.json); default "
                    "$HWNAS_TABLES/NAME.csv or ~/.hwnas/tables/NAME.csv")
-    p.add_argument("--repeats", type=int, default=60)
+    p.add_argument("--repeats", type=int, default=PROFILE_REPEATS)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--passes", type=int, default=1, help="passes over the ops (fastest kept)")
+    p.add_argument("--passes", type=int, default=PROFILE_PASSES,
+                   help="passes over the ops (fastest kept)")
     p.add_argument("--method", choices=["chain", "alone"], default="alone",
                    help="chain: candidates timed as (T(4 copies) - T(2 copies)) / 2")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",

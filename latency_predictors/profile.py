@@ -5,9 +5,14 @@ built alone (``make_candidate`` / ``make_fixed_part``, eval mode), handed to a t
 (:mod:`latency_predictors.backends`; onnxruntime exports it alone to ONNX) and timed after
 warm-up over ``repeats`` runs; the row keeps mean, median, std and the sample count. With
 ``method="chain"`` a candidate is timed as chains of 2 and 4 copies and its row is the
-difference per copy (see :func:`measure_op`). The default is ``alone``, one pass: on 50
-held-out `cifar` networks measured in one run it predicted better (MAPE 6.88 % vs 8.73 % for
-chain with 2 passes) and profiles ~3.5× faster.
+difference per copy (see :func:`measure_op`). The default is ``alone``: on 50 held-out `cifar`
+networks measured in one run it predicted better (MAPE 6.88 % vs 8.73 % for chain with 2
+passes) and profiles ~3.5× faster.
+
+Each op is timed in ``passes`` passes (default 3) and keeps its fastest: a one-pass table of
+this host had 20 of 125 `cifar` entries inflated by 20-45 % (a burst of load outlasting one
+op's whole timing), which left a ±6 % per-network residual no calibration could remove; fresh
+3-pass tables agree entry by entry within ~2 % (``bench/latency_profile_noise.py``).
 
 Resumable: each measured row is written (atomically) to ``NAME.partial.csv`` next to the
 output, with the settings in ``NAME.partial.json``; a rerun with the same settings after a kill
@@ -48,6 +53,8 @@ from .table import (
     table_paths,
 )
 
+PROFILE_REPEATS = 100  # timed runs per op and pass
+PROFILE_PASSES = 3  # passes over the ops; each op keeps its fastest
 _SETTINGS = ("device", "runtime", "mode", "threads", "warmup", "repeats", "clock", "method",
              "passes")
 OpFactory = tuple[Callable[[], nn.Module], tuple[int, int, int]]
@@ -185,9 +192,9 @@ def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, best: dict[OpK
 
 def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
                   ep: str | None = None, name: str | None = None,
-                  out: str | os.PathLike | None = None, repeats: int = 60, warmup: int = 10,
-                  threads: int = 1, progress: bool = True, method: str = "alone",
-                  passes: int = 1) -> LatencyTable:
+                  out: str | os.PathLike | None = None, repeats: int = PROFILE_REPEATS,
+                  warmup: int = 10, threads: int = 1, progress: bool = True,
+                  method: str = "alone", passes: int = PROFILE_PASSES) -> LatencyTable:
     """Measure every op of ``space`` missing from the table at ``out``; save and return it.
 
     ``backend`` is a name of :data:`latency_predictors.backends.BACKENDS` (with ``ep``,
