@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import statistics
 import time
@@ -35,6 +36,7 @@ from pathlib import Path
 import torch
 
 from latency_predictors import latency_matrix, load_table, make_backend, measure_latency
+from latency_predictors.predictor import LatencyMatrix
 from nas import SearchConfig, search, solve
 from nas.constraints import Constraint
 from nas.engine import default_device, top1_accuracy
@@ -46,11 +48,16 @@ from search_spaces.fileio import atomic_write_text
 SPACES = {"hwnas": "cifar", "random": "cifar", "proxyless": "proxyless-cifar"}
 
 
+@functools.cache
+def matrix_for(space_name: str, table_name: str) -> LatencyMatrix:
+    """The table's latency matrix for the space, loaded once per run."""
+    return latency_matrix(get_space(space_name), load_table(table_name))
+
+
 def default_budgets(table_name: str, fractions: list[float]) -> list[float]:
-    table = load_table(table_name)
     lows, uniform = [], 0.0
     for space in ("cifar", "proxyless-cifar"):
-        matrix = latency_matrix(get_space(space), table)
+        matrix = matrix_for(space, table_name)
         lows.append(matrix.fixed_ms + sum(min(row) for row in matrix.per_layer))
         if space == "cifar":
             uniform = matrix.fixed_ms + sum(statistics.mean(row) for row in matrix.per_layer)
@@ -61,8 +68,7 @@ def default_budgets(table_name: str, fractions: list[float]) -> list[float]:
 def random_specs(space_name: str, table_name: str, budget: float, n: int,
                  seed: int) -> list[ArchSpec]:
     space = get_space(space_name)
-    matrix = latency_matrix(space, load_table(table_name))
-    constraint = Constraint(matrix, budget, table_name)
+    constraint = Constraint(matrix_for(space_name, table_name), budget, table_name)
     generator = torch.Generator().manual_seed(seed)
     specs = []
     for _ in range(n):
@@ -121,8 +127,8 @@ def run_arm(arm: str, table: str, budget: float, args: argparse.Namespace,
 
 def predicted_ms(spec: ArchSpec, table: str) -> float:
     space = get_space(spec.space)
-    matrix = latency_matrix(space, load_table(table))
-    return matrix.total([space.candidate_index(layer) for layer in spec.layers])
+    indices = [space.candidate_index(layer) for layer in spec.layers]
+    return matrix_for(spec.space, table).total(indices)
 
 
 def measured_ms(spec: ArchSpec, measure: str | None) -> float | None:

@@ -120,10 +120,19 @@ def _run_trial(config: SearchConfig, constraints: Sequence[Constraint], base: Pa
         print(f"calibration trial {number}: loss strength {strength:.4g}", flush=True)
     search(dataclasses.replace(config, out=str(folder), resume=resume, loss_strength=strength),
            constraints)
-    gap = budget_gap(rundir.load_checkpoint(folder)["history"][-1], constraints)
+    gap = budget_gap(_last_epoch(folder), constraints)
     study.tell(number, abs(gap))
     if config.progress:
         print(f"calibration trial {number}: max E[LAT]/budget − 1 = {gap:+.3f}", flush=True)
+
+
+def _last_epoch(folder: Path) -> dict[str, float]:
+    """Held-out accuracy and expected latencies of a finished trial's last epoch, read from its
+    ``metrics.csv`` (loading the checkpoint for them would read every supernet weight)."""
+    with open(folder / "metrics.csv", newline="") as file:
+        *_, last = csv.DictReader(file)
+    return {key: float(value) for key, value in last.items()
+            if key == "heldout_acc" or key.startswith("expected_ms[")}
 
 
 def _finished(study: optuna.Study) -> int:
@@ -135,7 +144,7 @@ def _trial_rows(base: Path, study: optuna.Study,
     rows = []
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
         folder = base / _trial_dir(t.number)
-        last = rundir.load_checkpoint(folder)["history"][-1]
+        last = _last_epoch(folder)
         rows.append({"trial": t.number, "strength": t.params["strength"],
                      "gap": budget_gap(last, constraints),
                      **{k: v for k, v in last.items() if k.startswith("expected_ms[")},
