@@ -43,6 +43,13 @@ def _profile(args: argparse.Namespace) -> int:
         table = profile_table(get_space(space), args.backend, args.ep, args.name, out,
                               args.repeats, args.warmup, args.threads, not args.quiet,
                               args.method, args.passes)
+        spread = (table.metadata.get("pass_spread") or {}).get(space)
+        if spread:
+            print(f"profiled {space}: passes agree within {spread['median_pct']:.1f} % "
+                  f"(median over ops), at worst {spread['max_pct']:.1f} % ({spread['max_op']})"
+                  + (f"; {spread['ops_over_10pct']} of {spread['ops']} ops differ by > 10 %: "
+                     "the machine was busy, consider profiling again on a quiet one"
+                     if spread["ops_over_10pct"] else ""))
         if args.calibrate:
             table = calibrate(table, space, n=args.calibrate, progress=not args.quiet)
             calib = table.calibration(space)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from torch import nn
 from tqdm import tqdm
@@ -168,6 +169,7 @@ def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, best: dict[OpK
     partial_csv, partial_json = partial_paths(out)
     seconds, start = float(state["seconds"]), time.perf_counter()
     done: dict[str, int] = state.setdefault("passes_done", {})
+    slowest: dict[str, float] = state.setdefault("slowest_ms", {})  # per op, over its passes
     work = [(p, k, f) for p in range(state["passes"]) for k, f in todo
             if done.get(key_label(k), 0) <= p]
     for _, key, (factory, shape) in tqdm(work, desc=desc, unit="op", file=sys.stderr,
@@ -180,9 +182,11 @@ def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, best: dict[OpK
             first = str(err).splitlines()[0] if str(err) else ""
             raise HwnasError(f"profiling {key_label(key)} with {timer.mode} failed: "
                              f"{type(err).__name__}: {first}") from err
+        label = key_label(key)
         if key not in best or row["median_ms"] < best[key]["median_ms"]:
             best[key] = row
-        done[key_label(key)] = done.get(key_label(key), 0) + 1
+        slowest[label] = max(slowest.get(label, 0.0), row["median_ms"])
+        done[label] = done.get(label, 0) + 1
         state["seconds"] = seconds + time.perf_counter() - start
         atomic_write_text(partial_csv, pd.DataFrame(list(best.values()), columns=list(
             COLUMNS)).to_csv(index=False, float_format="%.6g"))
@@ -219,6 +223,8 @@ def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
     elapsed = _measure(todo, timer, best, out, state, f"profile {space.name} on {name}",
                        progress)
     meta = _metadata(old_meta, settings, space.name, elapsed, bool(best))
+    if best and passes > 1:
+        meta.setdefault("pass_spread", {})[space.name] = pass_spread(best, state["slowest_ms"])
     table = make_table(rows + list(best.values()), meta, out.stem)
     save_table(table, out)
     for path in partial_paths(out):
@@ -226,10 +232,23 @@ def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
     return table
 
 
+def pass_spread(fastest: dict[OpKey, dict], slowest_ms: dict[str, float]) -> dict[str, Any]:
+    """How far each op's slowest pass was above its fastest (%): a table whose passes disagree
+    was profiled on a busy machine (the fastest pass is kept, but a burst that outlasts every
+    pass of an op still inflates it)."""
+    spread = {key_label(k): 100 * (slowest_ms.get(key_label(k), row["median_ms"])
+                                  / row["median_ms"] - 1)
+              for k, row in fastest.items()}
+    worst = max(spread, key=spread.__getitem__)
+    return {"median_pct": round(float(np.median(list(spread.values()))), 3),
+            "max_pct": round(spread[worst], 3), "max_op": worst,
+            "ops_over_10pct": sum(v > 10 for v in spread.values()), "ops": len(spread)}
+
+
 def _metadata(old: dict[str, Any], settings: dict[str, Any], space: str, seconds: float,
               measured: bool) -> dict[str, Any]:
     meta = new_metadata(**{**settings, "provenance": "measured"})
-    for key in ("calibration", "profile_seconds", "notes"):
+    for key in ("calibration", "profile_seconds", "pass_spread", "notes"):
         if key in old:
             meta[key] = old[key]
     meta["spaces"] = sorted(set(old.get("spaces", [])) | {space})

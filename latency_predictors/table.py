@@ -55,6 +55,7 @@ OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "calibration": dict,  # space -> {scale, offset_ms, fitted_on_n, mape_before, ...}
     "analytical_error": dict,  # estimated tables: the model's error on a device we have
     "profile_seconds": dict,  # space -> wall seconds the profile took
+    "pass_spread": dict,  # space -> how far ops' slowest pass was above their fastest (%)
     "model": dict,  # estimated tables: the analytical device parameters
     "backend": str, "ep": str,  # how to re-profile: hwnas profile --backend B --ep E
     "passes": int,  # profiling passes over the op list (each op keeps its fastest)

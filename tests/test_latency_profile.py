@@ -16,7 +16,8 @@ import torch
 
 from latency_predictors import latency_matrix, load_table, required_keys
 from latency_predictors.backends import OrtBackend, make_backend, summarize
-from latency_predictors.profile import partial_paths, profile_table, space_ops
+from latency_predictors.keys import key_label
+from latency_predictors.profile import partial_paths, pass_spread, profile_table, space_ops
 from search_spaces import LayerSpec, Space
 from search_spaces.errors import HwnasError
 
@@ -175,3 +176,15 @@ def test_passes_keep_the_fastest(tmp_path):
                           method="alone", passes=2)
     assert backend.calls == 18 and (table.frame["median_ms"] == 1.0).all()
     assert table.metadata["passes"] == 2 and table.metadata["method"] == "alone"
+    spread = table.metadata["pass_spread"][SMALL.name]  # every op: slowest pass 2x its fastest
+    assert spread["median_pct"] == spread["max_pct"] == 100.0
+    assert spread["ops_over_10pct"] == spread["ops"] == 9
+
+
+def test_pass_spread_names_the_worst_op():
+    keys = [("a", 1, 1, 1, 1, 1, 0), ("b", 1, 1, 1, 1, 1, 0), ("c", 1, 1, 1, 1, 1, 0)]
+    fastest = {k: {"median_ms": 1.0} for k in keys}
+    slowest = {key_label(keys[0]): 1.02, key_label(keys[1]): 1.5, key_label(keys[2]): 1.0}
+    spread = pass_spread(fastest, slowest)
+    assert spread["max_op"] == key_label(keys[1]) and spread["max_pct"] == pytest.approx(50)
+    assert spread["median_pct"] == pytest.approx(2) and spread["ops_over_10pct"] == 1
