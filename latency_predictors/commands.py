@@ -15,7 +15,7 @@ from search_spaces.errors import HwnasError
 from .backends import BACKENDS
 from .predictor import predict_latency
 from .profile import PROFILE_PASSES, PROFILE_REPEATS
-from .table import known_tables, load_table, save_table
+from .table import LatencyTable, known_tables, load_table, save_table
 
 _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not from "
               "measurements on the device")
@@ -73,10 +73,14 @@ def _tables(args: argparse.Namespace) -> int:
     print(table.describe())
     _warn_estimated(table)
     if args.action == "show":
+        error = table.metadata.get("analytical_error")
+        if error and "whole_network_mape_apriori" in error:
+            print(f"  model error on {error['device']}: whole-network MAPE "
+                  f"{error['whole_network_mape_apriori']:.1f} % with datasheet parameters, "
+                  f"{error.get('whole_network_mape_fitted', float('nan')):.1f} % with "
+                  "efficiencies fitted there")
         for space in table.metadata["spaces"]:
-            calib = table.calibration(space)
-            print(f"  {space}: " + ("uncalibrated" if calib is None else
-                                    ", ".join(f"{k}={v}" for k, v in calib.items())))
+            print(f"  {space}: {_space_summary(table, space)}")
         print(table.frame.to_string(index=False, max_rows=args.rows))
         return 0
     from .predictor import check_coverage
@@ -86,6 +90,31 @@ def _tables(args: argparse.Namespace) -> int:
             check_coverage(get_space(space), table)
     print(f"OK: {args.target} is a valid table covering {table.metadata['spaces']}")
     return 0
+
+
+def _space_summary(table: LatencyTable, space: str) -> str:
+    """One line per space: profiling time and pass agreement, calibration and its accuracy."""
+    meta = table.metadata
+    parts = []
+    if space in (meta.get("profile_seconds") or {}):
+        parts.append(f"profiled in {meta['profile_seconds'][space]:.1f} s")
+    spread = (meta.get("pass_spread") or {}).get(space)
+    if spread:
+        parts.append(f"passes agree within {spread['median_pct']:.1f} % (median), "
+                     f"{spread['ops_over_10pct']} of {spread['ops']} ops differ by > 10 %")
+    calib = table.calibration(space)
+    if calib is None:
+        parts.append("uncalibrated")
+    elif not calib.get("applied", True):
+        parts.append(f"calibration fitted but not applied (held-out MAPE "
+                     f"{calib['mape_before']:.2f} % would not improve)")
+    else:
+        parts.append(f"calibrated: {calib['scale']:.4f} × table sum {calib['offset_ms']:+.4f} ms"
+                     + (f"; held-out MAPE {calib['mape_before']:.2f} % -> "
+                        f"{calib['mape_after']:.2f} %, within ±10 % "
+                        f"{calib['within_10pct_after']:.0f} % ({calib['validated_on_n']} nets)"
+                        if "mape_after" in calib else ""))
+    return "; ".join(parts)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 import cli
 from latency_predictors import make_table, new_metadata, required_keys, save_table
+from latency_predictors.commands import _space_summary
+from latency_predictors.table import LatencyTable
 from search_spaces import SPACES, LayerSpec, Space, register_space
 
 CLI_SPACE = Space("latency-cli", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
@@ -62,6 +65,23 @@ def test_tables_list_show_check(capsys, tables):
     assert code == 0 and "ESTIMATED" in out and "sum_k3_e2" in out
     code, out, _ = run(capsys, "tables", "check", str(folder / "meas.csv"))
     assert code == 0 and out.strip().endswith("covering ['latency-cli']")
+
+
+def test_tables_show_summarises_each_space():
+    meta = {"profile_seconds": {"s": 12.0},
+            "pass_spread": {"s": {"median_pct": 0.4, "max_pct": 15.0, "max_op": "x",
+                                  "ops_over_10pct": 2, "ops": 9}},
+            "calibration": {"s": {"scale": 0.95, "offset_ms": -0.1, "applied": True,
+                                  "mape_before": 8.0, "mape_after": 1.5,
+                                  "within_10pct_after": 100.0, "validated_on_n": 40},
+                            "t": {"scale": 1.0, "offset_ms": 0.0, "applied": False,
+                                  "mape_before": 3.0}}}
+    table = LatencyTable(pd.DataFrame(), meta, "x")
+    line = _space_summary(table, "s")
+    assert line.startswith("profiled in 12.0 s; passes agree within 0.4 % (median), 2 of 9")
+    assert "0.9500 × table sum -0.1000 ms; held-out MAPE 8.00 % -> 1.50 %" in line
+    assert "not applied" in _space_summary(table, "t")
+    assert _space_summary(table, "u") == "uncalibrated"
 
 
 def test_measure_with_prediction(capsys, tables):
