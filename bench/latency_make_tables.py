@@ -19,7 +19,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="latency_predictors/tables/cpu")
     parser.add_argument("--spaces", default="cifar,proxyless-cifar")
-    parser.add_argument("-n", type=int, default=40, help="calibration architectures per space")
+    parser.add_argument("-n", type=int, default=80, help="calibration architectures per space")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="re-fit the calibration of the existing table only")
     args = parser.parse_args()
@@ -29,8 +29,8 @@ def main() -> None:
             table = load_table(args.out + ".csv")
         else:
             table = profile_table(space, "onnxruntime", "cpu", name="cpu", out=args.out)
-        print(f"profiled {space}: {len(table.frame)} rows in table, "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
+            print(f"profiled {space}: {len(table.frame)} rows in table, "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
         start = time.perf_counter()
         table = calibrate(table, space, n=args.n)
         entry = table.calibration(space)

@@ -9,7 +9,7 @@ Public API (DESIGN §4)::
     expected_latency(probs, matrix)           # differentiable E[LAT] for the search loss
 
     table = profile_table("cifar", "onnxruntime", ep="cpu", name="mycpu")   # measure
-    table = calibrate(table, "cifar", n=20)   # affine whole-network correction
+    table = calibrate(table, "cifar", n=20)   # whole-network correction (affine or per class)
     validate_table(table, "cifar", n=50)      # MAPE and share within ±10 %, out of sample
     estimate_table("vpu", ["cifar"])          # analytical roofline estimate (ESTIMATED)
 """

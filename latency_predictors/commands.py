@@ -13,6 +13,7 @@ from search_spaces import SPACES, ArchSpec, get_space
 from search_spaces.errors import HwnasError
 
 from .backends import BACKENDS
+from .calibrate import calibrate, describe_calibration
 from .predictor import predict_latency
 from .profile import PROFILE_PASSES, PROFILE_REPEATS
 from .table import LatencyTable, known_tables, load_table, save_table
@@ -34,7 +35,6 @@ def _warn_estimated(table) -> None:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate
     from .profile import default_out, profile_table
 
     out = Path(args.out) if args.out else default_out(args.name)
@@ -53,10 +53,11 @@ def _profile(args: argparse.Namespace) -> int:
         if args.calibrate:
             table = calibrate(table, space, n=args.calibrate, progress=not args.quiet)
             calib = table.calibration(space)
-            print(f"calibrated {space}: scale {calib['scale']:.4f}, offset "
-                  f"{calib['offset_ms']:.4f} ms; out-of-sample MAPE {calib['mape_before']:.2f}"
+            print(f"calibrated {space}: {describe_calibration(calib)}; MAPE "
+                  f"{calib['mape_before']:.2f}"
                   f" % -> {calib['mape_after']:.2f} %, within ±10 %: "
-                  f"{calib['within_10pct_after']:.0f} % ({calib['validated_on_n']} archs)")
+                  f"{calib['within_10pct_after']:.0f} % ({calib['fitted_on_n']} archs, "
+                  "cross-validated)")
             save_table(table, out)
     print(f"wrote {out}: {table.describe()}")
     return 0
@@ -105,15 +106,12 @@ def _space_summary(table: LatencyTable, space: str) -> str:
     calib = table.calibration(space)
     if calib is None:
         parts.append("uncalibrated")
-    elif not calib.get("applied", True):
-        parts.append(f"calibration fitted but not applied (held-out MAPE "
-                     f"{calib['mape_before']:.2f} % would not improve)")
     else:
-        parts.append(f"calibrated: {calib['scale']:.4f} × table sum {calib['offset_ms']:+.4f} ms"
-                     + (f"; held-out MAPE {calib['mape_before']:.2f} % -> "
-                        f"{calib['mape_after']:.2f} %, within ±10 % "
-                        f"{calib['within_10pct_after']:.0f} % ({calib['validated_on_n']} nets)"
-                        if "mape_after" in calib else ""))
+        parts.append(f"calibration {describe_calibration(calib)}")
+        if "mape_after" in calib:
+            parts.append(f"cross-validated MAPE {calib['mape_before']:.2f} % -> "
+                         f"{calib['mape_after']:.2f} %, within ±10 % "
+                         f"{calib['within_10pct_after']:.0f} % ({calib['fitted_on_n']} nets)")
     return "; ".join(parts)
 
 
@@ -178,7 +176,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=["chain", "alone"], default="alone",
                    help="chain: candidates timed as (T(4 copies) - T(2 copies)) / 2")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
-                   help="fit the whole-network calibration on N random architectures")
+                   help="fit the whole-network calibration on N random architectures "
+                   "(40 is a good start)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_profile)
 

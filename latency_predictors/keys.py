@@ -15,6 +15,14 @@ def candidate_key(layer: LayerSpec, slot: LayerSlot, branches: int) -> OpKey | N
     return op_key(layer.token, slot.channels, slot.channels, slot.height, slot.width, 1, r)
 
 
+def op_class(layer: LayerSpec) -> str | None:
+    """The calibration class of a candidate: its interaction (``sum`` ... ``rbf``) for an
+    interaction block, ``mbconv`` for MBConv, None for skip (0 ms, never scaled)."""
+    if layer.op == "skip":
+        return None
+    return layer.interaction if layer.op == "block" else layer.op
+
+
 def fixed_key(part: FixedPart) -> OpKey:
     return op_key(part.kind, part.c_in, part.c_out, part.height, part.width, part.stride, 0)
 

@@ -4,11 +4,13 @@ Whole-network latency is a plain sum (DESIGN §3-4)::
 
     LAT(arch) = fixed_ms + Σ_l per_layer[l][choice_l]
 
-with ``per_layer[l][i] = scale · table[key(candidate i at slot l)]`` (skip = 0) and
-``fixed_ms = scale · Σ fixed parts + offset_ms``. ``(scale, offset_ms)`` is the affine
-whole-network calibration of the table for the space (:mod:`latency_predictors.calibrate`);
-without one, scale = 1 and offset = 0. Because the calibration is affine the sum structure,
-the expected latency and the knapsack derivation stay exact.
+with ``per_layer[l][i] = s(c_i) · table[key(candidate i at slot l)]`` (skip = 0) and
+``fixed_ms = scale · Σ fixed parts + offset_ms``. The calibration of the table for the space
+(:mod:`latency_predictors.calibrate`) gives ``scale``, ``offset_ms`` and optionally
+``class_scales``: ``s(c)`` is the scale of the candidate's op class (its interaction, or
+``mbconv``) when ``class_scales`` has one, else ``scale``; without a calibration every scale
+is 1 and the offset 0. Every calibration only rescales entries and adds a constant, so the sum
+structure, the expected latency and the knapsack derivation stay exact.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from search_spaces import ArchSpec, Space, get_space
 from search_spaces.errors import HwnasError
 
-from .keys import fixed_key, key_label, layer_keys, required_keys
+from .keys import fixed_key, key_label, layer_keys, op_class, required_keys
 from .table import LatencyTable, OpKey
 
 _SHOW_MISSING = 4
@@ -72,23 +74,29 @@ def check_coverage(space: Space, table: LatencyTable) -> None:
                      f"{profile_command(table, space.name)}")
 
 
-def calibration_of(table: LatencyTable, space: str) -> tuple[float, float]:
-    """(scale, offset_ms) of ``table`` for ``space``; (1, 0) when uncalibrated."""
+def calibration_of(table: LatencyTable, space: str) -> tuple[float, float, dict[str, float]]:
+    """(scale, offset_ms, class_scales) of ``table`` for ``space``; (1, 0, {}) when
+    uncalibrated."""
     calib = table.calibration(space)
-    return (1.0, 0.0) if calib is None else (float(calib["scale"]), float(calib["offset_ms"]))
+    if calib is None:
+        return 1.0, 0.0, {}
+    return (float(calib["scale"]), float(calib["offset_ms"]),
+            {c: float(v) for c, v in (calib.get("class_scales") or {}).items()})
 
 
 def latency_matrix(space: Space, table: LatencyTable) -> LatencyMatrix:
     """Per-layer × per-candidate latencies (ms) and fixed latency of ``space`` on ``table``."""
     check_coverage(space, table)
     lookup = table.lookup()
-    scale, offset = calibration_of(table, space.name)
+    scale, offset, class_scales = calibration_of(table, space.name)
+    scales = [class_scales.get(op_class(c) or "", scale) for c in space.candidates]
 
-    def ms(key: OpKey | None) -> float:
-        return 0.0 if key is None else scale * lookup[key]
+    def ms(key: OpKey | None, s: float = scale) -> float:
+        return 0.0 if key is None else s * lookup[key]
 
     parts = {part.name: ms(fixed_key(part)) for part in space.fixed_parts()}
-    per_layer = [[ms(k) for k in row] for row in layer_keys(space)]
+    per_layer = [[ms(k, s) for k, s in zip(row, scales, strict=True)]
+                 for row in layer_keys(space)]
     calib = table.calibration(space.name)
     return LatencyMatrix(space.name, table.device, table.provenance,
                          calib is not None and bool(calib.get("applied", True)),

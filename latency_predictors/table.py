@@ -271,6 +271,12 @@ def _validate_calibration(calib: Any, where: str) -> None:
             raise HwnasError(f"{where}: {key} must be a finite number, got {value!r}")
     if calib["scale"] <= 0:
         raise HwnasError(f"{where}: scale must be > 0, got {calib['scale']}")
+    class_scales = calib.get("class_scales", {})
+    if not isinstance(class_scales, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and v > 0 for v in class_scales.values()):
+        raise HwnasError(f"{where}: class_scales must map op classes to finite numbers > 0, "
+                         f"got {class_scales!r}")
 
 
 def _validate_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:

@@ -15,9 +15,18 @@ from latency_predictors.analytical import (
     node_latency_us,
 )
 from latency_predictors.backends import Backend, export_onnx
-from latency_predictors.calibrate import calibrate, fit_affine, spread_sample
+from latency_predictors.calibrate import (
+    TableParts,
+    calibrate,
+    cross_validate,
+    describe_calibration,
+    fit_affine,
+    fit_per_class,
+    spread_sample,
+)
+from latency_predictors.keys import op_class
 from latency_predictors.validate import validate_table
-from search_spaces import SPACES, LayerSpec, Space, register_space
+from search_spaces import SPACES, LayerSpec, Space, build, register_space
 from search_spaces.errors import HwnasError
 
 CAL = Space("latency-cal", input=(3, 8, 8), stem="conv3x3", width=4, depths=(2, 2),
@@ -52,21 +61,80 @@ class Affine(Backend):
 
 def test_calibration_recovers_affine_truth_out_of_sample():
     truth = table()
-    calibrated = calibrate(truth, CAL, n=6, n_validate=8, backend=Affine(truth), progress=False)
+    calibrated = calibrate(truth, CAL, n=12, backend=Affine(truth), progress=False)
     entry = calibrated.calibration(CAL.name)
+    assert entry["model"] == "affine" and entry["applied"]  # per-class ties: the simpler wins
     assert entry["scale"] == pytest.approx(2.0) and entry["offset_ms"] == pytest.approx(0.3)
-    assert entry["mape_after"] == pytest.approx(0.0, abs=1e-3)
+    assert entry["mape_after"] == pytest.approx(0.0, abs=1e-3)  # out of fold
     assert entry["mape_before"] > 40 and entry["within_10pct_after"] == 100
-    assert entry["fit_seed"] != entry["validation_seed"] and entry["applied"]
     assert truth.calibration(CAL.name) is None  # the input table is not modified
     spec = CAL.spec_from_string("sum_k3_e2|skip|mb_k3_e3|star_k5_e2")
     expected = 2.0 * predict_latency(spec, truth).total_ms + 0.3
     assert predict_latency(spec, calibrated).total_ms == pytest.approx(expected)
 
 
+class PerClass(Backend):
+    """'Measures' a ChildNet with a class-dependent bias: sum ops x1.5, star x0.8, mbconv x1.2,
+    fixed parts x1, + 0.3 ms."""
+
+    name = runtime = "fake"
+    runtime_version = mode = "fake"
+    SCALES = {"sum": 1.5, "star": 0.8, "mbconv": 1.2}
+
+    def __init__(self, truth):
+        super().__init__("cpu", 1, 0, 5)
+        self.truth = truth
+
+    def time(self, module, input_shape):
+        breakdown = predict_latency(module.spec, self.truth)
+        value = sum(breakdown.fixed_parts.values()) + 0.3 + sum(
+            self.SCALES[op_class(module.spec.layers[i])] * ms for i, _, ms in breakdown.layers
+            if op_class(module.spec.layers[i]))
+        return np.full(self.repeats, value)
+
+
+def test_per_class_calibration_recovers_class_bias_affine_cannot():
+    truth = table()
+    calibrated = calibrate(truth, CAL, n=16, backend=PerClass(truth), progress=False)
+    entry = calibrated.calibration(CAL.name)
+    assert entry["model"] == "per-class" and entry["applied"]
+    assert entry["class_scales"] == pytest.approx(PerClass.SCALES)
+    assert entry["offset_ms"] == pytest.approx(0.3) and entry["scale"] == 1.0
+    assert entry["cv_mape"]["per-class"] < 1e-3 < entry["cv_mape"]["affine"]
+    spec = CAL.spec_from_string("sum_k3_e2|star_k5_e2|mb_k3_e3|skip")
+    measured = PerClass(truth).time(build(spec), CAL.input)[0]
+    assert predict_latency(spec, calibrated).total_ms == pytest.approx(measured)
+    assert describe_calibration(entry).startswith("per-class: sum ×1.500, star ×0.800")
+
+
+def test_cross_validation_predicts_each_network_out_of_fold():
+    rng = np.random.default_rng(0)
+    by_class = rng.uniform(0.5, 2.0, (10, 1))
+    parts = TableParts(("sum",), np.full(10, 0.5), by_class)
+    measured = 2.0 * parts.total + 0.1
+    measured[3] += 5.0  # an outlier: only the fold holding it sees its own value
+    predictions = cross_validate(parts, measured, folds=5)
+    assert set(predictions) == {"none", "affine", "per-class"}
+    np.testing.assert_allclose(predictions["none"], parts.total)
+    for i in range(10):  # brute force: refit without network i's fold
+        fold = next(f for f in np.array_split(np.random.default_rng(0).permutation(10), 5)
+                    if i in f)
+        rest = np.setdiff1d(np.arange(10), fold)
+        fit = fit_affine(parts.total[rest], measured[rest])
+        assert predictions["affine"][i] == pytest.approx(fit.scale * parts.total[i]
+                                                         + fit.offset_ms)
+
+
+def test_per_class_fit_needs_every_class_drawn():
+    parts = TableParts(("sum", "star"), np.ones(5), np.c_[np.arange(1.0, 6.0), np.zeros(5)])
+    assert fit_per_class(parts, np.arange(2.0, 7.0)) is None  # star never drawn
+    parts = TableParts(("sum",), np.ones(2), np.array([[1.0], [2.0]]))
+    assert fit_per_class(parts, [2.0, 3.0]) is None  # 2 networks for 2 parameters
+
+
 def test_validation_reports_and_saves(tmp_path):
     truth = table()
-    calibrated = calibrate(truth, CAL, n=4, backend=Affine(truth), progress=False)
+    calibrated = calibrate(truth, CAL, n=10, backend=Affine(truth), progress=False)
     result = validate_table(calibrated, CAL, n=5, backend=Affine(truth, 0.01), progress=False)
     assert result.within_10pct == 100 and result.mape < 5 and result.calibrated
     csv_path, png_path = result.save(tmp_path)
@@ -81,7 +149,9 @@ def test_fit_errors():
     with pytest.raises(HwnasError, match="non-positive scale"):
         fit_affine([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])
     with pytest.raises(HwnasError, match="is estimated"):
-        calibrate(_estimated(), CAL, n=3, progress=False)
+        calibrate(_estimated(), CAL, n=10, progress=False)
+    with pytest.raises(HwnasError, match="needs n >= 5 architectures, got 3"):
+        calibrate(table(), CAL, n=3, progress=False)
 
 
 def _estimated():

@@ -73,13 +73,14 @@ def test_tables_show_summarises_each_space():
                                   "ops_over_10pct": 2, "ops": 9}},
             "calibration": {"s": {"scale": 0.95, "offset_ms": -0.1, "applied": True,
                                   "mape_before": 8.0, "mape_after": 1.5,
-                                  "within_10pct_after": 100.0, "validated_on_n": 40},
+                                  "within_10pct_after": 100.0, "fitted_on_n": 40},
                             "t": {"scale": 1.0, "offset_ms": 0.0, "applied": False,
                                   "mape_before": 3.0}}}
     table = LatencyTable(pd.DataFrame(), meta, "x")
     line = _space_summary(table, "s")
     assert line.startswith("profiled in 12.0 s; passes agree within 0.4 % (median), 2 of 9")
-    assert "0.9500 × table sum -0.1000 ms; held-out MAPE 8.00 % -> 1.50 %" in line
+    assert "calibration affine: 0.9500 × table sum -0.1000 ms; cross-validated MAPE 8.00 % " \
+        "-> 1.50 %" in line
     assert "not applied" in _space_summary(table, "t")
     assert _space_summary(table, "u") == "uncalibrated"
 
