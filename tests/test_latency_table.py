@@ -133,6 +133,10 @@ def set_meta(saved, **changes):
     ({"devise": "typo"}, "unknown metadata fields \\['devise'\\]"),
     ({"calibration": {"cifar": {"scale": -1, "offset_ms": 0}}}, "scale must be > 0"),
     ({"calibration": {"cifar": {"scale": 1}}}, "'scale' and 'offset_ms'"),
+    ({"calibration": {"cifar": {"scale": 1, "offset_ms": 0, "class_scales": {"sum": 0}}}},
+     "class_scales must map op classes to finite numbers > 0"),
+    ({"calibration": {"cifar": {"scale": 1, "offset_ms": 0, "class_scales": [1.0]}}},
+     "class_scales must map"),
 ])
 def test_bad_metadata(saved, changes, message):
     set_meta(saved, **changes)
