@@ -170,7 +170,7 @@ def fit_per_class(parts: TableParts, measured: Sequence[float]) -> Fit | None:
     parts keep scale 1 (they are the same in every network, so the offset absorbs them).
 
     Ops timed alone are biased by class (on the x86 host cheap ``sum``/``star``/``quad``
-    blocks are over-predicted by ~3-4 % and the r-branch ``poly2``/``rbf`` ones
+    blocks are over-predicted by ~4-6 % and the r-branch ``poly2``/``rbf`` ones
     under-predicted), and a search picks networks of a few classes, so one scale leaves the
     searched network's prediction off by the bias of its classes. None when the data cannot
     determine every class's scale (a class never drawn, too few networks) or a scale comes
@@ -190,7 +190,7 @@ def fit_per_class(parts: TableParts, measured: Sequence[float]) -> Fit | None:
 def describe_calibration(calib: dict[str, Any]) -> str:
     """``per-class: sum ×0.942, ..., offset -0.080 ms`` / ``affine: 0.998 × table sum ...``."""
     if not calib.get("applied", True):
-        return "fitted but not applied (it did not lower the held-out error)"
+        return "fitted but not applied (no calibration cross-validated best)"
     if calib.get("class_scales"):
         scales = ", ".join(f"{c} ×{v:.3f}" for c, v in calib["class_scales"].items())
         return f"per-class: {scales}, offset {calib['offset_ms']:+.4f} ms"
