@@ -231,20 +231,10 @@ def main() -> None:
     ratios = {} if args.memory_only else {
         "weight_over_child": (ms["weight"] / ms["child"], 1.3),
         "weight_plus_arch_over_heavy": ((ms["weight"] + ms["arch"]) / ms["heavy"], 2.0)}
-    ratios |= {
-        "peak_step_weight_over_heavy": (mem["weight"]["peak_step_mb"]
-                                        / mem["heavy"]["peak_step_mb"], 1.2),
-        "peak_step_arch_over_heavy": (mem["arch"]["peak_step_mb"]
-                                      / mem["heavy"]["peak_step_mb"], 1.2),
-        "peak_step_weight_over_heaviest": (mem["weight"]["peak_step_mb"]
-                                           / mem["heaviest"]["peak_step_mb"], 1.2),
-        "peak_step_arch_over_heaviest": (mem["arch"]["peak_step_mb"]
-                                         / mem["heaviest"]["peak_step_mb"], 1.2),
-        "peak_total_weight_over_heaviest": (mem["weight"]["peak_total_mb"]
-                                            / mem["heaviest"]["peak_total_mb"], 1.2),
-        "peak_total_arch_over_heaviest": (mem["arch"]["peak_total_mb"]
-                                          / mem["heaviest"]["peak_total_mb"], 1.2),
-    }
+    for kind, reference in (("step", "heavy"), ("step", "heaviest"), ("total", "heaviest")):
+        for job in ("weight", "arch"):
+            ratios[f"peak_{kind}_{job}_over_{reference}"] = (
+                mem[job][f"peak_{kind}_mb"] / mem[reference][f"peak_{kind}_mb"], 1.2)
     for name, (value, goal) in ratios.items():
         print(f"{name}: {value:.3f} (goal <= {goal}) {'ok' if value <= goal else 'MISSED'}")
 
