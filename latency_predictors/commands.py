@@ -12,11 +12,18 @@ from pathlib import Path
 from search_spaces import SPACES, ArchSpec, get_space
 from search_spaces.errors import HwnasError
 
-from .backends import BACKENDS
-from .calibrate import calibrate, describe_calibration
-from .predictor import predict_latency
-from .profile import PROFILE_PASSES, PROFILE_REPEATS
+from .backends import BACKENDS, make_backend
+from .calibrate import calibrate, describe_calibration, measure_latency
+from .predictor import check_coverage, predict_latency
+from .profile import (
+    PROFILE_PASSES,
+    PROFILE_REPEATS,
+    default_out,
+    describe_pass_spread,
+    profile_table,
+)
 from .table import LatencyTable, known_tables, load_table, save_table
+from .validate import SAMPLERS, validate_table
 
 _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not from "
               "measurements on the device")
@@ -35,8 +42,6 @@ def _warn_estimated(table) -> None:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from .profile import default_out, profile_table
-
     out = Path(args.out) if args.out else default_out(args.name)
     table = None
     for space in args.space.split(","):
@@ -45,10 +50,8 @@ def _profile(args: argparse.Namespace) -> int:
                               args.method, args.passes)
         spread = (table.metadata.get("pass_spread") or {}).get(space)
         if spread:
-            print(f"profiled {space}: passes agree within {spread['median_pct']:.1f} % "
-                  f"(median over ops), at worst {spread['max_pct']:.1f} % ({spread['max_op']})"
-                  + (f"; {spread['ops_over_10pct']} of {spread['ops']} ops differ by > 10 %: "
-                     "the machine was busy, consider profiling again on a quiet one"
+            print(f"profiled {space}: {describe_pass_spread(spread)}"
+                  + (": the machine was busy, consider profiling again on a quiet one"
                      if spread["ops_over_10pct"] else ""))
         if args.calibrate:
             table = calibrate(table, space, n=args.calibrate, progress=not args.quiet)
@@ -84,8 +87,6 @@ def _tables(args: argparse.Namespace) -> int:
             print(f"  {space}: {_space_summary(table, space)}")
         print(table.frame.to_string(index=False, max_rows=args.rows))
         return 0
-    from .predictor import check_coverage
-
     for space in table.metadata["spaces"]:
         if space in SPACES:
             check_coverage(get_space(space), table)
@@ -101,8 +102,7 @@ def _space_summary(table: LatencyTable, space: str) -> str:
         parts.append(f"profiled in {meta['profile_seconds'][space]:.1f} s")
     spread = (meta.get("pass_spread") or {}).get(space)
     if spread:
-        parts.append(f"passes agree within {spread['median_pct']:.1f} % (median), "
-                     f"{spread['ops_over_10pct']} of {spread['ops']} ops differ by > 10 %")
+        parts.append(describe_pass_spread(spread))
     calib = table.calibration(space)
     if calib is None:
         parts.append("uncalibrated")
@@ -124,8 +124,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from .backends import make_backend
-    from .calibrate import measure_latency
 
     spec = _read_spec(args.arch)
     get_space(spec.space).validate(spec)
@@ -145,8 +143,6 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .validate import validate_table
-
     table = load_table(args.device)
     _warn_estimated(table)
     result = validate_table(table, args.space, n=args.n, seed=args.seed,
@@ -207,7 +203,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="cifar")
     p.add_argument("-n", type=int, default=50)
     p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--sampler", choices=("uniform", "spread"), default="uniform",
+    p.add_argument("--sampler", choices=SAMPLERS, default="uniform",
                    help="uniform candidates, or a random skip share like searched networks")
     p.add_argument("--out", default=None, help="folder for validation.csv and .png")
     p.add_argument("--quiet", action="store_true")

@@ -245,6 +245,13 @@ def pass_spread(fastest: dict[OpKey, dict], slowest_ms: dict[str, float]) -> dic
             "ops_over_10pct": sum(v > 10 for v in spread.values()), "ops": len(spread)}
 
 
+def describe_pass_spread(spread: dict[str, Any]) -> str:
+    """``passes agree within 0.8 % (median), at worst 4.2 % (op); 0 of 29 ops differ by > 10 %``"""
+    return (f"passes agree within {spread['median_pct']:.1f} % (median), at worst "
+            f"{spread['max_pct']:.1f} % ({spread['max_op']}); {spread['ops_over_10pct']} of "
+            f"{spread['ops']} ops differ by > 10 %")
+
+
 def _metadata(old: dict[str, Any], settings: dict[str, Any], space: str, seconds: float,
               measured: bool) -> dict[str, Any]:
     meta = new_metadata(**{**settings, "provenance": "measured"})

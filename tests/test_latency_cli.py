@@ -78,7 +78,8 @@ def test_tables_show_summarises_each_space():
                                   "mape_before": 3.0}}}
     table = LatencyTable(pd.DataFrame(), meta, "x")
     line = _space_summary(table, "s")
-    assert line.startswith("profiled in 12.0 s; passes agree within 0.4 % (median), 2 of 9")
+    assert line.startswith("profiled in 12.0 s; passes agree within 0.4 % (median), at worst "
+                           "15.0 % (x); 2 of 9 ops differ by > 10 %")
     assert "calibration affine: 0.9500 × table sum -0.1000 ms; cross-validated MAPE 8.00 % " \
         "-> 1.50 %" in line
     assert "not applied" in _space_summary(table, "t")
