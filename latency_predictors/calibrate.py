@@ -238,6 +238,12 @@ def cross_validate(parts: TableParts, measured: np.ndarray, folds: int = CV_FOLD
     return predictions
 
 
+def check_calibration_size(n: int) -> None:
+    """One clear error, before any measuring, when ``n`` networks cannot be cross-validated."""
+    if n < CV_FOLDS:
+        raise HwnasError(f"calibration needs n >= {CV_FOLDS} architectures, got {n}")
+
+
 def calibrate(table: LatencyTable, space: Space | str, n: int = 40, seed: int = 0,
               backend: Backend | None = None, progress: bool = True) -> LatencyTable:
     """Fit the calibration of ``table`` for ``space``; returns the calibrated table.
@@ -251,8 +257,7 @@ def calibrate(table: LatencyTable, space: Space | str, n: int = 40, seed: int = 
     on 50 fresh networks, where the affine fit of the run before had measured 1.17 %.
     """
     space = get_space(space) if isinstance(space, str) else space
-    if n < CV_FOLDS:
-        raise HwnasError(f"calibration needs n >= {CV_FOLDS} architectures, got {n}")
+    check_calibration_size(n)
     backend = backend or backend_for(table)
     matrix = latency_matrix(space, _without_calibration(table, space.name))
     generator = torch.Generator().manual_seed(seed)

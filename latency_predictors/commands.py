@@ -13,7 +13,12 @@ from search_spaces import SPACES, ArchSpec, get_space
 from search_spaces.errors import HwnasError
 
 from .backends import BACKENDS, make_backend
-from .calibrate import calibrate, describe_calibration, measure_latency
+from .calibrate import (
+    calibrate,
+    check_calibration_size,
+    describe_calibration,
+    measure_latency,
+)
 from .predictor import check_coverage, predict_latency
 from .profile import (
     PROFILE_PASSES,
@@ -42,6 +47,8 @@ def _warn_estimated(table) -> None:
 
 
 def _profile(args: argparse.Namespace) -> int:
+    if args.calibrate:
+        check_calibration_size(args.calibrate)  # before a profile that may take minutes
     out = Path(args.out) if args.out else default_out(args.name)
     table = None
     for space in args.space.split(","):

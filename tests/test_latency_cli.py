@@ -96,6 +96,10 @@ def test_measure_with_prediction(capsys, tables):
 
 def test_profile_cli(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HWNAS_TABLES", str(tmp_path))
+    code, _, err = run(capsys, "profile", "--space", CLI_SPACE.name, "--name", "mine",
+                       "--calibrate", "3", "--quiet")
+    assert_one_line_error(code, err, "needs n >= 5 architectures, got 3")
+    assert not list(tmp_path.iterdir())  # refused before profiling anything
     code, out, _ = run(capsys, "profile", "--space", CLI_SPACE.name, "--name", "mine",
                        "--repeats", "2", "--warmup", "0", "--quiet")
     assert code == 0 and f"wrote {tmp_path / 'mine.csv'}" in out
