@@ -46,7 +46,8 @@ from search_spaces.stats import count_macs
 QUADRANET = {"Proxyless-CPU": (333, 299.6, 53.1, 1.8), "Proxyless-VPU": (275, 379.1, 29.9, 1.7),
              "Proxyless-GPU": (1065, 1521.1, 146.1, 2.9)}
 ESTIMATED = ("a100", "vpu", "cortex-a76", "h100")
-SPACES = ("cifar", "proxyless-cifar", "imagenet", "proxyless-imagenet")
+SPACES = ("cifar", "proxyless-cifar", "hybrid-cifar", "imagenet", "proxyless-imagenet",
+          "hybrid-imagenet")
 
 
 def mobilenet_v2(num_classes: int = 1000) -> nn.Module:

@@ -1,7 +1,7 @@
-"""Rebuild the shipped `cpu` table: profile `cifar` and `proxyless-cifar` on this CPU with
-onnxruntime (CPU EP, 1 thread, ops timed alone, the profiler's default passes and repeats) and
-fit each space's whole-network calibration. Profiling adds only missing rows: delete the old
-table first (or pass a new ``--out``) to re-profile.
+"""Rebuild the shipped `cpu` table: profile `cifar`, `proxyless-cifar` and `hybrid-cifar` on
+this CPU with onnxruntime (CPU EP, 1 thread, ops timed alone, the profiler's default passes and
+repeats) and fit each space's whole-network calibration. Profiling adds only missing rows:
+delete the old table first (or pass a new ``--out``) to re-profile.
 CPU-heavy: run it as
 
     flock /tmp/hwnas-cpu.lock python bench/latency_make_tables.py [--out DIR/NAME]
@@ -18,7 +18,7 @@ from latency_predictors import calibrate, load_table, profile_table, save_table
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="latency_predictors/tables/cpu")
-    parser.add_argument("--spaces", default="cifar,proxyless-cifar")
+    parser.add_argument("--spaces", default="cifar,proxyless-cifar,hybrid-cifar")
     parser.add_argument("-n", type=int, default=80, help="calibration architectures per space")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="re-fit the calibration of the existing table only")

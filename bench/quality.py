@@ -1,32 +1,33 @@
-"""Search quality: hwnas in the QuadraNet-style space vs random-under-budget vs the MBConv space.
+"""Search quality, seeded and CPU-sized: does the search beat random nets under the same budget?
 
-For each latency table and budget, three arms end in one network each, and every network is
-trained from scratch with one identical recipe (``nas.retrain.Recipe``) on the search's weight
-split; accuracy is reported on the test split:
+For every data set and seed, five arms each end in one network under one latency budget on
+one table, and every network is trained from scratch with one recipe
+(``nas.retrain.Recipe``) on the search's weight split; accuracy is on the test split:
 
-- ``hwnas``: ``hwnas search`` in the ``cifar`` space (interaction blocks), knapsack-derived;
-- ``random``: the best of N random architectures of the ``cifar`` space that fit the budget,
-  chosen by held-out (architecture split) accuracy after the same recipe. Each is the knapsack
-  optimum of i.i.d. Gumbel scores under the budget: random, always feasible, and using the
-  budget the way a searched network does (uniform sampling with rejection mostly returns
-  networks far below the budget, a weaker baseline);
-- ``proxyless``: ``hwnas search`` in the ``proxyless-cifar`` (MBConv) space.
+- ``shared``: ``hwnas search`` in the ``cifar`` space (interaction blocks), weight-shared
+  supernet, knapsack-derived;
+- ``separate``: the same with one weight set per candidate;
+- ``random``: random ``cifar`` nets that fit the budget (each the knapsack optimum of i.i.d.
+  Gumbel scores: random, feasible, and using the budget the way a searched net does), trained
+  one after another until their training time reaches the ``shared`` arm's search plus
+  retraining time (equal compute, at least 2 nets). Reported: the best by held-out accuracy
+  (``random``) and the mean of all (``random_mean``);
+- ``mbconv``: ``hwnas search`` in the ``proxyless-cifar`` (MBConv) space;
+- ``hybrid``: ``hwnas search`` in the ``hybrid-cifar`` space (interaction blocks, MBConv and
+  skip in one supernet).
 
-Budgets default to three points between the smallest latency both spaces can reach and the
-expected latency of a uniform ``cifar`` architecture. Latency: predicted by the table, and
-measured end to end at batch 1 with ``--measure`` (``torch:cuda`` on a GPU host,
-``onnxruntime:cpu`` here). Every finished arm is cached in ``OUT``, so a killed run resumes.
+After all training, every final net is timed end to end at batch 1 (onnxruntime CPU EP,
+1 thread) next to its predicted latency, so no timing overlaps training. Every finished arm
+is cached in ``OUT``, so a killed run resumes where it stopped.
 
-    python bench/quality.py --data ../shared/data/cifar10_jpg.tar.gz --tables vpu,h100 \\
-        --warmup-epochs 2 --search-epochs 6 --retrain-epochs 8 --random 10 \\
-        --measure torch:cuda --out runs/quality
+    python bench/quality.py --datasets fashion-mnist,../shared/data/cifar10_jpg.tar.gz \\
+        --seeds 0,1,2 --out runs/quality
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import json
 import statistics
 import time
@@ -36,7 +37,6 @@ from pathlib import Path
 import torch
 
 from latency_predictors import latency_matrix, load_table, make_backend, measure_latency
-from latency_predictors.predictor import LatencyMatrix
 from nas import SearchConfig, search, solve
 from nas.constraints import Constraint
 from nas.engine import default_device, top1_accuracy
@@ -45,38 +45,29 @@ from nas.search import Splits, prepare_data
 from search_spaces import ArchSpec, build, get_space
 from search_spaces.fileio import atomic_write_text
 
-SPACES = {"hwnas": "cifar", "random": "cifar", "proxyless": "proxyless-cifar"}
+SEARCH_ARMS = {"shared": ("cifar", "shared"), "separate": ("cifar", "separate"),
+               "mbconv": ("proxyless-cifar", "shared"), "hybrid": ("hybrid-cifar", "shared")}
+ARMS = ("shared", "separate", "random", "mbconv", "hybrid")
 
 
-@functools.cache
-def matrix_for(space_name: str, table_name: str) -> LatencyMatrix:
-    """The table's latency matrix for the space, loaded once per run."""
-    return latency_matrix(get_space(space_name), load_table(table_name))
-
-
-def default_budgets(table_name: str, fractions: list[float]) -> list[float]:
-    lows, uniform = [], 0.0
-    for space in ("cifar", "proxyless-cifar"):
-        matrix = matrix_for(space, table_name)
+def default_budget(table: str, fraction: float) -> float:
+    """``fraction`` of the way from the smallest latency every space reaches to the expected
+    latency of a uniform ``cifar`` net."""
+    lows = []
+    for space in ("cifar", "proxyless-cifar", "hybrid-cifar"):
+        matrix = latency_matrix(get_space(space), load_table(table))
         lows.append(matrix.fixed_ms + sum(min(row) for row in matrix.per_layer))
-        if space == "cifar":
-            uniform = matrix.fixed_ms + sum(statistics.mean(row) for row in matrix.per_layer)
-    low = max(lows)
-    return [round(low + f * (uniform - low), 4) for f in fractions]
+    cifar = latency_matrix(get_space("cifar"), load_table(table))
+    uniform = cifar.fixed_ms + sum(statistics.mean(row) for row in cifar.per_layer)
+    return round(max(lows) + fraction * (uniform - max(lows)), 4)
 
 
-def random_specs(space_name: str, table_name: str, budget: float, n: int,
-                 seed: int) -> list[ArchSpec]:
-    space = get_space(space_name)
-    constraint = Constraint(matrix_for(space_name, table_name), budget, table_name)
-    generator = torch.Generator().manual_seed(seed)
-    specs = []
-    for _ in range(n):
-        uniform = torch.rand(space.num_layers, len(space.candidates), generator=generator)
-        gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
-        specs.append(space.spec_from_indices(solve(gumbel.tolist(),
-                                                   [constraint.device_budget()])))
-    return specs
+def random_spec(table: str, budget: float, generator: torch.Generator) -> ArchSpec:
+    space = get_space("cifar")
+    constraint = Constraint(latency_matrix(space, load_table(table)), budget, table)
+    uniform = torch.rand(space.num_layers, len(space.candidates), generator=generator)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
+    return space.spec_from_indices(solve(gumbel.tolist(), [constraint.device_budget()]))
 
 
 def train_and_score(spec: ArchSpec, splits: Splits, recipe: Recipe) -> dict[str, float]:
@@ -90,126 +81,169 @@ def train_and_score(spec: ArchSpec, splits: Splits, recipe: Recipe) -> dict[str,
             "train_seconds": time.perf_counter() - start}
 
 
-def run_arm(arm: str, table: str, budget: float, args: argparse.Namespace,
-            folder: Path) -> dict:
+def base_config(args: argparse.Namespace, dataset: str, seed: int, folder: Path,
+                arm: str) -> SearchConfig:
+    space, weights = SEARCH_ARMS.get(arm, ("cifar", "shared"))
+    return SearchConfig((args.table,), (args.budget,), space=space, weights=weights,
+                        dataset=dataset, epochs=args.search_epochs,
+                        warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+                        data_limit=args.data_limit, seed=seed, out=str(folder / f"{arm}-search"),
+                        progress=False)
+
+
+def search_arm(config: SearchConfig, splits: Splits, recipe: Recipe) -> dict:
+    out = Path(config.out)
+    start = time.perf_counter()
+    done = (out / "summary.json").is_file()
+    if not done:
+        search(replace(config, resume=(out / "checkpoint.pt").is_file()))
+    summary = json.loads((out / "summary.json").read_text())
+    spec = ArchSpec.from_json((out / "arch.json").read_text())
+    with open(out / "metrics.csv") as f:
+        last = list(csv.DictReader(f))[-1]
+    search_seconds = summary["search_seconds"] if done else time.perf_counter() - start
+    return {"arch": spec.to_string(), "space": config.space,
+            **train_and_score(spec, splits, recipe),
+            "search_seconds": search_seconds, "entropy": float(last["entropy"]),
+            "derived_prob": float(last["derived_prob"]),
+            "expected_ms": float(last[f"expected_ms[{config.devices[0]}]"]),
+            "inherited_acc": summary["test_accuracy_inherited"]}
+
+
+def random_arm(args: argparse.Namespace, seed: int, splits: Splits, recipe: Recipe,
+               compute_seconds: float) -> dict:
+    generator = torch.Generator().manual_seed(1000 + seed)
+    nets, spent = [], 0.0
+    while len(nets) < 2 or spent < compute_seconds:
+        spec = random_spec(args.table, args.budget, generator)
+        scores = train_and_score(spec, splits, recipe)
+        spent += scores["train_seconds"]
+        nets.append((spec, scores))
+    spec, best = max(nets, key=lambda n: n[1]["heldout_acc"])
+    return {"arch": spec.to_string(), "space": "cifar", **best, "random_n": len(nets),
+            "random_seconds": spent, "random_mean_acc": statistics.mean(
+                s["test_acc"] for _, s in nets), "random_test_accs": [s["test_acc"]
+                                                                    for _, s in nets]}
+
+
+def run_arm(arm: str, dataset: str, seed: int, args: argparse.Namespace, folder: Path,
+            shared_seconds: float | None) -> dict:
     cache = folder / f"{arm}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
-    space = SPACES[arm]
-    base = SearchConfig((table,), (budget,), space=space, dataset=args.data,
-                        epochs=args.search_epochs, warmup_epochs=args.warmup_epochs,
-                        batch_size=args.batch_size, data_limit=args.data_limit,
-                        seed=args.seed, out=str(folder / f"{arm}-search"),
-                        progress=not args.quiet)
-    splits = prepare_data(base, default_device())
-    recipe = Recipe(args.retrain_epochs, args.batch_size, base.weight_lr, base.weight_decay,
-                    args.seed)
-    start = time.perf_counter()
+    config = base_config(args, dataset, seed, folder, arm)
+    splits = prepare_data(config, default_device())
+    recipe = Recipe(args.retrain_epochs, args.batch_size, config.weight_lr, config.weight_decay,
+                    seed)
     if arm == "random":
-        candidates = [(spec, train_and_score(spec, splits, recipe))
-                      for spec in random_specs(space, table, budget, args.random, args.seed)]
-        spec, scores = max(candidates, key=lambda c: c[1]["heldout_acc"])
-        extra = {"random_test_accs": [c[1]["test_acc"] for c in candidates]}
+        row = random_arm(args, seed, splits, recipe, shared_seconds or 0.0)
     else:
-        out = Path(base.out)
-        resume = (out / "checkpoint.pt").is_file() and not (out / "summary.json").is_file()
-        result = search(replace(base, resume=resume)) if not (out / "summary.json").is_file() \
-            else None
-        spec = result.spec if result else ArchSpec.from_json((out / "arch.json").read_text())
-        scores, extra = train_and_score(spec, splits, recipe), {}
-    row = {"table": table, "budget_ms": budget, "arm": arm, "space": space,
-           "arch": spec.to_string(), "predicted_ms": predicted_ms(spec, table), **scores,
-           "measured_ms": measured_ms(spec, args.measure),
-           "arm_seconds": time.perf_counter() - start, **extra}
+        row = search_arm(config, splits, recipe)
+    row = {"dataset": Path(dataset).name, "seed": seed, "arm": arm, "budget_ms": args.budget,
+           **row}
+    folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps(row, indent=2) + "\n")
     return row
 
 
-def predicted_ms(spec: ArchSpec, table: str) -> float:
-    space = get_space(spec.space)
-    indices = [space.candidate_index(layer) for layer in spec.layers]
-    return matrix_for(spec.space, table).total(indices)
+def predicted_ms(arch: str, space_name: str, table: str) -> float:
+    space = get_space(space_name)
+    spec = space.spec_from_string(arch)
+    return latency_matrix(space, load_table(table)).total(
+        [space.candidate_index(layer) for layer in spec.layers])
 
 
-def measured_ms(spec: ArchSpec, measure: str | None) -> float | None:
-    if not measure:
-        return None
-    backend_name, _, ep = measure.partition(":")
-    return float(measure_latency(spec, make_backend(backend_name, ep or None))["median_ms"])
+def measure_all(rows: list[dict], table: str, folder: Path) -> None:
+    """Predicted and measured (onnxruntime CPU EP, 1 thread) latency of every final net."""
+    cache = folder / "latency.json"
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    backend = make_backend("onnxruntime", "cpu")
+    for row in rows:
+        key = f"{row['space']}:{row['arch']}"
+        if key not in known:
+            spec = get_space(row["space"]).spec_from_string(row["arch"])
+            known[key] = float(measure_latency(spec, backend)["median_ms"])
+            atomic_write_text(cache, json.dumps(known, indent=1) + "\n")
+        row["measured_ms"] = known[key]
+        row["predicted_ms"] = predicted_ms(row["arch"], row["space"], table)
 
 
-def plot(path: Path, rows: list[dict]) -> None:
-    import matplotlib
+def mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    tables = sorted({r["table"] for r in rows})
-    fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 4), squeeze=False)
-    for ax, table in zip(axes[0], tables, strict=True):
-        for arm, marker in (("hwnas", "o"), ("random", "x"), ("proxyless", "s")):
-            mine = [r for r in rows if r["table"] == table and r["arm"] == arm]
-            ax.plot([r["predicted_ms"] for r in mine], [r["test_acc"] for r in mine],
-                    marker=marker, label=arm)
-        ax.set_xlabel(f"predicted latency on {table} (ms)")
-        ax.set_ylabel("test accuracy (retrained)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def report(rows: list[dict], seeds: list[int]) -> None:
+    print("\n| data set | arm | test accuracy (%, mean ± std over seeds) | per seed | "
+          "predicted ms | measured ms |\n|---|---|---:|---|---:|---:|")
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        for arm in (*ARMS, "random_mean"):
+            key = "random_mean_acc" if arm == "random_mean" else "test_acc"
+            picked = [r for r in mine if r["arm"] == ("random" if arm == "random_mean" else arm)]
+            accs = [r[key] for r in picked]
+            lat = "" if arm == "random_mean" else (
+                f"{statistics.mean(r['predicted_ms'] for r in picked):.3f} | "
+                f"{statistics.mean(r['measured_ms'] for r in picked):.3f}")
+            print(f"| {dataset} | {arm} | {mean_std(accs)} | "
+                  f"{' '.join(f'{100 * a:.1f}' for a in accs)} | {lat or ' | '} |")
+        shared = {r["seed"]: r["test_acc"] for r in mine if r["arm"] == "shared"}
+        random = {r["seed"]: r["test_acc"] for r in mine if r["arm"] == "random"}
+        gaps = [shared[s] - random[s] for s in seeds if s in shared and s in random]
+        if gaps:
+            print(f"| {dataset} | shared − random (paired) | {mean_std(gaps)} | | | |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="CIFAR-10 (tarball, folder or batches)")
-    parser.add_argument("--tables", default="vpu,h100")
-    parser.add_argument("--fractions", default="0.25,0.5,0.75",
-                        help="budgets between the smallest common latency and uniform E[LAT]")
-    parser.add_argument("--budgets", help="TABLE=B1,B2,...;TABLE=... in ms (overrides)")
+    parser.add_argument("--datasets", default="fashion-mnist,../shared/data/cifar10_jpg.tar.gz")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--table", default="cpu")
+    parser.add_argument("--budget", type=float, help="ms (default: --fraction of the range)")
+    parser.add_argument("--fraction", type=float, default=0.3)
     parser.add_argument("--warmup-epochs", type=int, default=2)
-    parser.add_argument("--search-epochs", type=int, default=6)
-    parser.add_argument("--retrain-epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--data-limit", type=int)
-    parser.add_argument("--random", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--measure", help="BACKEND:EP for measured latency, e.g. torch:cuda")
+    parser.add_argument("--search-epochs", type=int, default=3)
+    parser.add_argument("--retrain-epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--data-limit", type=int, default=3000)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.budget is None:
+        args.budget = default_budget(args.table, args.fraction)
     out = Path(args.out)
-    given = dict(part.split("=") for part in args.budgets.split(";")) if args.budgets else {}
-    fractions = [float(f) for f in args.fractions.split(",")]
-    rows = []
+    seeds = [int(s) for s in args.seeds.split(",")]
+    arms = args.arms.split(",")
     start = time.perf_counter()
-    for table in args.tables.split(","):
-        budgets = ([float(b.removesuffix("ms")) for b in given[table].split(",")]
-                   if table in given else default_budgets(table, fractions))
-        for budget in budgets:
-            for arm in ("hwnas", "random", "proxyless"):
-                row = run_arm(arm, table, budget, args, out / table / f"{budget:g}ms")
+    rows = []
+    for dataset in args.datasets.split(","):
+        for seed in seeds:
+            folder = out / Path(dataset).name / f"seed{seed}"
+            shared_seconds = None
+            for arm in arms:
+                row = run_arm(arm, dataset, seed, args, folder, shared_seconds)
+                if arm == "shared":
+                    shared_seconds = row["search_seconds"] + row["train_seconds"]
                 rows.append(row)
-                print(f"{table} {budget:g} ms {arm:>9}: test {row['test_acc']:.4f} "
-                      f"held-out {row['heldout_acc']:.4f} predicted {row['predicted_ms']:.4g} ms"
-                      f" measured {row['measured_ms'] or float('nan'):.4g} ms  {row['arch']}",
-                      flush=True)
-    fields = ["table", "budget_ms", "arm", "space", "arch", "predicted_ms", "measured_ms",
-              "heldout_acc", "test_acc", "train_seconds", "arm_seconds"]
+                print(f"{row['dataset']} seed {seed} {arm:>8}: test {row['test_acc']:.4f} "
+                      f"held-out {row['heldout_acc']:.4f}  {row['arch']}  "
+                      f"[{time.perf_counter() - start:.0f} s]", flush=True)
+    train_seconds = time.perf_counter() - start
+    measure_all(rows, args.table, out)
+    fields = ["dataset", "seed", "arm", "space", "budget_ms", "arch", "predicted_ms",
+              "measured_ms", "heldout_acc", "test_acc", "inherited_acc", "random_mean_acc",
+              "random_n", "entropy", "derived_prob", "expected_ms", "search_seconds",
+              "train_seconds"]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\n| table | budget | hwnas | random best of {args.random} | proxyless | "
-          "hwnas − random | hwnas − proxyless |\n|---|---:|---:|---:|---:|---:|---:|")
-    for i in range(0, len(rows), 3):
-        h, r, p = rows[i:i + 3]
-        print(f"| {h['table']} | {h['budget_ms']:g} ms | {h['test_acc']:.4f} | "
-              f"{r['test_acc']:.4f} | {p['test_acc']:.4f} | "
-              f"{100 * (h['test_acc'] - r['test_acc']):+.2f} pt | "
-              f"{100 * (h['test_acc'] - p['test_acc']):+.2f} pt |")
-    plot(out / "quality.png", rows)
-    print(f"device {default_device()}; wall {time.perf_counter() - start:.0f} s; "
-          f"recipe: {args.retrain_epochs} epochs, batch {args.batch_size}, SGD cosine")
+    report(rows, seeds)
+    print(f"\nbudget {args.budget:g} ms on table {args.table!r}; {args.data_limit} images per "
+          f"split, {args.warmup_epochs} + {args.search_epochs} search epochs, retrain "
+          f"{args.retrain_epochs} epochs (batch {args.batch_size}, SGD cosine); training "
+          f"{train_seconds:.0f} s, with latency measurement {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ def candidate_key(layer: LayerSpec, slot: LayerSlot, branches: int) -> OpKey | N
 def op_class(layer: LayerSpec) -> str | None:
     """The calibration class of a candidate: its interaction (``sum`` ... ``rbf``) for an
     interaction block, ``mbconv`` for MBConv, None for skip (0 ms, never scaled)."""
-    if layer.op == "skip":
-        return None
-    return layer.interaction if layer.op == "block" else layer.op
+    return layer.family
 
 
 def fixed_key(part: FixedPart) -> OpKey:

@@ -11,9 +11,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from search_spaces import HwnasError
+from search_spaces import WEIGHT_MODES, HwnasError
 
 from .latency_loss import LOSSES
+
+PROXYLESS_ARCH_LR = 1e-3  # ProxylessNAS's Adam lr for α on ImageNet
+ARCH_TRAVEL = 10.0  # default lr × architecture steps; chosen by bench/arch_schedule.py
+
+
+SHORT = dict(epochs=3, warmup_epochs=2, batch_size=64, data_limit=6000, retrain_epochs=2)
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class SearchConfig:
     devices: tuple[str, ...]  # latency table names or paths, one per budget
     budgets_ms: tuple[float, ...]
     space: str = "cifar"
+    weights: str = "shared"  # supernet weights: "shared" (entangled) or "separate" per candidate
     dataset: str = "fashion-mnist"  # the built-in default data set (DESIGN §5)
     out: str = "runs/search"
     epochs: int = 30  # search epochs after warm-up (ProxylessNAS: 120)
@@ -38,8 +45,11 @@ class SearchConfig:
     momentum: float = 0.9  # nesterov, as ProxylessNAS
     weight_decay: float = 4e-5  # ProxylessNAS
     label_smoothing: float = 0.1  # ProxylessNAS (weight steps only)
-    arch_lr: float = 1e-3  # Adam, betas (0, 0.999), eps 1e-8 (ProxylessNAS)
+    arch_lr: float | None = None  # Adam, betas (0, 0.999); None: the schedule (arch_lr_for)
+    arch_travel: float = ARCH_TRAVEL  # Adam lr × architecture steps (see arch_lr_for)
     arch_every: int = 5  # one architecture step after every 5 weight steps (ProxylessNAS)
+    retrain_epochs: int = 0  # after the search: fine-tune the derived net from its inherited
+    #                          weights for this many epochs and report its test accuracy
     resume: bool = False
     progress: bool = True  # tqdm bars on stderr
 
@@ -54,6 +64,14 @@ class SearchConfig:
                 raise HwnasError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.loss_strength is not None and not 0 < self.loss_strength < float("inf"):
             raise HwnasError(f"loss strength must be a positive number, got {self.loss_strength}")
+        if self.weights not in WEIGHT_MODES:
+            raise HwnasError(f"unknown weights {self.weights!r}; valid: {list(WEIGHT_MODES)}")
+        if self.arch_lr is not None and not 0 < self.arch_lr < float("inf"):
+            raise HwnasError(f"arch_lr must be a positive number, got {self.arch_lr}")
+        if not 0 < self.arch_travel < float("inf"):
+            raise HwnasError(f"arch_travel must be a positive number, got {self.arch_travel}")
+        if self.retrain_epochs < 0:
+            raise HwnasError(f"retrain_epochs must be >= 0, got {self.retrain_epochs}")
         if self.warmup_epochs < 0:
             raise HwnasError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.data_limit is not None and self.data_limit < 2:
@@ -62,6 +80,20 @@ class SearchConfig:
     @property
     def total_epochs(self) -> int:
         return self.warmup_epochs + self.epochs
+
+    def arch_lr_for(self, steps_per_epoch: int) -> float:
+        """The architecture learning rate of a run with ``steps_per_epoch`` weight steps.
+
+        Adam moves a logit by at most about lr per step, so lr × (number of architecture
+        steps) bounds how far α can travel in a run. ProxylessNAS's ImageNet search makes
+        ~115 k architecture steps at lr 1e-3 (a travel of ~115); a small-data run with the same
+        lr makes a few dozen and α cannot leave uniform. The schedule therefore gives every
+        run the same travel, ``arch_travel``, and never goes below ProxylessNAS's 1e-3.
+        An explicit ``arch_lr`` wins."""
+        if self.arch_lr is not None:
+            return self.arch_lr
+        steps = max(1, self.epochs * (steps_per_epoch // self.arch_every))
+        return max(PROXYLESS_ARCH_LR, self.arch_travel / steps)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -79,3 +111,10 @@ class SearchConfig:
         """A tiny smoke configuration (``--quick``): 1 + 2 epochs on 512 images."""
         fields = dict(epochs=2, warmup_epochs=1, batch_size=32, data_limit=512)
         return cls(devices, budgets_ms, **{**fields, **overrides})
+
+    @classmethod
+    def short(cls, devices: tuple[str, ...], budgets_ms: tuple[float, ...],
+              **overrides: Any) -> SearchConfig:
+        """The README's main job (``--short``, ~5 min on 2 cores): a search on 6,000 images
+        that then fine-tunes the net it found, so the reported accuracy means something."""
+        return cls(devices, budgets_ms, **{**SHORT, **overrides})

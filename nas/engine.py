@@ -27,7 +27,7 @@ from torch import nn
 from latency_predictors import expected_latency
 from search_spaces import HwnasError, Supernet
 
-from .config import SearchConfig
+from .config import PROXYLESS_ARCH_LR, SearchConfig
 from .constraints import Constraint
 from .distributed import Group
 from .gradient import pair_alpha_grad, rescale_pair, sample_pairs
@@ -68,7 +68,8 @@ class SearchEngine:
         self.weight_opt = torch.optim.SGD(self.supernet.weight_parameters(), lr=config.weight_lr,
                                           momentum=config.momentum, nesterov=True,
                                           weight_decay=config.weight_decay)
-        self.arch_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=config.arch_lr,
+        self.arch_opt = torch.optim.Adam(self.supernet.arch_parameters(),
+                                         lr=config.arch_lr or PROXYLESS_ARCH_LR,
                                          betas=(0.0, 0.999), eps=1e-8)
         self.train_loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.arch_loss = nn.CrossEntropyLoss()
@@ -84,6 +85,10 @@ class SearchEngine:
             return torch.randint(count, (layers,), generator=self.generator).tolist()
         p = self.probs().detach().float().cpu()
         return torch.multinomial(p, 1, generator=self.generator)[:, 0].tolist()
+
+    def set_arch_lr(self, lr: float) -> None:
+        for group in self.arch_opt.param_groups:
+            group["lr"] = lr
 
     def set_lr(self, progress: float) -> None:
         """Cosine schedule of the weight learning rate, ``progress`` in [0, 1]."""

@@ -41,12 +41,12 @@ def _read_json(path: Path) -> dict:
         raise HwnasError(f"{path}: unreadable ({type(err).__name__})") from None
 
 
-def _initial_model(run_dir: Path, spec: ArchSpec, init: str) -> ChildNet:
+def _initial_model(run_dir: Path, spec: ArchSpec, init: str, weights: str) -> ChildNet:
     if init not in INITS:
         raise HwnasError(f"unknown --init {init!r}; valid: {list(INITS)}")
     if init == "scratch":
         return build(spec)
-    supernet = Supernet(get_space(spec.space))
+    supernet = Supernet(get_space(spec.space), weights)
     supernet.load_state_dict(rundir.load_checkpoint(run_dir)["engine"]["supernet"])
     return supernet.child(spec)
 
@@ -66,7 +66,8 @@ def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
         raise HwnasError(f"--train-epochs must be >= 0, got {epochs}")
     torch.manual_seed(config["seed"])
     device = default_device()
-    model = _initial_model(run_dir, spec, init).to(device)
+    weights = config.get("weights", "separate")  # runs before weight sharing had one kind
+    model = _initial_model(run_dir, spec, init, weights).to(device)
     data = load_dataset(config["dataset"], limit=config["data_limit"], shape=space.input,
                         classes=space.num_classes)
     mean, std = channel_stats(data.train_x, space.input)

@@ -33,7 +33,9 @@ from .config import SearchConfig
 from .constraints import Constraint, check_feasible, load_constraints
 from .data import Batches, channel_stats, load_dataset, split_holdout
 from .derive import solve
-from .engine import SearchEngine
+from .engine import SearchEngine, top1_accuracy
+from .retrain import Recipe, train_child
+from .sweep import recalibrate_batchnorm
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,9 @@ class RunResult:
     spec: ArchSpec
     latency_ms: dict[str, float]  # predicted latency of ``spec`` per table
     budgets_ms: dict[str, float]
-    test_accuracy: float  # ``spec`` with the supernet's weights, no retraining
+    test_accuracy: float  # ``spec`` with the supernet's weights, BatchNorm re-estimated
     estimated_tables: list[str]
+    retrained_accuracy: float | None = None  # after ``config.retrain_epochs`` of fine-tuning
 
 
 @dataclass
@@ -109,29 +112,44 @@ def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int,
         if not warm and (step + 1) % config.arch_every == 0:
             arch_losses.append(engine.arch_step(*next(held_out)))
     return {"weight_loss": float(np.mean(weight_losses)) if weight_losses else math.nan,
-            "arch_loss": float(np.mean(arch_losses)) if arch_losses else math.nan}
+            "arch_loss": float(np.mean(arch_losses)) if arch_losses else None}
 
 
 def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[str, float],
                seconds: float) -> dict[str, Any]:
+    """One metrics.csv row. ``entropy`` is the mean entropy of p over layers (nats; uniform
+    is log K); ``derived_prob`` the mean probability of the budget-derived net's choice per
+    layer: both say how decisive α has become."""
     argmax = [int(a.argmax()) for a in engine.supernet.arch_parameters()]
+    derived = derive(engine)
+    chosen = [engine.supernet.space.candidate_index(layer) for layer in derived.layers]
+    probs = engine.probs().detach().double()
+    entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(dim=1).mean())
     row: dict[str, Any] = {"epoch": epoch + 1, "phase": "warmup" if epoch <
                            engine.config.warmup_epochs else "search", **losses,
                            "heldout_acc": engine.accuracy(splits.arch, argmax),
-                           "lr": engine.weight_opt.param_groups[0]["lr"], "seconds": seconds}
+                           "lr": engine.weight_opt.param_groups[0]["lr"],
+                           "arch_lr": engine.arch_opt.param_groups[0]["lr"],
+                           "entropy": entropy,
+                           "derived_prob": float(probs[range(len(chosen)), chosen].mean()),
+                           "derived": derived.to_string(), "seconds": seconds}
     with torch.no_grad():
         for c, value in zip(engine.constraints, engine.expected_latencies(), strict=True):
             row[f"expected_ms[{c.source}]"] = float(value)
             row[f"argmax_ms[{c.source}]"] = c.matrix.total(argmax)
+            row[f"derived_ms[{c.source}]"] = c.matrix.total(chosen)
     return row
 
 
 def _epoch_line(row: dict[str, Any]) -> str:
     latency = ", ".join(f"E[LAT] {k[len('expected_ms['):-1]} {v:.4g} ms"
                         for k, v in row.items() if k.startswith("expected_ms["))
+    arch = ("no architecture steps in warm-up" if row["arch_loss"] is None
+            else f"arch loss {row['arch_loss']:.4f}")
     return (f"epoch {row['epoch']} ({row['phase']}): weight loss {row['weight_loss']:.4f}, "
-            f"arch loss {row['arch_loss']:.4f}, held-out acc {row['heldout_acc']:.4f}, "
-            f"{latency}, {row['seconds']:.1f} s")
+            f"{arch}, held-out acc {row['heldout_acc']:.4f}, {latency}, "
+            f"p entropy {row['entropy']:.3f}, derived-path p {row['derived_prob']:.3f}, "
+            f"{row['seconds']:.1f} s")
 
 
 def derive(engine: SearchEngine) -> ArchSpec:
@@ -197,8 +215,11 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
     np.random.seed(config.seed)
     if not group.is_main:
         config = dataclasses.replace(config, progress=False)
-    engine = SearchEngine(Supernet(space), constraints, config, group.device(), group)
+    engine = SearchEngine(Supernet(space, config.weights), constraints, config, group.device(),
+                          group)
     splits = prepare_data(config, engine.device)
+    engine.set_arch_lr(config.arch_lr_for(len(splits.weight) // min(config.batch_size,
+                                                                    len(splits.weight))))
     data_gen = torch.Generator().manual_seed(config.seed + 1)
     if state is not None:
         _restore(engine, state, data_gen)
@@ -226,23 +247,45 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
     return _finish(engine, splits, run_dir, history, probs) if group.is_main else None
 
 
+def inherited_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec) -> float:
+    """Test accuracy of ``spec``'s child with the supernet's weights and its BatchNorm
+    statistics re-estimated on training data (the supernet's running statistics mix every
+    path's; OFA §3.2)."""
+    child = engine.supernet.child(spec).to(engine.device)
+    batch = min(engine.config.batch_size, len(splits.weight))
+    recalibrate_batchnorm(child, splits.weight.in_order(batch, limit=2000))
+    return top1_accuracy(child, splits.test.in_order())
+
+
+def finetune_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec) -> float:
+    """Test accuracy of ``spec``'s child after ``retrain_epochs`` of fine-tuning from its
+    inherited weights on the weight split (the search's weight recipe, cosine lr)."""
+    config = engine.config
+    child = engine.supernet.child(spec).to(engine.device)
+    recipe = Recipe(config.retrain_epochs, config.batch_size, config.weight_lr,
+                    config.weight_decay, config.seed)
+    train_child(child, splits.weight, recipe, config.progress, desc="fine-tune")
+    return top1_accuracy(child.eval(), splits.test.in_order())
+
+
 def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
             probs: list) -> RunResult:
     space, constraints, config = engine.supernet.space, engine.constraints, engine.config
     spec = derive(engine)
-    choice = [space.candidate_index(layer) for layer in spec.layers]
-    accuracy = engine.accuracy(splits.test, choice)
+    accuracy = inherited_accuracy(engine, splits, spec)
+    retrained = finetune_accuracy(engine, splits, spec) if config.retrain_epochs else None
     breakdown = rundir.latency_breakdown(space, spec, constraints)
     atomic_write_text(run_dir / "arch.json", spec.to_json() + "\n")
     rundir.write_latency(run_dir, breakdown)
     rundir.write_plots(run_dir, history, probs, space.tokens, constraints)
     result = RunResult(run_dir, spec, {b["table"]: b["total_ms"] for b in breakdown},
                        {c.source: c.budget_ms for c in constraints}, accuracy,
-                       [c.source for c in constraints if c.estimated])
+                       [c.source for c in constraints if c.estimated], retrained)
     rundir.write_summary(run_dir, {
         "arch": spec.to_string(), "space": space.name, "seed": config.seed,
         "config": config.to_dict(), "tables": [c.describe() for c in constraints],
         "predicted_latency_ms": result.latency_ms, "budgets_ms": result.budgets_ms,
-        "test_accuracy_inherited": accuracy, "epochs": len(history),
-        "device": str(engine.device), "search_seconds": sum(r["seconds"] for r in history)})
+        "test_accuracy_inherited": accuracy, "test_accuracy_finetuned": retrained,
+        "epochs": len(history), "device": str(engine.device),
+        "search_seconds": sum(r["seconds"] for r in history)})
     return result

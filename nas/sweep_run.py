@@ -41,10 +41,10 @@ class SweepRun:
 
 def _load_run(run_dir: Path) -> tuple[SearchConfig, Supernet]:
     state = rundir.load_checkpoint(run_dir)
-    fields = dict(state["config"])
+    fields = {"weights": "separate", **state["config"]}  # runs before weight sharing
     config = SearchConfig(**{**fields, "devices": tuple(fields["devices"]),
                              "budgets_ms": tuple(fields["budgets_ms"]), "progress": False})
-    supernet = Supernet(get_space(config.space))
+    supernet = Supernet(get_space(config.space), config.weights)
     supernet.load_state_dict(state["engine"]["supernet"])
     return config, supernet.eval()
 

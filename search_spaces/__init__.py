@@ -3,13 +3,13 @@
 from .blocks import CANDIDATE_BUILDERS, InteractionBlock, MBConv, make_candidate
 from .errors import HwnasError
 from .interactions import INTERACTIONS, make_interaction, register_interaction
-from .network import ChildNet, MixedOp, Supernet, build, make_fixed_part
+from .network import WEIGHT_MODES, ChildNet, MixedOp, Supernet, build, make_fixed_part
 from .space import SPACES, FixedPart, LayerSlot, Space, get_space, register_space
 from .spec import ArchSpec, LayerSpec
 
 __all__ = [
     "CANDIDATE_BUILDERS", "INTERACTIONS", "SPACES", "ArchSpec", "ChildNet", "FixedPart",
     "HwnasError", "InteractionBlock", "LayerSlot", "LayerSpec", "MBConv", "MixedOp", "Space",
-    "Supernet", "build", "get_space", "make_candidate", "make_fixed_part", "make_interaction",
-    "register_interaction", "register_space",
+    "Supernet", "WEIGHT_MODES", "build", "get_space", "make_candidate", "make_fixed_part",
+    "make_interaction", "register_interaction", "register_space",
 ]

@@ -1,8 +1,22 @@
 """The networks of a space: standalone children (``build``) and the supernet.
 
 Both share one skeleton walk (stem → stages of searchable layers with downsamples between →
-head) and one parameter naming, so a child's state dict is the supernet's with
-``layers.{i}.candidates.{j}.`` renamed to ``layers.{i}.``: weight inheritance is a rename.
+head) and one parameter naming, so a child's state dict is the supernet's with the chosen
+candidate's weights renamed to ``layers.{i}.``.
+
+The supernet holds its candidates' weights in one of two ways (``WEIGHT_MODES``):
+
+- ``shared`` (weight entanglement; Single-Path NAS's superkernel, Stamoulis et al. 2019, and
+  Once-for-All's elastic kernel and width, Cai et al. 2020): per layer one module per family
+  (interaction type, or MBConv) at the family's largest kernel and expansion. A candidate
+  ``(family, k, e)`` runs the same module code on slices of those weights: a k×k kernel is the
+  centred k×k window of the largest kernel, and expansion e keeps the first ``e·C`` hidden
+  channels (and their BatchNorm entries). Each family's weights see every step that samples
+  any of its sizes, instead of 1 in 31.
+- ``separate``: one independent module per candidate (ProxylessNAS's original supernet).
+
+Either way ``Supernet.child(spec)`` gives a plain network whose output equals the supernet
+path's output.
 """
 
 from __future__ import annotations
@@ -11,25 +25,47 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from .blocks import make_candidate
 from .errors import HwnasError
 from .space import FixedPart, Space, get_space
-from .spec import ArchSpec
+from .spec import ArchSpec, LayerSpec
+
+WEIGHT_MODES = ("shared", "separate")
 
 
 def make_fixed_part(part: FixedPart) -> nn.Module:
-    """The module of a fixed part of the skeleton (also profiled alone by latency tables)."""
+    """The module of a fixed part of the skeleton (also profiled alone by latency tables).
+
+    The stem and every downsample end in BatchNorm + GELU, so a net whose searchable layers
+    are all ``skip`` is still a nonlinear CNN (a linear skeleton made every skip remove the
+    only nonlinearity of its stage)."""
     if part.kind.startswith("stem:"):
         k = 3 if part.kind == "stem:conv3x3" else part.stride
         return nn.Sequential(nn.Conv2d(part.c_in, part.c_out, k, part.stride, padding=k // 2 if
-                                       part.stride == 1 else 0), nn.BatchNorm2d(part.c_out))
+                                       part.stride == 1 else 0), nn.BatchNorm2d(part.c_out),
+                             nn.GELU())
     if part.kind == "downsample":
-        return nn.Sequential(nn.BatchNorm2d(part.c_in), nn.Conv2d(part.c_in, part.c_out, 2, 2))
+        return nn.Sequential(nn.BatchNorm2d(part.c_in), nn.Conv2d(part.c_in, part.c_out, 2, 2),
+                             nn.BatchNorm2d(part.c_out), nn.GELU())
     if part.kind == "head":
         return nn.Sequential(nn.BatchNorm2d(part.c_in), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                              nn.Linear(part.c_in, part.c_out))
     raise HwnasError(f"unknown fixed part kind {part.kind!r}")
+
+
+def slice_weight(tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The view of ``tensor`` that a smaller candidate uses: leading entries along channel dims
+    (0 and 1), the centred window along kernel dims (2 and 3 of a conv weight)."""
+    if len(shape) != tensor.dim() or any(w > h for w, h in zip(shape, tensor.shape,
+                                                                strict=True)):
+        raise HwnasError(f"cannot slice a {list(tensor.shape)} tensor to {list(shape)}")
+    index = []
+    for dim, (have, want) in enumerate(zip(tensor.shape, shape, strict=True)):
+        start = (have - want) // 2 if dim >= 2 else 0
+        index.append(slice(start, start + want))
+    return tensor[tuple(index)]
 
 
 class _Skeleton(nn.Module):
@@ -84,17 +120,60 @@ def build(spec: ArchSpec) -> ChildNet:
     return ChildNet(spec, get_space(spec.space))
 
 
+def _module_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers by state-dict name (the tensors themselves, not copies)."""
+    return module.state_dict(keep_vars=True)
+
+
 class MixedOp(nn.Module):
     """All candidates of one searchable layer and their architecture logits α."""
 
-    def __init__(self, space: Space, channels: int) -> None:
+    def __init__(self, space: Space, channels: int, weights: str = "shared") -> None:
         super().__init__()
-        self.candidates = nn.ModuleList(make_candidate(c, channels, space.branches)
-                                        for c in space.candidates)
+        if weights not in WEIGHT_MODES:
+            raise HwnasError(f"unknown weight mode {weights!r}; valid: {list(WEIGHT_MODES)}")
+        self.weights = weights
+        self.space = space
         self.alpha = nn.Parameter(torch.zeros(len(space.candidates)))
+        if weights == "separate":
+            self.candidates = nn.ModuleList(make_candidate(c, channels, space.branches)
+                                            for c in space.candidates)
+            return
+        largest: dict[str, LayerSpec] = {}
+        for c in space.candidates:
+            if c.family is not None:
+                big = largest.get(c.family, c)
+                largest[c.family] = LayerSpec(c.op, max(c.kernel, big.kernel),
+                                              max(c.expansion, big.expansion), c.interaction)
+        self.families = nn.ModuleDict({family: make_candidate(layer, channels, space.branches)
+                                       for family, layer in largest.items()})
+        # Weightless copies of every candidate (meta device): the code each path runs on
+        # slices of its family's weights. A plain list, so they are not part of the state.
+        with torch.device("meta"):
+            self._shapes = [make_candidate(c, channels, space.branches)
+                            for c in space.candidates]
 
     def probs(self) -> torch.Tensor:
         return torch.softmax(self.alpha, dim=0)
+
+    def candidate_state(self, index: int) -> dict[str, torch.Tensor]:
+        """The weights and buffers candidate ``index`` runs with, by the names a standalone
+        candidate module has (views into the shared weights in ``shared`` mode)."""
+        if self.weights == "separate":
+            return _module_state(self.candidates[index])
+        family = self.space.candidates[index].family
+        if family is None:
+            return {}
+        shared = _module_state(self.families[family])
+        return {name: slice_weight(shared[name], meta.shape)
+                for name, meta in _module_state(self._shapes[index]).items()}
+
+    def run(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """The output of candidate ``index`` alone."""
+        if self.weights == "separate":
+            return self.candidates[index](x)
+        module = self._shapes[index].train(self.training)
+        return functional_call(module, self.candidate_state(index), (x,))
 
     def forward(self, x: torch.Tensor, path: int | Sequence[int],
                 gates: torch.Tensor | None = None) -> torch.Tensor:
@@ -105,14 +184,14 @@ class MixedOp(nn.Module):
         its activations, so an architecture step costs about one child's memory (ProxylessNAS).
         """
         if gates is None:
-            return self.candidates[path](x)
+            return self.run(path, x)
         out = torch.zeros((), dtype=x.dtype, device=x.device)
         for j, gate in zip(path, gates, strict=True):
             if bool(gate.detach() == 0):
                 with torch.no_grad():
-                    branch = self.candidates[j](x)
+                    branch = self.run(j, x)
             else:
-                branch = self.candidates[j](x)
+                branch = self.run(j, x)
             out = out + gate * branch
         return out
 
@@ -120,8 +199,10 @@ class MixedOp(nn.Module):
 class Supernet(_Skeleton):
     """One MixedOp per searchable layer; runs the sampled path of each layer only."""
 
-    def __init__(self, space: Space) -> None:
-        super().__init__(space, [MixedOp(space, slot.channels) for slot in space.layer_slots()])
+    def __init__(self, space: Space, weights: str = "shared") -> None:
+        super().__init__(space, [MixedOp(space, slot.channels, weights)
+                                 for slot in space.layer_slots()])
+        self.weights = weights
 
     def forward(self, x: torch.Tensor, paths: Sequence, gates: Sequence | None = None):
         """``paths[i]``: candidate index of layer i (or indices, with ``gates[i]``)."""
@@ -146,20 +227,14 @@ class Supernet(_Skeleton):
         return self.space.spec_from_indices([int(layer.alpha.argmax()) for layer in self.layers])
 
     def child_state_dict(self, spec: ArchSpec) -> dict[str, torch.Tensor]:
-        """The state dict of ``build(spec)`` taken from this supernet's weights."""
+        """The state dict of ``build(spec)`` taken from this supernet's weights (copies)."""
         self.space.validate(spec)
-        chosen = [self.space.candidate_index(layer) for layer in spec.layers]
-        state = {}
-        for key, value in self.state_dict().items():
-            if key.startswith("layers."):
-                _, layer, rest = key.split(".", 2)
-                if rest == "alpha":
-                    continue
-                _, candidate, rest = rest.split(".", 2)
-                if int(candidate) != chosen[int(layer)]:
-                    continue
-                key = f"layers.{layer}.{rest}"
-            state[key] = value.clone()
+        state = {key: value.clone() for key, value in self.state_dict().items()
+                 if not key.startswith("layers.")}
+        for i, (mixed, layer) in enumerate(zip(self.layers, spec.layers, strict=True)):
+            chosen = mixed.candidate_state(self.space.candidate_index(layer))
+            state.update({f"layers.{i}.{name}": value.detach().clone()
+                          for name, value in chosen.items()})
         return state
 
     def child(self, spec: ArchSpec) -> ChildNet:

@@ -152,6 +152,13 @@ def mbconv_candidates(kernels=(3, 5, 7), expansions=(3, 6)) -> tuple[LayerSpec, 
             *[LayerSpec("mbconv", k, e) for k, e in itertools.product(kernels, expansions)])
 
 
+def hybrid_candidates() -> tuple[LayerSpec, ...]:
+    """skip + every interaction block + every MBConv block: the search picks the family per
+    layer (the MBConv space beat the interaction space in the CPU pilot; a hybrid space never
+    has to choose between them)."""
+    return (*interaction_candidates(), *mbconv_candidates()[1:])
+
+
 SPACES: dict[str, Space] = {}
 
 
@@ -175,3 +182,5 @@ register_space(Space("cifar", candidates=interaction_candidates(), **_CIFAR))
 register_space(Space("imagenet", candidates=interaction_candidates(), **_IMAGENET))
 register_space(Space("proxyless-cifar", candidates=mbconv_candidates(), **_CIFAR))
 register_space(Space("proxyless-imagenet", candidates=mbconv_candidates(), **_IMAGENET))
+register_space(Space("hybrid-cifar", candidates=hybrid_candidates(), **_CIFAR))
+register_space(Space("hybrid-imagenet", candidates=hybrid_candidates(), **_IMAGENET))

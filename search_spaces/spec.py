@@ -61,6 +61,16 @@ class LayerSpec:
             raise HwnasError("an 'mbconv' layer takes no interaction")
 
     @property
+    def family(self) -> str | None:
+        """The weight-sharing family: the interaction of a block, ``mbconv``, None for skip.
+
+        Candidates of one family differ only in kernel and expansion, so a weight-shared
+        supernet holds one module per family and slices every member from it."""
+        if self.op == "skip":
+            return None
+        return self.interaction if self.op == "block" else self.op
+
+    @property
     def token(self) -> str:
         """Compact form: ``skip``, ``quad_k7_e4`` or ``mb_k3_e6``."""
         if self.op == "skip":
