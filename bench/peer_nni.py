@@ -11,9 +11,9 @@ so that peak memory is its own:
   NNI's ProxylessMixedLayer backward runs every candidate of every layer in both phases.
   Timed by a Lightning callback from ``on_train_batch_start`` to ``on_train_batch_end``.
 - ``hwnas``: hwnas's engine (``nas.engine.SearchEngine``): one ``weight_step`` (one sampled path
-  per layer) + one ``arch_step`` (two sampled paths per layer, gate gradient + latency term).
-- ``hwnas-detach`` (opt-in): ``hwnas`` with a proposed ``MixedOp`` change, see
-  :func:`hwnas_detach_steps`.
+  per layer) + one ``arch_step`` (two sampled paths per layer, gate gradient + latency term),
+  weight-shared supernet (the default).
+- ``hwnas-separate``: the same with one weight set per candidate (``--weights separate``).
 - ``child``: the training step of the heaviest child (every layer ``quad_k7_e4``,
   ``search_spaces.build``): forward, cross-entropy, backward, Adam step. The physical floor.
 
@@ -49,7 +49,7 @@ from torch.utils.data import TensorDataset
 from latency_predictors import LatencyMatrix, expected_latency
 from search_spaces import LayerSpec, Space, Supernet, build, get_space
 
-ARMS = ("child", "hwnas", "nni", "hwnas-detach")
+ARMS = ("child", "hwnas", "hwnas-separate", "nni")
 
 
 def rss_bytes() -> int:
@@ -111,7 +111,7 @@ def child_steps(args: argparse.Namespace) -> dict:
     return timed_loop(step, args)
 
 
-def hwnas_steps(args: argparse.Namespace) -> dict:
+def hwnas_steps(args: argparse.Namespace, weights: str = "shared") -> dict:
     """hwnas's engine (``nas.engine.SearchEngine``): ``weight_step`` then ``arch_step``.
 
     Weight step: one sampled path per layer, SGD. Arch step: two sampled paths per layer, gate
@@ -125,8 +125,8 @@ def hwnas_steps(args: argparse.Namespace) -> dict:
     matrix, budget = latency_setup(space)
     config = SearchConfig((matrix.device,), (budget,), space=args.space,
                           batch_size=args.batch_size, progress=False)
-    engine = SearchEngine(Supernet(space), [Constraint(matrix, budget, matrix.device)], config,
-                          device=torch.device("cpu"))
+    engine = SearchEngine(Supernet(space, weights), [Constraint(matrix, budget, matrix.device)],
+                          config, device=torch.device("cpu"))
     train = batches(synthetic(args, 1), args.batch_size)
     val = batches(synthetic(args, 2), args.batch_size)
 
@@ -135,32 +135,6 @@ def hwnas_steps(args: argparse.Namespace) -> dict:
         engine.arch_step(*val[index])
 
     return timed_loop(step, args)
-
-
-def hwnas_detach_steps(args: argparse.Namespace) -> dict:
-    """``hwnas`` with a proposed change to ``MixedOp``, patched in this process only.
-
-    In the architecture step the inactive path of a pair has gate 0: its output is needed for
-    ``∂L/∂g = <∂L/∂y, o(x)>`` but nothing flows back through it (``0 · ∂o/∂x``). Running it
-    under ``no_grad`` gives the same α gradient without keeping its activations.
-    """
-    from search_spaces import MixedOp
-
-    def forward(self: MixedOp, x: torch.Tensor, path, gates=None) -> torch.Tensor:
-        if gates is None:
-            return self.candidates[path](x)
-        total = 0
-        for j, gate in zip(path, gates, strict=True):
-            if float(gate.detach()) != 0.0:
-                total = total + gate * self.candidates[j](x)
-            else:
-                with torch.no_grad():
-                    out = self.candidates[j](x)
-                total = total + gate * out
-        return total
-
-    MixedOp.forward = forward
-    return hwnas_steps(args)
 
 
 def nni_steps(args: argparse.Namespace) -> dict:
@@ -197,7 +171,7 @@ def run_arm(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     record = {"child": child_steps, "hwnas": hwnas_steps, "nni": nni_steps,
-              "hwnas-detach": hwnas_detach_steps}[args.arm](args)
+              "hwnas-separate": lambda a: hwnas_steps(a, "separate")}[args.arm](args)
     times = record["step_seconds"]
     mean = statistics.mean(times)
     return {"arm": args.arm, "steps": len(times), "mean_s": mean,
@@ -230,17 +204,18 @@ def main() -> None:
                    "--warmup", str(args.warmup), "--threads", str(args.threads)]
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         results[arm] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{arm:>6}: {results[arm]['mean_s']:.3f} s/step (median "
+        print(f"{arm:>14}: {results[arm]['mean_s']:.3f} s/step (median "
               f"{results[arm]['median_s']:.3f}), {results[arm]['train_images_per_s']:.1f} "
               f"train img/s, peak RSS delta {results[arm]['peak_rss_delta_mib']:.0f} MiB "
               f"(RSS before steps {results[arm]['rss_before_steps_mib']:.0f} MiB)", flush=True)
     if "child" in results:
         for arm, result in results.items():
             result["ratio_to_child"] = result["mean_s"] / results["child"]["mean_s"]
-            print(f"{arm:>6}: {result['ratio_to_child']:.2f}x the heavy child's step time")
-    if "nni" in results and "hwnas" in results:
-        speedup = results["nni"]["mean_s"] / results["hwnas"]["mean_s"]
-        print(f"hwnas is {speedup:.2f}x NNI Proxyless (step time)")
+            print(f"{arm:>14}: {result['ratio_to_child']:.2f}x the heavy child's step time")
+    for arm in ("hwnas", "hwnas-separate"):
+        if "nni" in results and arm in results:
+            speedup = results["nni"]["mean_s"] / results[arm]["mean_s"]
+            print(f"{arm} is {speedup:.2f}x NNI Proxyless (step time)")
     report = {"space": args.space, "layers": space.num_layers,
               "candidates": len(space.candidates), "batch_size": args.batch_size,
               "threads": args.threads, "device": "cpu", "torch": torch.__version__,

@@ -41,7 +41,7 @@ def _rss_kb() -> int:
         return int(f.read().split()[1]) * resource.getpagesize() // 1024
 
 
-def _engine(space, device):
+def _engine(space, device, weights):
     from latency_predictors import LatencyMatrix
     from nas import SearchConfig
     from nas.constraints import Constraint
@@ -51,7 +51,8 @@ def _engine(space, device):
     rows = [[0.0] + [1.0] * (len(space.candidates) - 1) for _ in range(space.num_layers)]
     matrix = LatencyMatrix(space.name, "bench", "estimated", False, 1.0, rows)
     config = SearchConfig(("bench",), (5.0,), space=space.name)
-    return SearchEngine(Supernet(space), [Constraint(matrix, 5.0, "bench")], config, device)
+    return SearchEngine(Supernet(space, weights), [Constraint(matrix, 5.0, "bench")], config,
+                        device)
 
 
 def _child_stepper(spec, device):
@@ -132,7 +133,8 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _memory_job(job: str, space_name: str, batch: int, steps: int, queue) -> None:
+def _memory_job(job: str, space_name: str, batch: int, steps: int, weights: str,
+                queue) -> None:
     """Peak memory of one job in a fresh process (see module doc)."""
     from search_spaces import get_space
 
@@ -146,7 +148,7 @@ def _memory_job(job: str, space_name: str, batch: int, steps: int, queue) -> Non
         step = (_heavy_stepper if job == "heavy" else _heaviest_stepper)(space, device)
         step(x, y)
     else:
-        engine = _engine(space, device)
+        engine = _engine(space, device, weights)
         _touch_all_candidates(engine, x, y)
         step = engine.weight_step if job == "weight" else engine.arch_step
     _sync(device)
@@ -172,7 +174,8 @@ def _timed(fn, x, y, device) -> float:
     return 1000 * (time.perf_counter() - start)
 
 
-def time_steps(space_name: str, batch: int, rounds: int, warmup: int) -> dict[str, float]:
+def time_steps(space_name: str, batch: int, rounds: int, warmup: int,
+               weights: str) -> dict[str, float]:
     """Median ms per step; the four kinds interleaved round by round, so load on a shared
     machine hits them alike. ``child`` trains the child of the exact paths the preceding
     ``weight_step`` sampled."""
@@ -183,7 +186,7 @@ def time_steps(space_name: str, batch: int, rounds: int, warmup: int) -> dict[st
     space = get_space(space_name)
     x = torch.randn(batch, *space.input, device=device)
     y = torch.randint(space.num_classes, (batch,), device=device)
-    engine, heavy = _engine(space, device), _heavy_stepper(space, device)
+    engine, heavy = _engine(space, device, weights), _heavy_stepper(space, device)
     times: dict[str, list[float]] = {job: [] for job in JOBS}
     for i in range(warmup + rounds):
         state = engine.generator.get_state()
@@ -209,9 +212,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--memory-steps", type=int, default=5)
     parser.add_argument("--memory-only", action="store_true", help="skip the timing")
+    parser.add_argument("--weights", default="shared", help="supernet weights: shared|separate")
     args = parser.parse_args()
     if not args.memory_only:
-        ms = time_steps(args.space, args.batch_size, args.rounds, args.warmup)
+        ms = time_steps(args.space, args.batch_size, args.rounds, args.warmup, args.weights)
         print(json.dumps({"median_ms": ms, "threads": torch.get_num_threads(),
                           "cuda": torch.cuda.is_available()}), flush=True)
     # glibc raises its mmap threshold after large blocks are freed, after which freed tensors
@@ -223,7 +227,7 @@ def main() -> None:
     for job in ("weight", "arch", "heavy", "heaviest"):
         queue = ctx.Queue()
         proc = ctx.Process(target=_memory_job, args=(job, args.space, args.batch_size,
-                                                     args.memory_steps, queue))
+                                                     args.memory_steps, args.weights, queue))
         proc.start()
         mem[job] = queue.get()
         proc.join()

@@ -155,8 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="continue the run in --out from its checkpoint")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (1 + 2 "
                    "epochs on 512 images, ~1 min)")
-    p.add_argument("--short", action="store_true", help="the README's main job: 2 + 3 epochs "
-                   "on 6,000 images, then 2 epochs of fine-tuning the found net (~5 min)")
+    p.add_argument("--short", action="store_true", help="the README's main job: 1 + 3 epochs "
+                   "on 6,000 images, then 3 epochs of fine-tuning the found net (~5 min)")
     p.set_defaults(func=_search)
     p = subparsers.add_parser("export", help="export an architecture (ONNX, TorchScript, ...); "
                               "a RUN_DIR is retrained first")

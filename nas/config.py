@@ -19,7 +19,7 @@ PROXYLESS_ARCH_LR = 1e-3  # ProxylessNAS's Adam lr for α on ImageNet
 ARCH_TRAVEL = 10.0  # default lr × architecture steps; chosen by bench/arch_schedule.py
 
 
-SHORT = dict(epochs=3, warmup_epochs=2, batch_size=64, data_limit=6000, retrain_epochs=2)
+SHORT = dict(epochs=3, warmup_epochs=1, batch_size=64, data_limit=6000, retrain_epochs=3)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 ``RUN_DIR/``: ``checkpoint.pt`` (every epoch), ``metrics.csv``, ``arch.json``, ``latency.json``
 and ``latency.csv`` (per-layer breakdown per device), ``accuracy.png``, ``latency.png``,
-``probs.png``, ``summary.json``.
+``arch.png`` (entropy of p and the derived net's probability), ``probs.png``,
+``summary.json``.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
                 probs: Sequence[Sequence[Sequence[float]]], tokens: Sequence[str],
                 constraints: Sequence[Constraint]) -> None:
-    """accuracy.png, latency.png and probs.png (matplotlib, Agg backend)."""
+    """accuracy.png, latency.png, arch.png and probs.png (matplotlib, Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,12 +157,28 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
     _save(fig, run_dir / "accuracy.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     for c in constraints:
+        tag = " (ESTIMATED)" if c.estimated else ""
         line = ax.plot(epochs, [row[f"expected_ms[{c.source}]"] for row in history],
-                       label=f"E[LAT] {c.source}")[0]
+                       label=f"E[LAT] {c.source}{tag}")[0]
+        ax.plot(epochs, [row[f"derived_ms[{c.source}]"] for row in history], marker="o",
+                markersize=3, linestyle=":", color=line.get_color(),
+                label=f"derived net {c.source}")
         ax.axhline(c.budget_ms, color=line.get_color(), linestyle="--", label=f"budget {c.source}")
-    ax.set(xlabel="epoch", ylabel="ms", title="expected latency", yscale="log")
+    ax.set(xlabel="epoch", ylabel="ms", title="expected latency and the derived net's latency")
     ax.legend(fontsize=7)
     _save(fig, run_dir / "latency.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [row["entropy"] for row in history], label="mean entropy of p (nats)")
+    ax.axhline(np.log(len(tokens)), color="grey", linestyle="--",
+               label=f"uniform (log {len(tokens)})")
+    ax.set(xlabel="epoch", ylabel="nats", title="how decisive α is")
+    twin = ax.twinx()
+    twin.plot(epochs, [row["derived_prob"] for row in history], color="C1",
+              label="derived net's mean p")
+    twin.set(ylabel="probability", ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=7)
+    twin.legend(loc="upper right", fontsize=7)
+    _save(fig, run_dir / "arch.png")
     _plot_probs(run_dir, probs, tokens)
 
 

@@ -98,3 +98,30 @@ def test_cli_export_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     with pytest.raises(Exception, match="not a valid hwnas checkpoint"):
         load_checkpoint(corrupt)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_onnx_of_a_child_sliced_from_shared_weights_matches_the_supernet(tmp_path: Path) -> None:
+    """Child export from a weight-shared supernet: the ONNX file of ``supernet.child(spec)``
+    computes the supernet path's output (small kernels and expansions are slices)."""
+    import onnxruntime as ort
+
+    from search_spaces import Supernet
+
+    space = get_space("hybrid-cifar")
+    supernet = Supernet(space, "shared")
+    with torch.no_grad():
+        for p in supernet.weight_parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    supernet.eval()
+    spec = space.spec_from_string("mb_k3_e3|quad_k5_e2|skip|rbf_k3_e4|star_k7_e2|mb_k5_e6|"
+                                  "sum_k3_e4|poly2_k5_e2|quad_k3_e4")
+    paths = [space.candidate_index(layer) for layer in spec.layers]
+    result = export_model(spec, supernet.child(spec), "onnx", tmp_path / "child.onnx")
+    x = torch.randn(1, *space.input)  # exported at batch 1
+    session = ort.InferenceSession(str(tmp_path / "child.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = supernet(x, paths).numpy()
+    assert result.max_abs_error < 1e-3
+    assert abs(got - want).max() < 1e-3

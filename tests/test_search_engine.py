@@ -53,7 +53,7 @@ def test_tiny_search_writes_a_complete_run(tmp_path: Path) -> None:
     result = search(tiny_config(tmp_path / "run"), [tiny_constraint(4.0)])
     assert result is not None and result.latency_ms["fake"] <= 4.0
     for name in ("arch.json", "metrics.csv", "latency.json", "latency.csv", "accuracy.png",
-                 "latency.png", "probs.png", "summary.json", "checkpoint.pt"):
+                 "latency.png", "arch.png", "probs.png", "summary.json", "checkpoint.pt"):
         assert (tmp_path / "run" / name).is_file(), name
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["tables"][0]["provenance"] == "estimated"
