@@ -12,6 +12,7 @@ from pathlib import Path
 from search_spaces import SPACES, ArchSpec, get_space
 from search_spaces.errors import HwnasError
 
+from .adapt import ADAPT_NETS, adapt_table, check_writable
 from .backends import BACKENDS, make_backend
 from .calibrate import (
     calibrate,
@@ -19,6 +20,7 @@ from .calibrate import (
     describe_calibration,
     measure_latency,
 )
+from .host import describe_host, host_mismatch
 from .predictor import check_coverage, predict_latency
 from .profile import (
     PROFILE_PASSES,
@@ -44,6 +46,12 @@ def _read_spec(path: str) -> ArchSpec:
 def _warn_estimated(table) -> None:
     if table.estimated:
         print(f"{_ESTIMATED} ({table.device}).")
+
+
+def _warn_other_host(table: LatencyTable) -> None:
+    note = host_mismatch(table)
+    if note:
+        print(note)
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -80,10 +88,15 @@ def _tables(args: argparse.Namespace) -> int:
         return 0
     if args.target is None:
         raise HwnasError(f"hwnas tables {args.action} needs a table name or file")
+    if args.action == "adapt":
+        return _adapt(args)
     table = load_table(args.target)
     print(table.describe())
     _warn_estimated(table)
     if args.action == "show":
+        if table.metadata.get("host_fingerprint"):
+            print(f"  measured on {describe_host(table.metadata['host_fingerprint'])}")
+        _warn_other_host(table)
         error = table.metadata.get("analytical_error")
         if error and "whole_network_mape_apriori" in error:
             print(f"  model error on {error['device']}: whole-network MAPE "
@@ -98,6 +111,26 @@ def _tables(args: argparse.Namespace) -> int:
         if space in SPACES:
             check_coverage(get_space(space), table)
     print(f"OK: {args.target} is a valid table covering {table.metadata['spaces']}")
+    return 0
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    if not args.name:
+        raise HwnasError("hwnas tables adapt needs --name for the adapted table")
+    source = load_table(args.target)
+    spaces = args.space.split(",") if args.space else list(source.metadata["spaces"])
+    out = Path(args.out) if args.out else default_out(args.name)
+    check_writable(out)  # before minutes of measuring
+    adapted = adapt_table(source, spaces, args.n, progress=not args.quiet)
+    for space in spaces:
+        calib = adapted.calibration(space)
+        print(f"adapted {space}: {describe_calibration(calib)}; cross-validated MAPE "
+              f"{calib['mape_before']:.2f} % -> {calib['mape_after']:.2f} %, within ±10 %: "
+              f"{calib['within_10pct_after']:.0f} % ({calib['fitted_on_n']} nets)")
+    path = save_table(adapted, out)
+    print(f"wrote {path} in {adapted.metadata['adapted_from']['seconds']:.0f} s; search with "
+          f"--device {args.name}; check it on fresh nets: hwnas validate --device {args.name} "
+          f"--sampler spread")
     return 0
 
 
@@ -127,6 +160,7 @@ def _predict(args: argparse.Namespace) -> int:
     prediction = predict_latency(_read_spec(args.arch), table)
     print(prediction.format())
     _warn_estimated(table)
+    _warn_other_host(table)
     return 0
 
 
@@ -146,12 +180,14 @@ def _measure(args: argparse.Namespace) -> int:
         print(f"predicted by table {table.name or table.device!r}: {predicted:.4f} ms "
               f"({error:+.1f} % vs measured)")
         _warn_estimated(table)
+        _warn_other_host(table)
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
     table = load_table(args.device)
     _warn_estimated(table)
+    _warn_other_host(table)
     result = validate_table(table, args.space, n=args.n, seed=args.seed,
                             progress=not args.quiet, sampler=args.sampler)
     print(result.format())
@@ -184,10 +220,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_profile)
 
-    p = subparsers.add_parser("tables", help="list, show or check latency tables")
-    p.add_argument("action", choices=["list", "show", "check"])
-    p.add_argument("target", nargs="?", help="table name (show) or file (check)")
+    p = subparsers.add_parser("tables", help="list, show, check or adapt latency tables")
+    p.add_argument("action", choices=["list", "show", "check", "adapt"])
+    p.add_argument("target", nargs="?", help="table name (show, adapt) or file (check)")
     p.add_argument("--rows", type=int, default=20, help="rows shown by 'show'")
+    p.add_argument("--name", help="adapt: name of the adapted table")
+    p.add_argument("--out", help="adapt: table path (default $HWNAS_TABLES/NAME.csv)")
+    p.add_argument("--space", help="adapt: space(s) to refit, comma-separated (default: all "
+                   "of the table's)")
+    p.add_argument("-n", type=int, default=ADAPT_NETS,
+                   help=f"adapt: networks measured per space (default {ADAPT_NETS})")
+    p.add_argument("--quiet", action="store_true", help="adapt: no progress bar")
     p.set_defaults(func=_tables)
 
     p = subparsers.add_parser("predict", help="predicted latency of an ArchSpec, per layer")

@@ -40,6 +40,7 @@ from search_spaces.errors import HwnasError
 from search_spaces.fileio import atomic_write_text
 
 from .backends import Backend, make_backend, summarize
+from .host import host_fingerprint
 from .keys import candidate_key, fixed_key, key_label
 from .table import (
     COLUMNS,
@@ -261,4 +262,7 @@ def _metadata(old: dict[str, Any], settings: dict[str, Any], space: str, seconds
     meta["spaces"] = sorted(set(old.get("spaces", [])) | {space})
     if measured:
         meta.setdefault("profile_seconds", {})[space] = round(seconds, 2)
+        meta["host_fingerprint"] = host_fingerprint()
+    elif "host_fingerprint" in old:
+        meta["host_fingerprint"] = old["host_fingerprint"]
     return meta

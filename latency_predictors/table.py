@@ -62,6 +62,8 @@ OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "method": str,  # profiling method: "chain" (in-context difference) or "alone"
     "clock": str,  # "wall" or "thread-cpu" (1-thread CPU timing immune to other processes)
     "notes": str,
+    "host_fingerprint": dict,  # the machine measured on (latency_predictors.host)
+    "adapted_from": dict,  # `hwnas tables adapt`: the source table and its host
 }
 
 OpKey = tuple[str, int, int, int, int, int, int]

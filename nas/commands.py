@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from latency_predictors import load_table
+from latency_predictors.host import host_mismatch
 from search_spaces import WEIGHT_MODES, ArchSpec, HwnasError, get_space
 
 from .budget import parse_budgets
@@ -49,6 +51,10 @@ def _search(args: argparse.Namespace) -> int:
         if c.estimated and main:
             print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model, "
                   "not measured on the device")
+        elif main:
+            note = host_mismatch(load_table(c.source))
+            if note:
+                print(note)
     if args.calibrate_budget is not None:
         result = calibrate_strength(config, constraints, args.calibrate_budget)
     else:

@@ -165,3 +165,17 @@ def test_validate_unknown_sampler_is_one_error(tables):
 
     with pytest.raises(HwnasError, match="unknown sampler 'gauss'"):
         validate_table(load_table("meas"), CLI_SPACE, n=1, sampler="gauss")
+
+
+def test_adapt_cli_errors_are_one_line_and_write_nothing(capsys, tables) -> None:
+    folder, _ = tables
+    code, _, err = run(capsys, "tables", "adapt", "meas", "--name", "x", "-n", "2")
+    assert_one_line_error(code, err, "n >= 5")
+    code, _, err = run(capsys, "tables", "adapt", "est", "--name", "x")
+    assert_one_line_error(code, err, "ESTIMATED")
+    code, _, err = run(capsys, "tables", "adapt", "meas")
+    assert_one_line_error(code, err, "needs --name")
+    code, _, err = run(capsys, "tables", "adapt", "meas", "--name", "x", "--out",
+                       str(folder / "arch.json" / "x.csv"))
+    assert_one_line_error(code, err, "cannot write tables")
+    assert not (folder / "x.csv").exists() and not (folder / "x.json").exists()
