@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search_spaces import SPACES, ArchSpec, get_space
+from search_spaces import SPACES, get_space, read_arch
 from search_spaces.errors import HwnasError
 
 from .adapt import ADAPT_NETS, adapt_table, check_writable
@@ -34,13 +34,6 @@ from .validate import SAMPLERS, validate_table
 
 _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not from "
               "measurements on the device")
-
-
-def _read_spec(path: str) -> ArchSpec:
-    file = Path(path)
-    if not file.is_file():
-        raise HwnasError(f"architecture file {path} does not exist (expected an ArchSpec JSON)")
-    return ArchSpec.from_json(file.read_text())
 
 
 def _warn_estimated(table) -> None:
@@ -157,7 +150,7 @@ def _space_summary(table: LatencyTable, space: str) -> str:
 
 def _predict(args: argparse.Namespace) -> int:
     table = load_table(args.device)
-    prediction = predict_latency(_read_spec(args.arch), table)
+    prediction = predict_latency(read_arch(args.arch), table)
     print(prediction.format())
     _warn_estimated(table)
     _warn_other_host(table)
@@ -166,7 +159,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _measure(args: argparse.Namespace) -> int:
 
-    spec = _read_spec(args.arch)
+    spec = read_arch(args.arch)
     get_space(spec.space).validate(spec)
     backend = make_backend(args.backend, args.ep, args.threads, args.warmup, args.repeats)
     stats = measure_latency(spec, backend)
@@ -234,12 +227,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_tables)
 
     p = subparsers.add_parser("predict", help="predicted latency of an ArchSpec, per layer")
-    p.add_argument("arch", help="ArchSpec JSON file")
+    p.add_argument("arch", help="ArchSpec JSON file or search RUN_DIR")
     p.add_argument("--device", required=True, help="table name or file")
     p.set_defaults(func=_predict)
 
     p = subparsers.add_parser("measure", help="real end-to-end latency of an ArchSpec")
-    p.add_argument("arch", help="ArchSpec JSON file")
+    p.add_argument("arch", help="ArchSpec JSON file or search RUN_DIR")
     p.add_argument("--backend", choices=sorted(BACKENDS), default="onnxruntime")
     p.add_argument("--ep", default=None)
     p.add_argument("--threads", type=int, default=1)

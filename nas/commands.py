@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from latency_predictors import load_table
 from latency_predictors.host import host_mismatch
-from search_spaces import WEIGHT_MODES, ArchSpec, HwnasError, get_space
+from search_spaces import WEIGHT_MODES, HwnasError, get_space, read_arch
 
 from .budget import parse_budgets
 from .calibrate_budget import calibrate_strength
@@ -29,20 +29,20 @@ _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "m
                  "arch_every", "retrain_epochs")
 
 
-def read_arch(path: str | Path) -> ArchSpec:
-    """Read an ArchSpec JSON file (one clear error if it is missing or malformed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HwnasError(f"{path}: no such architecture file")
-    return ArchSpec.from_json(path.read_text())
+def default_run_dir(dataset: str, space: str, devices: Sequence[str], budget: str) -> str:
+    """``runs/DATA-SPACE-DEVICES-BUDGETS``, e.g. ``runs/fashion-mnist-cifar-cpu-1ms``; a data
+    set given as a path is named by its file or folder name without suffixes."""
+    data = Path(dataset).name.split(".")[0] or "data"
+    return f"runs/{data}-{space}-{'-'.join(devices)}-{budget.replace(',', '-')}"
 
 
 def _search(args: argparse.Namespace) -> int:
     devices = tuple(name.strip() for name in args.device.split(","))
     budgets = tuple(parse_budgets(args.budget))
     fields = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
-    fields["out"] = args.out or (f"runs/{fields.get('space', 'cifar')}-{'-'.join(devices)}"
-                                 f"-{args.budget.replace(',', '-')}")
+    fields["out"] = args.out or default_run_dir(fields.get("dataset", "fashion-mnist"),
+                                                fields.get("space", "cifar"), devices,
+                                                args.budget)
     preset = SearchConfig.quick if args.quick else SearchConfig.short if args.short else None
     config = (preset or SearchConfig)(devices, budgets, **fields)
     constraints = load_constraints(get_space(config.space), devices, budgets)
@@ -55,6 +55,10 @@ def _search(args: argparse.Namespace) -> int:
             note = host_mismatch(load_table(c.source))
             if note:
                 print(note)
+        slowest = c.matrix.fixed_ms + sum(max(row) for row in c.matrix.per_layer)
+        if main and c.budget_ms >= slowest:
+            print(f"note: budget {c.budget_ms:g} ms is above the slowest net of {config.space} "
+                  f"on {c.source!r} ({slowest:.3g} ms), so it constrains nothing")
     if args.calibrate_budget is not None:
         result = calibrate_strength(config, constraints, args.calibrate_budget)
     else:
@@ -89,9 +93,14 @@ def _export(args: argparse.Namespace) -> int:
         out = args.out or source / f"model{SUFFIXES[args.format]}"
     else:
         spec, model = read_arch(source), None
-        out = args.out or source.with_suffix(SUFFIXES[args.format])
+        out = Path(args.out) if args.out else source.with_suffix(SUFFIXES[args.format])
+        if out.resolve() == source.resolve():
+            out = out.with_name(f"{out.stem}-export{out.suffix}")  # never overwrite the input
     result = export_model(spec, model, args.format, out)
     line = f"wrote {result.path} ({result.format})"
+    if model is None and args.format != "json":
+        line += ("; weights: random initialisation (an architecture file carries no weights: "
+                 "export a search RUN_DIR for trained ones)")
     if result.max_abs_error is not None:
         line += f"; max abs error vs PyTorch: {result.max_abs_error:.3g}"
     print(line)
@@ -156,7 +165,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "add_linear (default 0.1)")
     p.add_argument("--calibrate-budget", type=_int, metavar="TRIALS", help="tune the loss "
                    "strength with Optuna over TRIALS searches so E[LAT] lands at the budget")
-    p.add_argument("--out", help="run directory (default runs/SPACE-DEVICES-BUDGETS)")
+    p.add_argument("--out", help="run directory (default runs/DATA-SPACE-DEVICES-BUDGETS)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its checkpoint")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (1 + 2 "

@@ -63,7 +63,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     """The checkpoint of a run; one clear error if it is missing, truncated or foreign."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
-        raise HwnasError(f"--resume: no checkpoint at {path}")
+        raise HwnasError(f"{run_dir}: no search checkpoint ({CHECKPOINT}) in it")
     try:
         with warnings.catch_warnings():  # a foreign pickle warns before it fails
             warnings.simplefilter("ignore")
@@ -94,10 +94,12 @@ def latency_breakdown(space: Space, spec: ArchSpec,
     for c in constraints:
         layers = [{"index": i, "token": layer.token, "ms": c.matrix.per_layer[i][k]}
                   for i, (layer, k) in enumerate(zip(spec.layers, choice, strict=True))]
+        parts = dict(c.matrix.fixed_parts)
+        if c.matrix.offset_ms:  # so that the parts and layers add up to the total
+            parts["calibration offset"] = c.matrix.offset_ms
         result.append({"table": c.source, "device": c.device, "provenance": c.matrix.provenance,
                        "budget_ms": c.budget_ms, "total_ms": c.matrix.total(choice),
-                       "fixed_ms": c.matrix.fixed_ms, "fixed_parts": dict(c.matrix.fixed_parts),
-                       "layers": layers})
+                       "fixed_ms": c.matrix.fixed_ms, "fixed_parts": parts, "layers": layers})
     return result
 
 

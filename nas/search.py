@@ -223,6 +223,9 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
     data_gen = torch.Generator().manual_seed(config.seed + 1)
     if state is not None:
         _restore(engine, state, data_gen)
+        if config.progress:
+            tqdm.write(f"resuming {run_dir} after epoch {state['epoch']} of "
+                       f"{config.total_epochs}", file=sys.stderr)
     group.broadcast(engine.supernet)
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

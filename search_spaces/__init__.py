@@ -5,11 +5,11 @@ from .errors import HwnasError
 from .interactions import INTERACTIONS, make_interaction, register_interaction
 from .network import WEIGHT_MODES, ChildNet, MixedOp, Supernet, build, make_fixed_part
 from .space import SPACES, FixedPart, LayerSlot, Space, get_space, register_space
-from .spec import ArchSpec, LayerSpec
+from .spec import ArchSpec, LayerSpec, read_arch
 
 __all__ = [
     "CANDIDATE_BUILDERS", "INTERACTIONS", "SPACES", "ArchSpec", "ChildNet", "FixedPart",
     "HwnasError", "InteractionBlock", "LayerSlot", "LayerSpec", "MBConv", "MixedOp", "Space",
     "Supernet", "WEIGHT_MODES", "build", "get_space", "make_candidate", "make_fixed_part",
-    "make_interaction", "register_interaction", "register_space",
+    "make_interaction", "read_arch", "register_interaction", "register_space",
 ]

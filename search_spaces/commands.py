@@ -6,11 +6,14 @@ import argparse
 
 import torch
 
+from .errors import HwnasError
 from .space import SPACES, get_space
 
 
 def _space(args: argparse.Namespace) -> int:
     space = get_space(args.name)
+    if args.sample < 0:
+        raise HwnasError(f"--sample must be >= 0, got {args.sample}")
     if args.sample:
         generator = torch.Generator().manual_seed(args.seed)
         for _ in range(args.sample):

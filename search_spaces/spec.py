@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import HwnasError
@@ -169,3 +170,19 @@ class ArchSpec:
         if not text:
             raise HwnasError("empty architecture string")
         return cls(space, tuple(input), tuple(LayerSpec.from_token(t) for t in text.split("|")))
+
+
+def read_arch(path: str | Path) -> ArchSpec:
+    """The ArchSpec in a JSON file, or in ``arch.json`` of a search run directory; one clear
+    error when it is missing, not text, or malformed."""
+    path = Path(path)
+    file = path / "arch.json" if path.is_dir() else path
+    if not file.is_file():
+        where = (f"{path} is a folder without arch.json" if path.is_dir()
+                 else f"{path}: no such file")
+        raise HwnasError(f"{where} (expected an ArchSpec JSON file or a search run directory)")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise HwnasError(f"{file}: not a text file (expected ArchSpec JSON)") from None
+    return ArchSpec.from_json(text)

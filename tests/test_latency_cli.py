@@ -109,7 +109,7 @@ def test_profile_cli(capsys, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("argv", "needles"), [
     (["predict", "{arch}", "--device", "nosuch"], ["unknown device 'nosuch'", "known devices"]),
-    (["predict", "{folder}/missing.json", "--device", "meas"], ["does not exist"]),
+    (["predict", "{folder}/missing.json", "--device", "meas"], ["no such file"]),
     (["predict", "{folder}/meas.json", "--device", "meas"], ["ArchSpec keys must be"]),
     (["tables", "check", "{folder}/bad.csv"], ["missing columns"]),
     (["tables", "show"], ["needs a table name"]),

@@ -144,3 +144,18 @@ def test_scheduled_search_ends_with_decisive_probabilities(tmp_path: Path, weigh
     assert scheduled["derived_prob"] > 0.6 and scheduled["entropy"] < 0.6 * uniform_entropy
     assert fixed["derived_prob"] < 0.3 and fixed["entropy"] > 0.98 * uniform_entropy
     assert scheduled["expected_ms[fake]"] < fixed["expected_ms[fake]"]
+
+
+def test_latency_breakdown_adds_up_to_the_total_with_a_calibration_offset() -> None:
+    from latency_predictors import latency_matrix, load_table
+    from nas.rundir import latency_breakdown
+    from search_spaces import get_space
+
+    space = get_space("cifar")
+    matrix = latency_matrix(space, load_table("cpu"))
+    assert matrix.offset_ms != 0  # the shipped table is calibrated with an offset
+    spec = space.sample(torch.Generator().manual_seed(3))
+    (entry,) = latency_breakdown(space, spec, [Constraint(matrix, 5.0, "cpu")])
+    parts = sum(entry["fixed_parts"].values()) + sum(layer["ms"] for layer in entry["layers"])
+    assert parts == pytest.approx(entry["total_ms"], rel=1e-12)
+    assert entry["fixed_ms"] == pytest.approx(sum(entry["fixed_parts"].values()), rel=1e-12)

@@ -1,0 +1,73 @@
+"""Budget adherence, measured: short searches at several budgets and seeds on this host's
+table; every searched net is measured end to end (onnxruntime CPU EP, 1 thread, as the table).
+
+    python bench/budget_adherence.py --budgets 0.4,0.7,1.0 --seeds 0,1,2 --out runs/adherence
+
+Per net: predicted and measured latency, measured / budget. Goals (issue 11): measured ≤
+budget + 5 % for every net, and ≥ 90 % of the budget used on average. Searches are cached in
+``OUT`` (a killed run resumes); measuring happens after all searches, so no timing overlaps
+training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+from latency_predictors import load_table, measure_latency, predict_latency
+from latency_predictors.calibrate import backend_for
+from nas import SearchConfig, search
+from search_spaces import ArchSpec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", default="cpu")
+    parser.add_argument("--space", default="cifar")
+    parser.add_argument("--budgets", default="0.4,0.7,1.0", help="ms, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--data-limit", type=int, default=1500)
+    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    table = load_table(args.table)
+    runs = []
+    for budget in [float(b) for b in args.budgets.split(",")]:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            out = Path(args.out) / f"{budget:g}ms-seed{seed}"
+            if not (out / "arch.json").is_file():
+                search(SearchConfig((args.table,), (budget,), space=args.space,
+                                    data_limit=args.data_limit, seed=seed,
+                                    warmup_epochs=args.warmup_epochs, epochs=args.epochs,
+                                    out=str(out), progress=False,
+                                    resume=(out / "checkpoint.pt").is_file()))
+            runs.append((budget, seed, ArchSpec.from_json((out / "arch.json").read_text())))
+            print(f"searched {budget:g} ms seed {seed}", flush=True)
+    torch.set_num_threads(1)
+    backend = backend_for(table)
+    rows = []
+    for budget, seed, spec in runs:
+        measured = float(measure_latency(spec, backend)["median_ms"])
+        rows.append({"budget_ms": budget, "seed": seed, "arch": spec.to_string(),
+                     "predicted_ms": predict_latency(spec, table).total_ms,
+                     "measured_ms": measured, "used": measured / budget})
+    (Path(args.out) / "adherence.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print("\n| budget | seed | predicted | measured | measured / budget |\n"
+          "|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['budget_ms']:g} ms | {r['seed']} | {r['predicted_ms']:.3f} ms | "
+              f"{r['measured_ms']:.3f} ms | {100 * r['used']:.1f} % |")
+    over = [r for r in rows if r["used"] > 1.05]
+    print(f"\n{len(over)} of {len(rows)} nets measured over budget + 5 %; mean budget used "
+          f"{100 * statistics.mean(r['used'] for r in rows):.1f} %; worst "
+          f"{100 * max(r['used'] for r in rows):.1f} %")
+
+
+if __name__ == "__main__":
+    main()
