@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib
 import io
 import os
 import pickle
@@ -27,6 +28,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,11 +81,29 @@ def load_fashion_mnist(root: Path = FASHION_MNIST_DIR) -> ImageData:
                      train_y.long(), test_x[:, None], test_y.long())
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only what the CIFAR-10 python batches hold: dicts, lists, bytes, numbers and
+    numpy arrays. Any other global (``os.system``, a class with a hostile ``__reduce__``) is
+    refused instead of being called: a data file a user passes is not trusted code."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy.core.numeric", "_frombuffer"),
+                ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.numeric", "_frombuffer"),
+                ("numpy", "ndarray"), ("numpy", "dtype"),
+                ("_codecs", "encode")}  # how protocol 2 stores bytes
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+        if hasattr(np, "_core"):  # numpy 2 moved numpy.core to numpy._core
+            module = module.replace("numpy.core.", "numpy._core.")
+        return getattr(importlib.import_module(module), name)
+
+
 def _cifar_batches(root: Path) -> dict[str, np.ndarray]:
-    """The CIFAR-10 python batches (trusted local files in the official pickle format)."""
+    """The CIFAR-10 python batches, read with :class:`_ArrayUnpickler`."""
     def read(name: str) -> dict:
         with open(root / name, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            return _ArrayUnpickler(f, encoding="bytes").load()
 
     train = [read(f"data_batch_{i}") for i in range(1, 6)]
     test = read("test_batch")

@@ -77,15 +77,20 @@ def prepare_data(config: SearchConfig, device: torch.device) -> Splits:
                    batches(data.test_x, data.test_y))
 
 
-def _check_run_dir(config: SearchConfig) -> Path:
+def _check_run_dir(config: SearchConfig) -> tuple[Path, bool]:
+    """The run directory and whether there is a checkpoint to resume from. ``--resume`` on a
+    run killed before its first checkpoint starts it afresh (and says so)."""
     run_dir = Path(config.out)
     exists = (run_dir / rundir.CHECKPOINT).exists() or (run_dir / "summary.json").exists()
     if exists and not config.resume:
         raise HwnasError(f"{run_dir} already holds a run; pass --resume to continue it or "
                          "choose another --out")
     if config.resume and not exists:
-        raise HwnasError(f"--resume: no checkpoint at {run_dir / rundir.CHECKPOINT}")
-    return run_dir
+        if config.progress:
+            tqdm.write(f"--resume: {run_dir} holds no checkpoint yet (killed in its first "
+                       "epoch?); starting it afresh", file=sys.stderr)
+        return run_dir, False
+    return run_dir, config.resume
 
 
 def _cycle(batches: Batches, batch_size: int, generator: torch.Generator) -> Iterator:
@@ -208,8 +213,8 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
     if constraints is None:
         constraints = load_constraints(space, config.devices, config.budgets_ms)
     check_feasible(space, constraints)
-    run_dir = _check_run_dir(config)
-    state = rundir.load_checkpoint(run_dir) if config.resume else None
+    run_dir, resume = _check_run_dir(config)
+    state = rundir.load_checkpoint(run_dir) if resume else None
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)

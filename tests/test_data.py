@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -58,6 +59,33 @@ def test_cifar_python_batches(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(pickle.dumps(batch))
     loaded = load_path(tmp_path, cache_dir=tmp_path / "cache")
     assert loaded.train_x.shape == (20, 3, 32, 32) and loaded.test_x.shape == (4, 3, 32, 32)
+
+
+class _Hostile:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_cifar_batches_refuse_a_pickle_that_would_run_code(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 255, (4, 3072), dtype=np.uint8),
+                 b"labels": [0, 1, 2, 3], b"x": _Hostile()}
+        (tmp_path / name).write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(HwnasError, match="refusing to load"):
+        load_path(tmp_path, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cifar_batches_of_old_pickle_protocols_load(tmp_path: Path) -> None:
+    """The official files are protocol-2 pickles of numpy arrays (``_reconstruct``)."""
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 255, (2, 3072), dtype=np.uint8), b"labels": [0, 1]}
+        (tmp_path / name).write_bytes(pickle.dumps(batch, protocol=2))
+    assert load_path(tmp_path, cache_dir=tmp_path / "cache").train_x.shape == (10, 3, 32, 32)
 
 
 def test_unreadable_sources(tmp_path: Path) -> None:

@@ -159,3 +159,11 @@ def test_latency_breakdown_adds_up_to_the_total_with_a_calibration_offset() -> N
     parts = sum(entry["fixed_parts"].values()) + sum(layer["ms"] for layer in entry["layers"])
     assert parts == pytest.approx(entry["total_ms"], rel=1e-12)
     assert entry["fixed_ms"] == pytest.approx(sum(entry["fixed_parts"].values()), rel=1e-12)
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_afresh(tmp_path: Path) -> None:
+    (tmp_path / "killed").mkdir()  # what a kill in the first epoch leaves
+    resumed = search(tiny_config(tmp_path / "killed", resume=True), [tiny_constraint(4.0)])
+    fresh = search(tiny_config(tmp_path / "fresh"), [tiny_constraint(4.0)])
+    assert resumed.spec == fresh.spec
+    assert load_checkpoint(tmp_path / "killed")["epoch"] == 3
