@@ -193,18 +193,20 @@ def _validate(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this package's subcommands."""
     p = subparsers.add_parser("profile", help="measure a device's latency table")
-    p.add_argument("--backend", choices=sorted(BACKENDS), default="onnxruntime")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="onnxruntime",
+                   help="(default onnxruntime)")
     p.add_argument("--ep", default=None, help="onnxruntime: cpu|cuda|tensorrt|openvino; torch: "
                    "cpu|cuda|cuda-graph; openvino: CPU|GPU|NPU|MYRIAD...")
     p.add_argument("--space", default="cifar", help="space name(s), comma-separated")
     p.add_argument("--name", required=True, help="device name of the table")
     p.add_argument("--out", default=None, help="table path (NAME.csv + NAME.json); default "
                    "$HWNAS_TABLES/NAME.csv or ~/.hwnas/tables/NAME.csv")
-    p.add_argument("--repeats", type=int, default=PROFILE_REPEATS)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=PROFILE_REPEATS,
+                   help=f"timed runs per op and pass (default {PROFILE_REPEATS})")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
     p.add_argument("--passes", type=int, default=PROFILE_PASSES,
-                   help="passes over the ops (fastest kept)")
+                   help=f"passes over the ops, fastest kept (default {PROFILE_PASSES})")
     p.add_argument("--method", choices=["chain", "alone"], default="alone",
                    help="chain: candidates timed as (T(4 copies) - T(2 copies)) / 2")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
@@ -216,7 +218,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tables", help="list, show, check or adapt latency tables")
     p.add_argument("action", choices=["list", "show", "check", "adapt"])
     p.add_argument("target", nargs="?", help="table name (show, adapt) or file (check)")
-    p.add_argument("--rows", type=int, default=20, help="rows shown by 'show'")
+    p.add_argument("--rows", type=int, default=20, help="rows shown by 'show' (default 20)")
     p.add_argument("--name", help="adapt: name of the adapted table")
     p.add_argument("--out", help="adapt: table path (default $HWNAS_TABLES/NAME.csv)")
     p.add_argument("--space", help="adapt: space(s) to refit, comma-separated (default: all "
@@ -233,19 +235,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("measure", help="real end-to-end latency of an ArchSpec")
     p.add_argument("arch", help="ArchSpec JSON file or search RUN_DIR")
-    p.add_argument("--backend", choices=sorted(BACKENDS), default="onnxruntime")
-    p.add_argument("--ep", default=None)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=100)
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="onnxruntime",
+                   help="(default onnxruntime)")
+    p.add_argument("--ep", default=None, help="execution provider, as for profile "
+                   "(default: the backend's CPU)")
+    p.add_argument("--threads", type=int, default=1, help="(default 1)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs (default 10)")
+    p.add_argument("--repeats", type=int, default=100, help="timed runs (default 100)")
     p.add_argument("--device", default=None, help="also show this table's prediction")
     p.set_defaults(func=_measure)
 
     p = subparsers.add_parser("validate", help="predictor error on random architectures")
     p.add_argument("--device", required=True, help="table name or file (measured)")
-    p.add_argument("--space", default="cifar")
-    p.add_argument("-n", type=int, default=50)
-    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--space", default="cifar", help="(default cifar)")
+    p.add_argument("-n", type=int, default=50, help="networks measured (default 50)")
+    p.add_argument("--seed", type=int, default=1000, help="(default 1000)")
     p.add_argument("--sampler", choices=SAMPLERS, default="uniform",
                    help="uniform candidates, or a random skip share like searched networks")
     p.add_argument("--out", default=None, help="folder for validation.csv and .png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -147,8 +148,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", required=True, help="latency table name(s) or path(s), comma "
                    "separated")
     p.add_argument("--budget", required=True, help="budget(s) per device, e.g. 30ms,3ms")
-    for flag in ("epochs", "warmup-epochs", "batch-size", "seed", "data-limit"):
-        p.add_argument(f"--{flag}", type=_int)
+    defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig)}
+    for flag, what in (("epochs", "search epochs after warm-up"),
+                       ("warmup-epochs", "weight-only epochs on uniform paths first"),
+                       ("batch-size", "global batch"), ("seed", "seeds data split and paths"),
+                       ("data-limit", "cap on train and test images (default: all)")):
+        default = defaults[flag.replace("-", "_")]
+        p.add_argument(f"--{flag}", type=_int, help=what if default is None
+                       else f"{what} (default {default})")
     p.add_argument("--weights", choices=WEIGHT_MODES, help="supernet weights: shared "
                    "(entangled: one set per family, sliced per kernel and expansion; default) "
                    "or separate (one set per candidate)")
@@ -160,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "inherited weights for this many epochs and report its accuracy (default 0)")
     p.add_argument("--micro-batches", type=_int, help="split each batch into this many "
                    "shards (gradient accumulation; default 1); under torchrun, per process")
-    p.add_argument("--loss", choices=sorted(LOSSES))
+    p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default mul_log)")
     p.add_argument("--loss-strength", type=_float, help="β of mul_log (default 0.3) or λ of "
                    "add_linear (default 0.1)")
     p.add_argument("--calibrate-budget", type=_int, metavar="TRIALS", help="tune the loss "
@@ -176,7 +183,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export an architecture (ONNX, TorchScript, ...); "
                               "a RUN_DIR is retrained first")
     p.add_argument("arch", help="ARCH.json or a search RUN_DIR")
-    p.add_argument("--format", choices=FORMATS, default="onnx")
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="(default onnx)")
     p.add_argument("--out", help="output file (default: next to ARCH.json / in RUN_DIR)")
     p.add_argument("--train-epochs", type=_int, default=5, help="RUN_DIR only (default 5)")
     p.add_argument("--init", choices=INITS, default="inherit", help="RUN_DIR only")
@@ -186,7 +193,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", required=True, help="latency table name or path")
     p.add_argument("--budgets", required=True, help="comma-separated, e.g. 10ms,20ms,30ms")
     p.add_argument("--trials", type=_int, default=100, help="trials added by this worker")
-    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--seed", type=_int, default=0, help="(default 0)")
     p.add_argument("--storage", help="Optuna RDB URL shared by workers, e.g. sqlite:///s.db")
     p.add_argument("--study", help="study name inside --storage")
     p.add_argument("--out", help="output folder (default RUN_DIR/sweep-DEVICE)")

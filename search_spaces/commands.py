@@ -34,5 +34,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", default="cifar", help=f"one of {sorted(SPACES)}")
     p.add_argument("--sample", type=int, default=0, metavar="N",
                    help="print N random ArchSpecs as JSON lines")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="(default 0)")
     p.set_defaults(func=_space)
