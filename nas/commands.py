@@ -18,9 +18,9 @@ from .calibrate_budget import calibrate_strength
 from .config import SearchConfig
 from .constraints import load_constraints
 from .distributed import is_main_process
-from .export import FORMATS, export_model
+from .export import FORMATS, export_model, load_checkpoint, save_trained
 from .latency_loss import LOSSES
-from .retrain import INITS, retrain
+from .retrain import INITS, inherited_child, retrain, train_arch
 from .search import search
 from .sweep_run import sweep_run
 
@@ -84,9 +84,32 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    spec = read_arch(args.arch)
+    init = None if args.init == "scratch" else inherited_child(Path(args.init), spec)
+    source = Path(args.arch)
+    out = Path(args.out) if args.out else (source / "model.pt" if source.is_dir()
+                                           else source.with_suffix(".pt"))
+    trained = train_arch(spec, args.dataset, args.epochs, init, args.batch_size, args.seed,
+                         args.data_limit)
+    save_trained(out, spec, trained.model, trained.test_accuracy,
+                 {"dataset": args.dataset, "epochs": args.epochs, "init": args.init,
+                  "seed": args.seed, "data_limit": args.data_limit})
+    print(f"trained {spec.to_string()} for {args.epochs} epochs from "
+          f"{'scratch' if init is None else 'the weights of ' + args.init}: test accuracy "
+          f"{trained.test_accuracy:.4f}")
+    print(f"wrote {out}; export it with: hwnas export {out} --format onnx")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     source = Path(args.arch)
-    if source.is_dir():
+    if source.suffix == ".pt" and source.is_file():  # weights from `hwnas train`
+        spec, model = load_checkpoint(source)
+        out = args.out or source.with_suffix(SUFFIXES[args.format])
+        if Path(out).resolve() == source.resolve():
+            out = source.with_name(f"{source.stem}-export{source.suffix}")
+    elif source.is_dir():
         trained = retrain(source, args.train_epochs, args.init)
         spec, model = trained.spec, trained.model
         print(f"retrained {trained.epochs} epochs from {trained.init} weights: "
@@ -180,9 +203,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--short", action="store_true", help="the README's main job: 1 + 3 epochs "
                    "on 6,000 images, then 3 epochs of fine-tuning the found net (~5 min)")
     p.set_defaults(func=_search)
+    p = subparsers.add_parser("train", help="train any architecture (from scratch or from a "
+                              "search run's supernet) and save its weights")
+    p.add_argument("arch", help="ArchSpec JSON file (e.g. a sweep's best_*.json) or RUN_DIR")
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), "
+                   "cifar10, synthetic or a PATH")
+    p.add_argument("--epochs", type=_int, default=5, help="(default 5)")
+    p.add_argument("--init", default="scratch", help="scratch (default), or a search RUN_DIR "
+                   "whose supernet weights the net inherits")
+    p.add_argument("--batch-size", type=_int, default=64, help="(default 64)")
+    p.add_argument("--seed", type=_int, default=0, help="(default 0)")
+    p.add_argument("--data-limit", type=_int, help="cap on train and test images")
+    p.add_argument("--out", help="weights file (default ARCH.pt, or RUN_DIR/model.pt)")
+    p.set_defaults(func=_train)
     p = subparsers.add_parser("export", help="export an architecture (ONNX, TorchScript, ...); "
                               "a RUN_DIR is retrained first")
-    p.add_argument("arch", help="ARCH.json or a search RUN_DIR")
+    p.add_argument("arch", help="ARCH.json, a MODEL.pt from `hwnas train`, or a search RUN_DIR")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="(default onnx)")
     p.add_argument("--out", help="output file (default: next to ARCH.json / in RUN_DIR)")
     p.add_argument("--train-epochs", type=_int, default=5, help="RUN_DIR only (default 5)")

@@ -16,7 +16,7 @@ from torch import nn
 
 from latency_predictors.backends import export_onnx
 from search_spaces import ArchSpec, HwnasError, build
-from search_spaces.fileio import atomic_path, atomic_write_text
+from search_spaces.fileio import atomic_path, atomic_write_text, atomic_write_with
 
 FORMATS = ("onnx", "torchscript", "json", "pt")
 
@@ -47,6 +47,16 @@ def onnx_max_abs_error(model: nn.Module, path: Path, x: torch.Tensor) -> float:
 def checkpoint(spec: ArchSpec, model: nn.Module) -> dict:
     """A state-dict checkpoint that ``load_checkpoint`` rebuilds (tensors and plain data only)."""
     return {"arch": spec.to_dict(), "state_dict": model.state_dict()}
+
+
+def save_trained(path: str | Path, spec: ArchSpec, model: nn.Module, test_accuracy: float,
+                 how: dict) -> Path:
+    """Write a trained net (``hwnas train``) as a checkpoint ``export`` and
+    ``load_checkpoint`` read, with its test accuracy and how it was trained; atomically."""
+    state = {**checkpoint(spec, model), "test_accuracy": test_accuracy, "trained": how}
+    path = Path(path)
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+    return path
 
 
 def load_checkpoint(path: str | Path) -> tuple[ArchSpec, nn.Module]:

@@ -41,43 +41,58 @@ def _read_json(path: Path) -> dict:
         raise HwnasError(f"{path}: unreadable ({type(err).__name__})") from None
 
 
-def _initial_model(run_dir: Path, spec: ArchSpec, init: str, weights: str) -> ChildNet:
-    if init not in INITS:
-        raise HwnasError(f"unknown --init {init!r}; valid: {list(INITS)}")
-    if init == "scratch":
-        return build(spec)
+def _run_config(run_dir: Path) -> dict:
+    return _read_json(run_dir / "summary.json")["config"]
+
+
+def inherited_child(run_dir: Path, spec: ArchSpec) -> ChildNet:
+    """``spec``'s child with the weights of the supernet searched in ``run_dir``."""
+    config = _run_config(run_dir)
+    if spec.space != config["space"]:
+        raise HwnasError(f"{run_dir} searched space {config['space']!r}; the architecture is "
+                         f"of space {spec.space!r}, so it cannot inherit its weights")
+    weights = config.get("weights", "separate")  # runs before weight sharing had one kind
     supernet = Supernet(get_space(spec.space), weights)
     supernet.load_state_dict(rundir.load_checkpoint(run_dir)["engine"]["supernet"])
     return supernet.child(spec)
 
 
-def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
-            progress: bool = True) -> RetrainResult:
-    """Train the run's derived architecture for ``epochs`` on the full training split.
-
-    SGD (nesterov momentum 0.9, cosine learning rate, label smoothing 0.1) with the search's
-    batch size and weight learning rate; accuracy is on the test split.
-    """
-    run_dir = Path(run_dir)
-    spec = ArchSpec.from_dict(_read_json(run_dir / "arch.json"))
-    config = _read_json(run_dir / "summary.json")["config"]
-    space = get_space(spec.space)
+def train_arch(spec: ArchSpec, dataset: str, epochs: int, init: ChildNet | None = None,
+               batch_size: int = 64, seed: int = 0, data_limit: int | None = None,
+               lr: float = 0.05, weight_decay: float = 4e-5,
+               progress: bool = True) -> RetrainResult:
+    """Train ``spec`` (from ``init``'s weights, else from scratch) for ``epochs`` on the
+    training split of ``dataset`` with :class:`Recipe` (the search's weight recipe); accuracy
+    is on the test split."""
     if epochs < 0:
-        raise HwnasError(f"--train-epochs must be >= 0, got {epochs}")
-    torch.manual_seed(config["seed"])
+        raise HwnasError(f"epochs must be >= 0, got {epochs}")
+    space = get_space(spec.space)
+    torch.manual_seed(seed)
     device = default_device()
-    weights = config.get("weights", "separate")  # runs before weight sharing had one kind
-    model = _initial_model(run_dir, spec, init, weights).to(device)
-    data = load_dataset(config["dataset"], limit=config["data_limit"], shape=space.input,
-                        classes=space.num_classes)
+    model = (init if init is not None else build(spec)).to(device)
+    data = load_dataset(dataset, limit=data_limit, shape=space.input, classes=space.num_classes)
     mean, std = channel_stats(data.train_x, space.input)
     train = Batches(data.train_x, data.train_y, space.input, device, mean, std)
     test = Batches(data.test_x, data.test_y, space.input, device, mean, std)
-    recipe = Recipe(epochs, config["batch_size"], config["weight_lr"], config["weight_decay"],
-                    config["seed"])
-    train_child(model, train, recipe, progress)
+    train_child(model, train, Recipe(epochs, batch_size, lr, weight_decay, seed), progress)
     test_accuracy = top1_accuracy(model.eval(), test.in_order())
-    return RetrainResult(spec, model.cpu().eval(), test_accuracy, epochs, init)
+    return RetrainResult(spec, model.cpu().eval(), test_accuracy, epochs,
+                         "scratch" if init is None else "inherit")
+
+
+def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
+            progress: bool = True) -> RetrainResult:
+    """Train the run's derived architecture for ``epochs`` on the run's data, batch size,
+    learning rate and seed, from the supernet's weights (``inherit``) or from ``scratch``."""
+    if init not in INITS:
+        raise HwnasError(f"unknown --init {init!r}; valid: {list(INITS)}")
+    run_dir = Path(run_dir)
+    spec = ArchSpec.from_dict(_read_json(run_dir / "arch.json"))
+    config = _run_config(run_dir)
+    start = inherited_child(run_dir, spec) if init == "inherit" else None
+    return train_arch(spec, config["dataset"], epochs, start, config["batch_size"],
+                      config["seed"], config["data_limit"], config["weight_lr"],
+                      config["weight_decay"], progress)
 
 
 @dataclass(frozen=True)

@@ -86,3 +86,26 @@ def test_search_then_export_run_dir(tmp_path: Path, table: str,
                  "--init", "inherit"]) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert (run / "model.onnx").is_file()
+
+
+def test_train_any_arch_then_export_its_weights(tmp_path: Path, table: str,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(_search(run, table, "--budget", "30ms")) == 0
+    assert main(["predict", str(run), "--device", table]) == 0  # a run directory is an arch
+    capsys.readouterr()
+    weights = tmp_path / "net.pt"
+    for init in ("scratch", str(run)):
+        assert main(["train", str(run / "arch.json"), "--dataset", "synthetic", "--epochs", "1",
+                     "--init", init, "--out", str(weights)]) == 0
+        out = capsys.readouterr().out
+        assert "test accuracy" in out and f"hwnas export {weights}" in out
+    assert main(["export", str(weights), "--format", "onnx"]) == 0
+    assert "max abs error" in capsys.readouterr().out and weights.with_suffix(".onnx").is_file()
+    other = tmp_path / "other.json"
+    other.write_text('{"space": "cifar", "input": [3, 32, 32], "layers": '
+                     + str(['{"op": "skip"}'] * 9).replace("'", "") + "}")
+    _fails(["train", str(other), "--dataset", "synthetic", "--init", str(run)], capsys,
+           "cannot inherit")
+    _fails(["train", str(run / "arch.json"), "--dataset", "synthetic", "--init",
+            str(tmp_path / "nowhere")], capsys, "unreadable")
