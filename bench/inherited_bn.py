@@ -12,8 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from nas import SearchConfig
 from nas.engine import default_device, top1_accuracy
 from nas.rundir import load_checkpoint
@@ -37,7 +35,8 @@ def main() -> None:
         paths = [supernet.space.candidate_index(layer) for layer in spec.layers]
         splits = prepare_data(config, default_device())
         supernet.eval()
-        path_acc = top1_accuracy(lambda x, p=paths: supernet(x, p), splits.test.in_order())
+        path_acc = top1_accuracy(lambda x, net=supernet, p=paths: net(x, p),
+                                 splits.test.in_order())
         child = recalibrate_batchnorm(supernet.child(spec),
                                       splits.weight.in_order(config.batch_size, limit=2000))
         child_acc = top1_accuracy(child, splits.test.in_order())
