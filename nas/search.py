@@ -132,7 +132,7 @@ def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[st
     entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(dim=1).mean())
     row: dict[str, Any] = {"epoch": epoch + 1, "phase": "warmup" if epoch <
                            engine.config.warmup_epochs else "search", **losses,
-                           "heldout_acc": engine.accuracy(splits.arch, argmax),
+                           "heldout_acc": engine.accuracy(splits.arch, chosen),
                            "lr": engine.weight_opt.param_groups[0]["lr"],
                            "arch_lr": engine.arch_opt.param_groups[0]["lr"],
                            "entropy": entropy,
