@@ -11,8 +11,10 @@ latency and the expected latency of a uniform net) are scored twice:
   ``--supernet-epochs`` with uniformly sampled paths (the search's warm-up), BatchNorm
   re-estimated on training data, once per weight mode (``shared``, ``separate``).
 
-Reports Kendall τ and Spearman ρ between the two rankings per weight mode. Stand-alone scores
-and supernets are cached in ``OUT``, so a killed run resumes.
+Reports Kendall τ and Spearman ρ between the two rankings per weight mode, and with
+``--noise-seed`` the agreement of the stand-alone ranking with itself under another training
+seed: the ceiling any one-shot ranking can be measured against at this size. Stand-alone scores
+and one-shot results are cached in ``OUT``, so a killed run resumes.
 
     python bench/ranking.py --dataset fashion-mnist --out runs/ranking
 """
@@ -23,6 +25,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -56,6 +59,23 @@ def spread_archs(table: str, n: int, seed: int) -> list[ArchSpec]:
     return specs
 
 
+def standalone(specs: list[ArchSpec], splits, recipe: Recipe, cache: Path,
+               start: float) -> list[float]:
+    """Test accuracy of each spec trained from scratch with ``recipe`` (cached in ``cache``)."""
+    alone: dict[str, float] = json.loads(cache.read_text()) if cache.is_file() else {}
+    for spec in specs:
+        key = spec.to_string()
+        if key not in alone:
+            torch.manual_seed(recipe.seed)
+            model = train_child(build(spec).to(default_device()), splits.weight, recipe,
+                                progress=False)
+            alone[key] = top1_accuracy(model.eval(), splits.test.in_order())
+            atomic_write_text(cache, json.dumps(alone, indent=1) + "\n")
+        print(f"stand-alone (seed {recipe.seed}) {alone[key]:.4f}  {key}  "
+              f"[{time.perf_counter() - start:.0f} s]", flush=True)
+    return [alone[s.to_string()] for s in specs]
+
+
 def train_supernet(config: SearchConfig, splits, epochs: int) -> Supernet:
     """The search's warm-up: weight steps on uniformly sampled paths, cosine lr."""
     space = get_space(config.space)
@@ -84,6 +104,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--data-limit", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise-seed", type=int, help="also train every arch with this seed "
+                        "and report the stand-alone ranking's own agreement (noise ceiling)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -97,19 +119,14 @@ def main() -> None:
     specs = spread_archs(args.table, args.archs, args.seed)
     recipe = Recipe(args.train_epochs, args.batch_size, config.weight_lr, config.weight_decay,
                     args.seed)
-    cache = out / "standalone.json"
-    alone: dict[str, float] = json.loads(cache.read_text()) if cache.is_file() else {}
-    for spec in specs:
-        key = spec.to_string()
-        if key not in alone:
-            torch.manual_seed(args.seed)
-            model = train_child(build(spec).to(default_device()), splits.weight, recipe,
-                                progress=False)
-            alone[key] = top1_accuracy(model.eval(), splits.test.in_order())
-            atomic_write_text(cache, json.dumps(alone, indent=1) + "\n")
-        print(f"stand-alone {alone[key]:.4f}  {key}  [{time.perf_counter() - start:.0f} s]",
-              flush=True)
-    truth = [alone[s.to_string()] for s in specs]
+    truth = standalone(specs, splits, recipe, out / "standalone.json", start)
+    if args.noise_seed is not None:  # the same recipe with another seed: the noise ceiling
+        again = standalone(specs, splits, replace(recipe, seed=args.noise_seed),
+                           out / f"standalone-seed{args.noise_seed}.json", start)
+        print(f"\nstand-alone seed {args.seed} vs seed {args.noise_seed} (noise ceiling): "
+              f"Kendall τ {stats.kendalltau(truth, again)[0]:.3f}, Spearman ρ "
+              f"{stats.spearmanr(truth, again)[0]:.3f}, mean |Δacc| "
+              f"{statistics.mean(abs(a - b) for a, b in zip(truth, again, strict=True)):.4f}")
     rows = {}
     for weights in args.weights.split(","):
         path = out / f"oneshot-{weights}.json"
