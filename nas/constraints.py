@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from latency_predictors import LatencyMatrix, latency_matrix, load_table
+from latency_predictors import LatencyMatrix, LatencyTable, latency_matrix, load_table
 from search_spaces import HwnasError, Space
 
 from .derive import DeviceBudget, solve
@@ -19,7 +21,7 @@ class Constraint:
     matrix: LatencyMatrix
     budget_ms: float
     source: str  # table name or path as the user gave it
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # table_identity()
 
     @property
     def device(self) -> str:
@@ -40,6 +42,24 @@ class Constraint:
                 "metadata": self.metadata}
 
 
+_IDENTITY_FIELDS = ("device", "provenance", "runtime", "runtime_version", "mode", "threads",
+                    "host", "host_fingerprint", "date", "tool_version", "adapted_from")
+
+
+def table_identity(table: LatencyTable, space: str) -> dict[str, Any]:
+    """What identifies a table in a run summary: its provenance fields, a SHA-256 of its rows
+    and metadata, and this space's calibration model without its fit points."""
+    meta = table.metadata
+    digest = hashlib.sha256(table.frame.to_csv(index=False).encode())
+    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    identity = {k: meta[k] for k in _IDENTITY_FIELDS if k in meta}
+    calib = table.calibration(space)
+    if calib is not None:
+        identity["calibration"] = {k: v for k, v in calib.items()
+                                   if k not in ("fit_points", "fit_columns", "fitted")}
+    return {**identity, "sha256": digest.hexdigest()}
+
+
 def load_constraints(space: Space, devices: Sequence[str],
                      budgets_ms: Sequence[float]) -> list[Constraint]:
     """Load each device's table, build its matrix for ``space``, and check joint feasibility.
@@ -57,7 +77,7 @@ def load_constraints(space: Space, devices: Sequence[str],
     for device, budget in zip(devices, budgets_ms, strict=True):
         table = load_table(device)
         constraints.append(Constraint(latency_matrix(space, table), budget, device,
-                                      dict(table.metadata)))
+                                      table_identity(table, space.name)))
     check_feasible(space, constraints)
     return constraints
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,9 @@ def test_search_then_export_run_dir(tmp_path: Path, table: str,
     out = capsys.readouterr().out
     assert "ESTIMATED" in out and "architecture:" in out
     assert (run / "arch.json").is_file()
+    summary = (run / "summary.json").read_text()
+    assert len(summary) < 20_000  # the table's identity, not its contents
+    assert len(json.loads(summary)["tables"][0]["metadata"]["sha256"]) == 64
     _fails(_search(run, table, "--budget", "30ms"), capsys, "already holds a run")
     assert main(["export", str(run), "--format", "onnx", "--train-epochs", "1",
                  "--init", "inherit"]) == 0
