@@ -186,28 +186,45 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
 
 
 def _plot_probs(run_dir: Path, probs: Sequence[Sequence[Sequence[float]]],
-                tokens: Sequence[str]) -> None:
-    """One panel per layer: log(p · K) per candidate over epochs (0 = uniform)."""
+                tokens: Sequence[str], top: int = 5) -> None:
+    """One panel per layer: p of the layer's ``top`` most probable candidates at the end, per
+    epoch, and the rest summed (a heat map of 31 candidates per layer was unreadable)."""
     import matplotlib.pyplot as plt
 
-    table = np.log(np.asarray(probs) * len(tokens))  # epochs × layers × candidates
+    table = np.asarray(probs)  # epochs × layers × candidates
+    epochs = np.arange(1, len(table) + 1)
     layers, cols = table.shape[1], min(3, table.shape[1])
     rows = (layers + cols - 1) // cols
-    scale = max(1e-3, float(np.abs(table).max()))
-    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(4 * cols, 3.4 * rows))
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(4.2 * cols, 2.9 * rows),
+                             sharex=True, sharey=True)
     for layer in range(layers):
         ax = axes[layer // cols][layer % cols]
-        image = ax.imshow(table[:, layer].T, aspect="auto", origin="lower", cmap="RdBu_r",
-                          vmin=-scale, vmax=scale,
-                          extent=(0.5, len(table) + 0.5, -0.5, len(tokens) - 0.5))
-        ax.set(title=f"layer {layer}", xlabel="epoch")
-        ax.set_yticks(range(len(tokens)), tokens, fontsize=4)
-    fig.colorbar(image, ax=axes, label="log(p · K), 0 = uniform")
+        order = np.argsort(table[-1, layer])[::-1][:top]
+        for index in order:
+            ax.plot(epochs, table[:, layer, index], marker=".", label=tokens[index])
+        rest = table[:, layer].sum(axis=1) - table[:, layer, order].sum(axis=1)
+        ax.plot(epochs, rest, color="lightgray", linestyle="--", label="all others")
+        ax.axhline(1 / len(tokens), color="gray", linewidth=0.6, linestyle=":")
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.legend(fontsize=6, loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for row in axes:
+        row[0].set_ylabel("p")
+    for extra in range(layers, rows * cols):
+        axes[extra // cols][extra % cols].set_visible(False)
+    fig.suptitle(f"architecture probabilities (dotted: uniform 1/{len(tokens)})", fontsize=10)
+    fig.tight_layout()
     _save(fig, run_dir / "probs.png")
 
 
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:  # epochs are whole numbers
+        if ax.get_xlabel() == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")

@@ -82,15 +82,21 @@ def _plot(path: Path, result: SweepResult, budgets: Sequence[float], device: str
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter([p.latency_ms for p in result.points], [p.accuracy for p in result.points],
+    largest = max(budgets)
+    inside = [p for p in result.points if p.latency_ms <= largest]
+    over = [p for p in result.points if p.latency_ms > largest]
+    ax.scatter([p.latency_ms for p in inside], [p.accuracy for p in inside],
                s=8, alpha=0.4, label="trials")
+    if over:
+        ax.scatter([p.latency_ms for p in over], [p.accuracy for p in over], s=10, marker="x",
+                   c="gray", alpha=0.5, label="trials over every budget")
     ax.plot([p.latency_ms for p in result.pareto], [p.accuracy for p in result.pareto], "r.-",
             label="Pareto front")
     if derived:
         ax.scatter([p.latency_ms for p in derived], [p.accuracy for p in derived], marker="*",
                    s=120, c="k", label="ProxylessNAS-derived per budget")
-    for budget in budgets:
-        ax.axvline(budget, ls="--", c="gray", lw=0.8)
+    for i, budget in enumerate(budgets):
+        ax.axvline(budget, ls="--", c="gray", lw=0.8, label="budgets" if i == 0 else None)
     ax.set_xlabel(f"predicted latency on {device} (ms)")
     ax.set_ylabel("held-out accuracy (inherited weights)")
     ax.legend(fontsize=8)
