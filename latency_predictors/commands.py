@@ -20,7 +20,7 @@ from .calibrate import (
     describe_calibration,
     measure_latency,
 )
-from .host import describe_host, host_mismatch
+from .host import describe_host, host_mismatch, table_of_this_host
 from .predictor import check_coverage, predict_latency
 from .profile import (
     PROFILE_PASSES,
@@ -158,7 +158,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
-
     spec = read_arch(args.arch)
     get_space(spec.space).validate(spec)
     backend = make_backend(args.backend, args.ep, args.threads, args.warmup, args.repeats)
@@ -166,14 +165,18 @@ def _measure(args: argparse.Namespace) -> int:
     print(f"measured {spec.space} architecture with {backend.mode} ({args.threads} threads): "
           f"median {stats['median_ms']:.4f} ms, mean {stats['mean_ms']:.4f} ms, std "
           f"{stats['std_ms']:.4f} ms over {stats['samples']} runs")
-    if args.device:
-        table = load_table(args.device)
-        predicted = predict_latency(spec, table).total_ms
-        error = (predicted / stats["median_ms"] - 1) * 100
-        print(f"predicted by table {table.name or table.device!r}: {predicted:.4f} ms "
-              f"({error:+.1f} % vs measured)")
-        _warn_estimated(table)
-        _warn_other_host(table)
+    table = load_table(args.device) if args.device else table_of_this_host(spec.space)
+    if table is None:
+        print("no table measured on this host covers this space: pass --device TABLE to see "
+              "a prediction (hwnas tables list), or make one with hwnas tables adapt cpu "
+              "--name mycpu")
+        return 0
+    predicted = predict_latency(spec, table).total_ms
+    error = (predicted / stats["median_ms"] - 1) * 100
+    print(f"predicted by table {table.name or table.device!r}: {predicted:.4f} ms "
+          f"({error:+.1f} % vs measured)")
+    _warn_estimated(table)
+    _warn_other_host(table)
     return 0
 
 
@@ -242,7 +245,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="(default 1)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs (default 10)")
     p.add_argument("--repeats", type=int, default=100, help="timed runs (default 100)")
-    p.add_argument("--device", default=None, help="also show this table's prediction")
+    p.add_argument("--device", default=None, help="also show this table's prediction "
+                   "(default: a measured table of this host covering the space, if any)")
     p.set_defaults(func=_measure)
 
     p = subparsers.add_parser("validate", help="predictor error on random architectures")

@@ -16,7 +16,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from .table import LatencyTable
+from .table import LatencyTable, known_tables, load_table
 
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
                 "amx_bf16", "asimd", "sve")
@@ -84,3 +84,15 @@ def host_mismatch(table: LatencyTable, here: dict[str, Any] | None = None) -> st
         return None
     return (f"note: table {name!r} was measured on {describe_host(recorded)}; this host is "
             f"{describe_host(here)}, so its latencies may be off here; {adapt}")
+
+
+def table_of_this_host(space: str) -> LatencyTable | None:
+    """The first known measured table profiled on this host that covers ``space``."""
+    here = host_fingerprint()
+    for name in known_tables():
+        table = load_table(name)
+        recorded = table.metadata.get("host_fingerprint")
+        if (not table.estimated and recorded and same_host(recorded, here)
+                and space in table.metadata["spaces"]):
+            return table
+    return None

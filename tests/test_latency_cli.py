@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import cli
-from latency_predictors import make_table, new_metadata, required_keys, save_table
+from latency_predictors import load_table, make_table, new_metadata, required_keys, save_table
 from latency_predictors.commands import _space_summary
 from latency_predictors.table import LatencyTable
 from search_spaces import SPACES, LayerSpec, Space, register_space
@@ -92,6 +92,19 @@ def test_measure_with_prediction(capsys, tables):
                        "--device", "est")
     assert code == 0 and "measured latency-cli architecture" in out
     assert "predicted by table 'est': 4.0000 ms" in out and "ESTIMATED" in out
+    code, out, _ = run(capsys, "measure", str(arch), "--repeats", "3", "--warmup", "1")
+    assert code == 0 and "no table measured on this host covers this space" in out
+
+
+def test_measure_defaults_to_a_table_of_this_host(capsys, tables):
+    from latency_predictors.host import host_fingerprint
+
+    folder, arch = tables
+    here = load_table("meas")
+    here.metadata["host_fingerprint"] = host_fingerprint()
+    save_table(here, folder / "meas")
+    code, out, _ = run(capsys, "measure", str(arch), "--repeats", "3", "--warmup", "1")
+    assert code == 0 and "predicted by table 'meas'" in out and "note:" not in out
 
 
 def test_profile_cli(capsys, tmp_path, monkeypatch):
