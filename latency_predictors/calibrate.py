@@ -86,8 +86,8 @@ def measure_archs(specs: Sequence[ArchSpec], backend: Backend, desc: str = "meas
     """
     sessions = [_Measured(spec, backend) for spec in specs]
     best = [np.inf] * len(specs)
-    bar = tqdm(total=passes * len(specs), desc=desc, unit="arch", file=sys.stderr,
-               disable=not progress)
+    bar = tqdm(total=passes * len(specs), desc=f"{desc} ({len(specs)} nets × {passes} passes)",
+               unit="run", file=sys.stderr, disable=not progress)
     for _ in range(passes):
         for i, measured in enumerate(sessions):
             best[i] = min(best[i], measured())

@@ -125,8 +125,8 @@ class LatencyPrediction:
         calib = "calibrated" if self.calibrated else "uncalibrated"
         lines = [f"predicted latency on {self.device}: {self.total_ms:.4f} ms "
                  f"[{tag}, {calib}]"]
-        lines += [f"  {name:<20} {value:10.4f} ms" for name, value in self.fixed_parts.items()]
-        lines += [f"  layer {index:<2} {token:<14} {value:10.4f} ms"
+        lines += [f"  {name:<24}{value:10.4f} ms" for name, value in self.fixed_parts.items()]
+        lines += [f"  {f'layer {index} {token}':<24}{value:10.4f} ms"
                   for index, token, value in self.layers]
         return "\n".join(lines)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import optuna
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from latency_predictors import LatencyMatrix
 from search_spaces import ArchSpec, HwnasError, Space, Supernet
@@ -161,7 +162,9 @@ def sweep(space: Space, matrix: LatencyMatrix, budgets: Sequence[float],
         return evaluate(spec), latency
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(objective, n_trials=n_trials, show_progress_bar=progress)
+    with tqdm(total=n_trials, desc="sweep trials (NSGA-II)", unit="trial",
+              disable=not progress) as bar:
+        study.optimize(objective, n_trials=n_trials, callbacks=[lambda *_: bar.update()])
     points = study_points(study, space)
     feasible = [p for p in points if p.latency_ms <= max(budgets)]
     return SweepResult(points, pareto_front(feasible), best_per_budget(points, budgets))
