@@ -80,7 +80,11 @@ def _search(args: argparse.Namespace) -> int:
         print(f"calibrated {config.loss} strength: {chosen['strength']:.4g} (|E[LAT]/budget - 1|"
               f" = {chosen['abs_budget_gap']:.3f}, best of {chosen['trials']} trials; "
               f"{chosen['csv']})")
-    print(f"run directory: {result.run_dir}")
+    print(f"run directory: {result.run_dir}/ (arch.json; metrics.csv; latency.json|csv per "
+          "layer; accuracy, latency, arch and probs .png; summary.json; checkpoint.pt)")
+    print(f"next: hwnas export {result.run_dir} --format onnx  |  hwnas measure "
+          f"{result.run_dir}  |  hwnas sweep {result.run_dir} --device "
+          f"{config.devices[0]} --budgets ...")
     return 0
 
 
