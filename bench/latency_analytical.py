@@ -37,6 +37,7 @@ from latency_predictors.analytical import (
 )
 from latency_predictors.backends import export_onnx, summarize
 from latency_predictors.calibrate import backend_for, measure_archs
+from latency_predictors.host import describe_host, host_fingerprint
 from latency_predictors.keys import fixed_key, layer_keys
 from latency_predictors.profile import space_ops
 from search_spaces import get_space
@@ -108,7 +109,8 @@ def x86_errors(measured_table: str, n_archs: int, all_costs: dict) -> dict:
     whole_a = np.array([network_sum(space, s, apriori) for s in specs])
     whole_f = np.array([network_sum(space, s, fitted) for s in specs])
     return {
-        "device": "x86 (this host: AMD EPYC Zen 3, onnxruntime CPU EP, 1 thread)",
+        "device": f"x86 model vs this host ({describe_host(host_fingerprint())}; onnxruntime "
+                  "CPU EP, 1 thread)",
         "reference": f"measured table {measured_table!r} and {n_archs} end-to-end cifar archs",
         "per_op_mape_apriori": round(mape(apriori, meas, [k for k in costs if k in meas]), 1),
         "per_op_median_ratio_apriori": round(float(np.median(
