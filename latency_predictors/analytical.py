@@ -37,8 +37,9 @@ NOT fitted to measurements, so the error on the x86 host is an honest out-of-sam
   Node overhead 10 µs (TFLite/ORT CPU op dispatch with a thread pool), inference 50 µs.
 - ``x86``: the project's first development host, from ``lscpu`` (AMD EPYC, Zen 3, family 25,
   2 cores, ``avx2`` + ``fma`` flags: two 256-bit FMA pipes = 32 FP32 FLOP/cycle; BogoMIPS
-  4890.86 = 2 x 2445 MHz; L2 1 MB per core, L3 32 MB). Profiled with 1 thread: peak 78.2 GFLOPS; cache bandwidth 32 B/cycle =
-  78 GB/s (Zen 3 L2/L3 per-core load bandwidth), DRAM 20 GB/s per core (assumption).
+  4890.86 = 2 x 2445 MHz; L2 1 MB per core, L3 32 MB). Profiled with 1 thread: peak 78.2
+  GFLOPS; cache bandwidth 32 B/cycle = 78 GB/s (Zen 3 L2/L3 per-core load bandwidth), DRAM
+  20 GB/s per core (assumption).
   Node overhead 3 µs (ORT CPU kernel dispatch), inference overhead 15 µs (session.run).
 
 Efficiencies (all devices unless noted): dense 0.5 (vendor GEMM/conv libraries reach 50-80 %
