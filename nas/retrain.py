@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from search_spaces import ArchSpec, ChildNet, HwnasError, Supernet, build, get_space
+from search_spaces import ArchSpec, ChildNet, HwnasError, build, get_space
 
 from . import rundir
 from .data import Batches, channel_stats, load_dataset
@@ -51,10 +51,7 @@ def inherited_child(run_dir: Path, spec: ArchSpec) -> ChildNet:
     if spec.space != config["space"]:
         raise HwnasError(f"{run_dir} searched space {config['space']!r}; the architecture is "
                          f"of space {spec.space!r}, so it cannot inherit its weights")
-    weights = config.get("weights", "separate")  # runs before weight sharing had one kind
-    supernet = Supernet(get_space(spec.space), weights)
-    supernet.load_state_dict(rundir.load_checkpoint(run_dir)["engine"]["supernet"])
-    return supernet.child(spec)
+    return rundir.load_supernet(run_dir).child(spec).train()
 
 
 def train_arch(spec: ArchSpec, dataset: str, epochs: int, init: ChildNet | None = None,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from search_spaces import ArchSpec, HwnasError, Space
+from search_spaces import ArchSpec, HwnasError, Space, Supernet, get_space
 from search_spaces.fileio import atomic_path, atomic_write_text, atomic_write_with
 
 from .constraints import Constraint
@@ -75,6 +75,20 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     if missing:
         raise HwnasError(f"{path}: not a search checkpoint (missing {sorted(missing)})")
     return state
+
+
+def load_supernet(run_dir: Path, state: dict[str, Any] | None = None) -> Supernet:
+    """The supernet a search run trained, from its checkpoint (eval mode); one clear error when
+    the checkpoint comes from an hwnas whose supernet differs (e.g. before weight sharing)."""
+    state = state or load_checkpoint(run_dir)
+    config = {"weights": "separate", **state["config"]}  # runs before weight sharing
+    supernet = Supernet(get_space(config["space"]), config["weights"])
+    try:
+        supernet.load_state_dict(state["engine"]["supernet"])
+    except RuntimeError:
+        raise HwnasError(f"{run_dir}: its checkpoint holds a supernet of another hwnas version "
+                         "(different parameters); run the search again") from None
+    return supernet.eval()
 
 
 def write_metrics(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from latency_predictors import LatencyMatrix, latency_matrix, load_table
-from search_spaces import ArchSpec, HwnasError, Supernet, get_space
+from search_spaces import ArchSpec, HwnasError, Supernet
 from search_spaces.fileio import atomic_write_text, atomic_write_with
 
 from . import rundir
@@ -44,9 +44,7 @@ def _load_run(run_dir: Path) -> tuple[SearchConfig, Supernet]:
     fields = {"weights": "separate", **state["config"]}  # runs before weight sharing
     config = SearchConfig(**{**fields, "devices": tuple(fields["devices"]),
                              "budgets_ms": tuple(fields["budgets_ms"]), "progress": False})
-    supernet = Supernet(get_space(config.space), config.weights)
-    supernet.load_state_dict(state["engine"]["supernet"])
-    return config, supernet.eval()
+    return config, rundir.load_supernet(run_dir, state)
 
 
 def _derived_per_budget(supernet: Supernet, matrix: LatencyMatrix, budgets: Sequence[float]

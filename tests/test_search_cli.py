@@ -113,3 +113,19 @@ def test_train_any_arch_then_export_its_weights(tmp_path: Path, table: str,
            "cannot inherit")
     _fails(["train", str(run / "arch.json"), "--dataset", "synthetic", "--init",
             str(tmp_path / "nowhere")], capsys, "unreadable")
+
+
+def test_checkpoint_of_another_supernet_is_one_error(tmp_path: Path, table: str,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    run = tmp_path / "run"
+    assert main(_search(run, table, "--budget", "30ms")) == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["engine"]["supernet"].pop(next(iter(state["engine"]["supernet"])))  # an old layout
+    torch.save(state, run / "checkpoint.pt")
+    capsys.readouterr()
+    _fails(["train", str(run), "--dataset", "synthetic", "--epochs", "1", "--init", str(run)],
+           capsys, "another hwnas version")
+    _fails(["sweep", str(run), "--device", table, "--budgets", "30ms", "--trials", "1"], capsys,
+           "another hwnas version")
