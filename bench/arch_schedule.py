@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--table", default="cpu")
     parser.add_argument("--budget", type=float, default=0.8, help="ms")
+    parser.add_argument("--loss", default=SearchConfig.loss)
     parser.add_argument("--travels", default="3,10,30")
     parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=3)
@@ -50,7 +51,7 @@ def main() -> None:
                               warmup_epochs=args.warmup_epochs, epochs=args.epochs,
                               data_limit=args.data_limit, seed=args.seed, out=str(out),
                               progress=False, resume=(out / "checkpoint.pt").is_file(),
-                              **fields)
+                              loss=args.loss, **fields)
         start = time.perf_counter()
         if not (out / "summary.json").is_file():
             search(config)

@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--data-limit", type=int, default=1500)
     parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--loss", default=SearchConfig.loss)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -45,7 +46,7 @@ def main() -> None:
                 search(SearchConfig((args.table,), (budget,), space=args.space,
                                     data_limit=args.data_limit, seed=seed,
                                     warmup_epochs=args.warmup_epochs, epochs=args.epochs,
-                                    out=str(out), progress=False,
+                                    out=str(out), progress=False, loss=args.loss,
                                     resume=(out / "checkpoint.pt").is_file()))
             runs.append((budget, seed, ArchSpec.from_json((out / "arch.json").read_text())))
             print(f"searched {budget:g} ms seed {seed}", flush=True)

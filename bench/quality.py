@@ -85,6 +85,7 @@ def base_config(args: argparse.Namespace, dataset: str, seed: int, folder: Path,
                 arm: str) -> SearchConfig:
     space, weights = SEARCH_ARMS.get(arm, ("cifar", "shared"))
     return SearchConfig((args.table,), (args.budget,), space=space, weights=weights,
+                        loss=args.loss,
                         dataset=dataset, epochs=args.search_epochs,
                         warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
                         data_limit=args.data_limit, seed=seed, out=str(folder / f"{arm}-search"),
@@ -200,6 +201,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--table", default="cpu")
+    parser.add_argument("--loss", default=SearchConfig.loss, help="latency loss of the search "
+                        "arms")
     parser.add_argument("--budget", type=float, help="ms (default: --fraction of the range)")
     parser.add_argument("--fraction", type=float, default=0.3)
     parser.add_argument("--warmup-epochs", type=int, default=2)

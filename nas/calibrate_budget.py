@@ -40,8 +40,10 @@ from .distributed import is_distributed
 from .latency_loss import DEFAULT_BETA, DEFAULT_LAMBDA
 from .search import RunResult, search
 
-STRENGTH_RANGES = {"mul_log": (0.01, 3.0), "add_linear": (0.01, 10.0)}  # log-uniform
-DEFAULT_STRENGTH = {"mul_log": DEFAULT_BETA, "add_linear": DEFAULT_LAMBDA}
+STRENGTH_RANGES = {"mul_log": (0.01, 3.0), "hinge_log": (0.01, 3.0),
+                   "add_linear": (0.01, 10.0)}  # log-uniform
+DEFAULT_STRENGTH = {"mul_log": DEFAULT_BETA, "hinge_log": DEFAULT_BETA,
+                    "add_linear": DEFAULT_LAMBDA}
 STUDY = "loss-strength"
 
 

@@ -195,8 +195,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--micro-batches", type=_int, help="split each batch into this many "
                    "shards (gradient accumulation; default 1); under torchrun, per process")
     p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default mul_log)")
-    p.add_argument("--loss-strength", type=_float, help="β of mul_log (default 0.3) or λ of "
-                   "add_linear (default 0.1)")
+    p.add_argument("--loss-strength", type=_float, help="β of mul_log and hinge_log (default "
+                   "0.3) or λ of add_linear (default 0.1)")
     p.add_argument("--calibrate-budget", type=_int, metavar="TRIALS", help="tune the loss "
                    "strength with Optuna over TRIALS searches so E[LAT] lands at the budget")
     p.add_argument("--out", help="run directory (default runs/DATA-SPACE-DEVICES-BUDGETS)")

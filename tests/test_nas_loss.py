@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nas.latency_loss import PAPER_TARGET_MS, add_linear, latency_loss, mul_log
+from nas.latency_loss import PAPER_TARGET_MS, add_linear, hinge_log, latency_loss, mul_log
 from search_spaces import HwnasError
 
 
@@ -31,11 +31,11 @@ def test_add_linear_two_devices() -> None:
     assert float(value) == pytest.approx(1.0 + 0.5 * 0.5 + 0.5 * -0.5)
 
 
-@pytest.mark.parametrize("kind", ["mul_log", "add_linear"])
+@pytest.mark.parametrize("kind", ["mul_log", "hinge_log", "add_linear"])
 def test_gradient_pushes_expected_latency_down(kind: str) -> None:
     alpha = torch.zeros(3, requires_grad=True)
     lat = torch.tensor([0.0, 1.0, 4.0])
-    expected = 0.5 + (torch.softmax(alpha, 0) * lat).sum()
+    expected = 0.5 + (torch.softmax(alpha, 0) * lat).sum()  # 2.17 ms, over the 1 ms budget
     latency_loss(kind, torch.tensor(2.0), [expected], [1.0]).backward()
     assert alpha.grad[2] > alpha.grad[1] > alpha.grad[0]
 
@@ -43,3 +43,21 @@ def test_gradient_pushes_expected_latency_down(kind: str) -> None:
 def test_unknown_loss() -> None:
     with pytest.raises(HwnasError, match="unknown latency loss"):
         latency_loss("square", torch.tensor(1.0), [], [])
+
+
+def test_hinge_log_is_mul_log_above_the_budget_and_ce_below() -> None:
+    ce = torch.tensor(1.7)
+    for target in (0.3, 1.0, 40.0):
+        for factor in (1.0, 1.5, 3.0):
+            e = torch.tensor(factor * target)
+            assert float(hinge_log(ce, [e], [target])) == pytest.approx(
+                float(mul_log(ce, [e], [target])))
+        for factor in (0.2, 0.5, 0.99):
+            e = torch.tensor(factor * target, requires_grad=True)
+            loss = hinge_log(ce, [e], [target])
+            loss.backward()
+            assert float(loss) == pytest.approx(1.7) and float(e.grad) == 0.0
+    # two devices: only the one over its budget contributes
+    over, under = torch.tensor(2.0), torch.tensor(0.5)
+    assert float(hinge_log(ce, [over, under], [1.0, 1.0])) == pytest.approx(
+        float(mul_log(ce, [over], [1.0])))
