@@ -194,7 +194,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "inherited weights for this many epochs and report its accuracy (default 0)")
     p.add_argument("--micro-batches", type=_int, help="split each batch into this many "
                    "shards (gradient accumulation; default 1); under torchrun, per process")
-    p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default mul_log)")
+    p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default hinge_log)")
     p.add_argument("--loss-strength", type=_float, help="β of mul_log and hinge_log (default "
                    "0.3) or λ of add_linear (default 0.1)")
     p.add_argument("--calibrate-budget", type=_int, metavar="TRIALS", help="tune the loss "

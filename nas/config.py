@@ -36,8 +36,8 @@ class SearchConfig:
     warmup_epochs: int = 10  # weights only, uniform paths (ProxylessNAS: 40)
     batch_size: int = 64  # the global batch, split over micro-batches and torchrun ranks
     micro_batches: int = 1  # gradient accumulation: shards per process, each its own BN batch
-    loss: str = "mul_log"  # ProxylessNAS's default form
-    loss_strength: float | None = None  # β (mul_log) or λ (add_linear); None: paper default
+    loss: str = "hinge_log"  # ProxylessNAS's mul_log above the budget, CE alone below it
+    loss_strength: float | None = None  # β (*_log) or λ (add_linear); None: paper default
     seed: int = 0
     data_limit: int | None = None  # cap on train and test images (quick runs)
     arch_fraction: float = 0.1  # held-out share of train for architecture steps (PNAS: 50k/1.28M)

@@ -117,7 +117,7 @@ def test_cli_reports_the_calibrated_strength(tmp_path: Path,
     assert main(_search(tmp_path / "run", table, "--budget", "5ms",
                         "--calibrate-budget", "2")) == 0
     out = capsys.readouterr().out
-    assert "calibrated mul_log strength:" in out and "best of 2 trials" in out
+    assert "calibrated hinge_log strength:" in out and "best of 2 trials" in out
 
 
 def test_calibration_refuses_to_run_under_torchrun(tmp_path: Path,

@@ -52,7 +52,7 @@ def test_predict_breakdown(capsys, tables):
     _, arch = tables
     code, out, _ = run(capsys, "predict", str(arch), "--device", "meas")
     assert code == 0 and "predicted latency on meas: 4.0000 ms" in out
-    assert "layer 0  sum_k3_e2" in out and "ESTIMATED" not in out
+    assert "layer 0 sum_k3_e2" in out and "ESTIMATED" not in out
     code, out, _ = run(capsys, "predict", str(arch), "--device", "est")
     assert code == 0 and out.count("ESTIMATED") >= 1
 
