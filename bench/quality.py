@@ -179,7 +179,8 @@ def report(rows: list[dict], seeds: list[int]) -> None:
           "predicted ms | measured ms |\n|---|---|---:|---|---:|---:|")
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset]
-        for arm in (*ARMS, "random_mean"):
+        present = [arm for arm in ARMS if any(r["arm"] == arm for r in mine)]
+        for arm in (*present, *(["random_mean"] if "random" in present else [])):
             key = "random_mean_acc" if arm == "random_mean" else "test_acc"
             picked = [r for r in mine if r["arm"] == ("random" if arm == "random_mean" else arm)]
             accs = [r[key] for r in picked]
