@@ -22,11 +22,14 @@ def mean_std(values: list[float], scale: float = 100.0) -> str:
 
 
 def load(folder: Path) -> list[dict]:
+    """Every finished arm of a quality run, with its net's measured latency where measured."""
+    measured = json.loads((folder / "latency.json").read_text()) if (
+        folder / "latency.json").is_file() else {}
     rows = []
     for path in sorted(folder.glob("*/seed*/*.json")):
         row = json.loads(path.read_text())
         if "arm" in row:
-            rows.append(row)
+            rows.append({**row, "measured_ms": measured.get(f"{row['space']}:{row['arch']}")})
     return rows
 
 
@@ -48,7 +51,8 @@ def main() -> None:
         rows += [{**r, "label": label} for r in load(Path(folder))]
     random = {(r["dataset"], r["seed"]): r for r in rows if r["arm"] == "random"}
     print("| data set | arm | loss | test acc % (mean ± std) | per seed | − random, paired "
-          "(pt) | predicted / budget % | seeds |\n|---|---|---|---:|---|---:|---:|---:|")
+          "(pt) | predicted / budget % | worst predicted vs measured | seeds |\n"
+          "|---|---|---|---:|---|---:|---:|---:|---:|")
     for dataset in sorted({r["dataset"] for r in rows}):
         groups: dict[tuple[str, str], list[dict]] = {}
         for r in rows:
@@ -61,14 +65,18 @@ def main() -> None:
             gaps = [r["test_acc"] - random[(dataset, r["seed"])]["test_acc"]
                     for r in group if (dataset, r["seed"]) in random and arm != "random"]
             used = statistics.mean(predicted_ms(r, args.table) / r["budget_ms"] for r in group)
+            errors = [predicted_ms(r, args.table) / r["measured_ms"] - 1 for r in group
+                      if r["measured_ms"]]
+            worst = f"{100 * max(errors, key=abs):+.1f} %" if errors else ""
             print(f"| {dataset} | {arm} | {label} | {mean_std(accs)} | "
                   f"{' '.join(f'{100 * a:.1f}' for a in accs)} | "
-                  f"{mean_std(gaps) if gaps else ''} | {100 * used:.0f} | {len(group)} |")
+                  f"{mean_std(gaps) if gaps else ''} | {100 * used:.0f} | {worst} | "
+                  f"{len(group)} |")
             if arm == "random":
                 means = [r["random_mean_acc"] for r in group]
                 sizes = [r["random_n"] for r in group]
                 print(f"| {dataset} | random, mean of the N nets (N = "
-                      f"{', '.join(map(str, sizes))}) | - | {mean_std(means)} | | | | |")
+                      f"{', '.join(map(str, sizes))}) | - | {mean_std(means)} | | | | | |")
 
 
 if __name__ == "__main__":
