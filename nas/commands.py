@@ -27,7 +27,7 @@ from .sweep_run import sweep_run
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "json": ".json", "pt": ".pt"}
 _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "micro_batches",
                  "loss", "loss_strength", "seed", "data_limit", "resume", "weights", "arch_lr",
-                 "arch_every", "retrain_epochs")
+                 "arch_every", "retrain_epochs", "retrain_images")
 
 
 def default_run_dir(dataset: str, space: str, devices: Sequence[str], budget: str) -> str:
@@ -192,6 +192,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default 5)")
     p.add_argument("--retrain-epochs", type=_int, help="fine-tune the found net from its "
                    "inherited weights for this many epochs and report its accuracy (default 0)")
+    p.add_argument("--retrain-images", type=_int, help="fine-tune on this many training images "
+                   "(default: the search's weight split)")
     p.add_argument("--micro-batches", type=_int, help="split each batch into this many "
                    "shards (gradient accumulation; default 1); under torchrun, per process")
     p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default hinge_log)")
@@ -204,8 +206,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="continue the run in --out from its checkpoint")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (1 + 2 "
                    "epochs on 512 images, ~1 min)")
-    p.add_argument("--short", action="store_true", help="the README's main job: 1 + 3 epochs "
-                   "on 6,000 images, then 3 epochs of fine-tuning the found net (~5 min)")
+    p.add_argument("--short", action="store_true", help="the README's main job: 1 + 2 epochs "
+                   "on 3,000 images, then fine-tuning the found net for 1 epoch on 30,000 "
+                   "(~5 min)")
     p.set_defaults(func=_search)
     p = subparsers.add_parser("train", help="train any architecture (from scratch or from a "
                               "search run's supernet) and save its weights")

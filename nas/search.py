@@ -267,12 +267,20 @@ def inherited_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec) -> 
 
 def finetune_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec) -> float:
     """Test accuracy of ``spec``'s child after ``retrain_epochs`` of fine-tuning from its
-    inherited weights on the weight split (the search's weight recipe, cosine lr)."""
+    inherited weights (the search's weight recipe, cosine lr) on the weight split, or on the
+    first ``retrain_images`` training images (the test split stays the search's)."""
     config = engine.config
     child = engine.supernet.child(spec).to(engine.device)
     recipe = Recipe(config.retrain_epochs, config.batch_size, config.weight_lr,
                     config.weight_decay, config.seed)
-    train_child(child, splits.weight, recipe, config.progress, desc="fine-tune")
+    train = splits.weight
+    if config.retrain_images is not None:  # the same seeded order, so a superset of the search's
+        space = engine.supernet.space
+        data = load_dataset(config.dataset, limit=config.retrain_images, shape=space.input,
+                            classes=space.num_classes)
+        train = Batches(data.train_x, data.train_y, space.input, engine.device,
+                        splits.weight.mean.flatten(), splits.weight.std.flatten())
+    train_child(child, train, recipe, config.progress, desc="fine-tune")
     return top1_accuracy(child.eval(), splits.test.in_order())
 
 

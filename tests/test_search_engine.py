@@ -167,3 +167,12 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_afresh(tmp_pa
     fresh = search(tiny_config(tmp_path / "fresh"), [tiny_constraint(4.0)])
     assert resumed.spec == fresh.spec
     assert load_checkpoint(tmp_path / "killed")["epoch"] == 3
+
+
+def test_fine_tuning_on_more_images_than_the_search(tmp_path: Path) -> None:
+    result = search(tiny_config(tmp_path / "run", epochs=1, retrain_epochs=1,
+                                retrain_images=500), [tiny_constraint(4.0)])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert result.retrained_accuracy is not None
+    assert summary["test_accuracy_finetuned"] == result.retrained_accuracy
+    assert summary["config"]["retrain_images"] == 500
