@@ -73,8 +73,9 @@ def _search(args: argparse.Namespace) -> int:
     print(f"test accuracy, supernet weights inherited, BatchNorm re-estimated, not retrained: "
           f"{result.test_accuracy:.4f}")
     if result.retrained_accuracy is not None:
-        print(f"test accuracy after fine-tuning {config.retrain_epochs} epochs from the inherited "
-              f"weights: {result.retrained_accuracy:.4f}")
+        epochs = f"{config.retrain_epochs} epoch{'s' if config.retrain_epochs != 1 else ''}"
+        print(f"test accuracy after fine-tuning {epochs} from the inherited weights: "
+              f"{result.retrained_accuracy:.4f}")
     if args.calibrate_budget is not None:
         chosen = json.loads((result.run_dir / "summary.json").read_text())["calibration"]
         print(f"calibrated {config.loss} strength: {chosen['strength']:.4g} (|E[LAT]/budget - 1|"
@@ -207,7 +208,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (1 + 2 "
                    "epochs on 512 images, ~1 min)")
     p.add_argument("--short", action="store_true", help="the README's main job: 1 + 2 epochs "
-                   "on 3,000 images, then fine-tuning the found net for 1 epoch on 30,000 "
+                   "on 3,000 images, then fine-tuning the found net for 1 epoch on 45,000 "
                    "(~5 min)")
     p.set_defaults(func=_search)
     p = subparsers.add_parser("train", help="train any architecture (from scratch or from a "

@@ -20,7 +20,7 @@ ARCH_TRAVEL = 10.0  # default lr × architecture steps; chosen by bench/arch_sch
 
 
 SHORT = dict(epochs=2, warmup_epochs=1, batch_size=64, data_limit=3000, retrain_epochs=1,
-             retrain_images=30000)
+             retrain_images=45000)
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,6 @@ class SearchConfig:
     def short(cls, devices: tuple[str, ...], budgets_ms: tuple[float, ...],
               **overrides: Any) -> SearchConfig:
         """The README's main job (``--short``, ~5 min on 2 cores): a 1 + 2 epoch search on
-        3,000 images, then one epoch of fine-tuning the net it found on 30,000, so the
+        3,000 images, then one epoch of fine-tuning the net it found on 45,000, so the
         reported accuracy means something."""
         return cls(devices, budgets_ms, **{**SHORT, **overrides})
