@@ -14,7 +14,7 @@ it came from.
 
 from __future__ import annotations
 
-import os
+import platform
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -77,7 +77,7 @@ def adapt_table(table: LatencyTable, spaces: list[str], n: int = ADAPT_NETS, see
         "host": table.metadata["host"], "date": table.metadata["date"], "nets_per_space": n,
         "seconds": round(time.perf_counter() - start, 1)}
     meta["host_fingerprint"] = host_fingerprint()
-    meta["host"] = os.uname().nodename
+    meta["host"] = platform.node() or "unknown"  # as new_metadata records it
     meta["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     meta["notes"] = (f"per-op rows measured on another host (table {name!r}); calibration "
                      f"refitted here on {n} networks per space by `hwnas tables adapt`")

@@ -71,10 +71,16 @@ def same_host(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def host_mismatch(table: LatencyTable, here: dict[str, Any] | None = None) -> str | None:
     """One line when a measured ``table`` was not measured on this host, else None."""
-    if table.estimated:
+    return host_note(table.name or table.device, table.metadata, here)
+
+
+def host_note(name: str, metadata: dict[str, Any],
+              here: dict[str, Any] | None = None) -> str | None:
+    """:func:`host_mismatch` from a table's name and metadata (or the ``provenance`` and
+    ``host_fingerprint`` of it a run keeps), so a loaded table need not be read again."""
+    if metadata.get("provenance") == "estimated":
         return None
-    name = table.name or table.device
-    recorded = table.metadata.get("host_fingerprint")
+    recorded = metadata.get("host_fingerprint")
     here = here or host_fingerprint()
     adapt = f"`hwnas tables adapt {name} --name {name}-here` refits it to this host (~1 min)"
     if recorded is None:

@@ -9,8 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from latency_predictors import load_table
-from latency_predictors.host import host_mismatch
+from latency_predictors.host import host_note
 from search_spaces import WEIGHT_MODES, HwnasError, get_space, read_arch
 
 from .budget import parse_budgets
@@ -53,7 +52,7 @@ def _search(args: argparse.Namespace) -> int:
             print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model, "
                   "not measured on the device")
         elif main:
-            note = host_mismatch(load_table(c.source))
+            note = host_note(c.source, c.metadata)  # the identity load_constraints recorded
             if note:
                 print(note)
         slowest = c.matrix.fixed_ms + sum(max(row) for row in c.matrix.per_layer)
@@ -111,20 +110,18 @@ def _export(args: argparse.Namespace) -> int:
     source = Path(args.arch)
     if source.suffix == ".pt" and source.is_file():  # weights from `hwnas train`
         spec, model = load_checkpoint(source)
-        out = args.out or source.with_suffix(SUFFIXES[args.format])
-        if Path(out).resolve() == source.resolve():
-            out = source.with_name(f"{source.stem}-export{source.suffix}")
+        out = Path(args.out) if args.out else source.with_suffix(SUFFIXES[args.format])
     elif source.is_dir():
         trained = retrain(source, args.train_epochs, args.init)
         spec, model = trained.spec, trained.model
         print(f"retrained {trained.epochs} epochs from {trained.init} weights: "
               f"test accuracy {trained.test_accuracy:.4f}")
-        out = args.out or source / f"model{SUFFIXES[args.format]}"
+        out = Path(args.out) if args.out else source / f"model{SUFFIXES[args.format]}"
     else:
         spec, model = read_arch(source), None
         out = Path(args.out) if args.out else source.with_suffix(SUFFIXES[args.format])
-        if out.resolve() == source.resolve():
-            out = out.with_name(f"{out.stem}-export{out.suffix}")  # never overwrite the input
+    if out.resolve() == source.resolve():  # never overwrite the input
+        out = out.with_name(f"{out.stem}-export{out.suffix}")
     result = export_model(spec, model, args.format, out)
     line = f"wrote {result.path} ({result.format})"
     if model is None and args.format != "json":

@@ -77,11 +77,17 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     return state
 
 
+def checkpoint_config(state: dict[str, Any]) -> dict[str, Any]:
+    """The search config a checkpoint records; runs from before weight sharing had one set of
+    weights per candidate, and their checkpoints say nothing about it."""
+    return {"weights": "separate", **state["config"]}
+
+
 def load_supernet(run_dir: Path, state: dict[str, Any] | None = None) -> Supernet:
     """The supernet a search run trained, from its checkpoint (eval mode); one clear error when
     the checkpoint comes from an hwnas whose supernet differs (e.g. before weight sharing)."""
     state = state or load_checkpoint(run_dir)
-    config = {"weights": "separate", **state["config"]}  # runs before weight sharing
+    config = checkpoint_config(state)
     supernet = Supernet(get_space(config["space"]), config["weights"])
     try:
         supernet.load_state_dict(state["engine"]["supernet"])

@@ -41,7 +41,7 @@ class SweepRun:
 
 def _load_run(run_dir: Path) -> tuple[SearchConfig, Supernet]:
     state = rundir.load_checkpoint(run_dir)
-    fields = {"weights": "separate", **state["config"]}  # runs before weight sharing
+    fields = rundir.checkpoint_config(state)
     config = SearchConfig(**{**fields, "devices": tuple(fields["devices"]),
                              "budgets_ms": tuple(fields["budgets_ms"]), "progress": False})
     return config, rundir.load_supernet(run_dir, state)

@@ -153,6 +153,13 @@ class MixedOp(nn.Module):
             self._shapes = [make_candidate(c, channels, space.branches)
                             for c in space.candidates]
 
+    def train(self, mode: bool = True) -> MixedOp:
+        """Also switch the weightless candidate copies (not submodules) to train / eval."""
+        super().train(mode)
+        for module in getattr(self, "_shapes", ()):
+            module.train(mode)
+        return self
+
     def probs(self) -> torch.Tensor:
         return torch.softmax(self.alpha, dim=0)
 
@@ -172,8 +179,7 @@ class MixedOp(nn.Module):
         """The output of candidate ``index`` alone."""
         if self.weights == "separate":
             return self.candidates[index](x)
-        module = self._shapes[index].train(self.training)
-        return functional_call(module, self.candidate_state(index), (x,))
+        return functional_call(self._shapes[index], self.candidate_state(index), (x,))
 
     def forward(self, x: torch.Tensor, path: int | Sequence[int],
                 gates: torch.Tensor | None = None) -> torch.Tensor:
