@@ -105,7 +105,7 @@ def x86_errors(measured_table: str, n_archs: int, all_costs: dict) -> dict:
     space = get_space("cifar")
     generator = torch.Generator().manual_seed(2000)
     specs = [space.sample(generator) for _ in range(n_archs)]
-    measured = np.array(measure_archs(specs, backend_for(table), "measure (analytical)"))
+    measured = np.array(measure_archs(specs, backend_for(table), "measure (analytical)").ms)
     whole_a = np.array([network_sum(space, s, apriori) for s in specs])
     whole_f = np.array([network_sum(space, s, fitted) for s in specs])
     return {

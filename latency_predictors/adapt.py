@@ -8,8 +8,10 @@ a few spread networks measured end to end here (per space: ``none`` / ``affine``
 ``per-class``, chosen by cross-validation, as :func:`latency_predictors.calibrate.calibrate`
 does). This is the transfer idea of HELP (Lee et al., NeurIPS 2021: 10 samples on a new
 device) and LitePred (Feng et al., NSDI 2024), on the simplest model that keeps the knapsack
-and the expected latency exact. The adapted table records this host's fingerprint and where
-it came from.
+and the expected latency exact. The networks are measured drift-normalised to this host's
+reference speed (timed first, and recorded as the adapted table's ``reference``; the source
+table's stays in ``adapted_from``). The adapted table records this host's fingerprint and
+where it came from.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from search_spaces.errors import HwnasError
 
-from .backends import Backend
+from .backends import Backend, reference_summary
 from .calibrate import backend_for, calibrate, check_calibration_size
 from .host import host_fingerprint
 from .table import LatencyTable, table_paths
@@ -68,13 +70,15 @@ def adapt_table(table: LatencyTable, spaces: list[str], n: int = ADAPT_NETS, see
                          f"({table.metadata['mode']}), which cannot run here: "
                          f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
     start = time.perf_counter()
-    adapted = table
+    here = reference_summary([backend.reference_ms() for _ in range(9)])
+    adapted = LatencyTable(table.frame, {**table.metadata, "reference": here}, table.name)
     for space in spaces:
         adapted = calibrate(adapted, space, n=n, seed=seed, backend=backend, progress=progress)
     meta = adapted.metadata
     meta["adapted_from"] = {
         "table": name, "host_fingerprint": table.metadata.get("host_fingerprint"),
         "host": table.metadata["host"], "date": table.metadata["date"], "nets_per_space": n,
+        "reference": table.metadata.get("reference"),
         "seconds": round(time.perf_counter() - start, 1)}
     meta["host_fingerprint"] = host_fingerprint()
     meta["host"] = platform.node() or "unknown"  # as new_metadata records it
@@ -82,3 +86,4 @@ def adapt_table(table: LatencyTable, spaces: list[str], n: int = ADAPT_NETS, see
     meta["notes"] = (f"per-op rows measured on another host (table {name!r}); calibration "
                      f"refitted here on {n} networks per space by `hwnas tables adapt`")
     return LatencyTable(adapted.frame, meta, table.name)
+

@@ -1,7 +1,13 @@
 """Timing backends: run one module (an op alone or a whole network) and time its batch-1 forward.
 
-Every backend has the same interface (:class:`Backend`): ``time(module, input_shape)`` returns
-the per-run latencies in ms after ``warmup`` untimed runs. Backends are registered by name:
+Every backend has the same interface (:class:`Backend`): ``prepare(module, input_shape)`` builds
+a ready-to-run batch-1 forward (session, compiled model, CUDA graph), ``time_run`` times it, and
+``time(module, input_shape)`` does both: the per-run latencies in ms after ``warmup`` untimed
+runs. ``reference_ms()`` times a fixed reference kernel (:func:`reference_module`), built once per
+backend: the profiler and every whole-network measurement time it next to each op or network
+and normalise by it, so that a machine whose speed drifts (frequency, a neighbour's load on a
+shared VM) gives the same table and the same validation figures. Backends are registered by
+name:
 
 - ``onnxruntime``: the module is exported alone to ONNX (TorchScript exporter, opset 17) and
   run by an InferenceSession with all graph optimisations; ``ep`` picks the execution provider
@@ -20,7 +26,7 @@ import tempfile
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +89,30 @@ def summarize(samples: np.ndarray, chunk: int = 5) -> dict[str, float | int]:
             "std_ms": float(samples.std()), "samples": int(samples.size)}
 
 
+REFERENCE_KERNEL = "conv3x3 32->32 + BN + GELU at 32x16x16"
+REFERENCE_SHAPE = (32, 16, 16)
+REFERENCE_REPEATS = 30  # ~1.5 ms on one x86 core: cheap next to any op's timing
+
+
+def reference_module() -> nn.Module:
+    """The fixed reference kernel (:data:`REFERENCE_KERNEL`), the same weights every time."""
+    generator = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(32, 32, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.06)
+        conv.bias.zero_()
+    return nn.Sequential(conv, nn.BatchNorm2d(32), nn.GELU()).eval()
+
+
+def reference_summary(times_ms: Sequence[float]) -> dict[str, object]:
+    """A reference speed as tables record it: the median reference time (``ms``, the base
+    measurements are normalised to) and how far it drifted (``range_pct``: 95th over 5th
+    percentile)."""
+    low, high = np.percentile(times_ms, [5, 95])
+    return {"kernel": REFERENCE_KERNEL, "ms": round(float(np.median(times_ms)), 6),
+            "range_pct": round(float(100 * (high / low - 1)), 2)}
+
+
 class Backend(ABC):
     """Times batch-1 forward passes on one device; one instance per profiling run."""
 
@@ -95,6 +125,7 @@ class Backend(ABC):
                              f"{warmup=}, {repeats=}")
         self.ep, self.threads, self.warmup, self.repeats = ep, threads, warmup, repeats
         self.clock = "wall"
+        self._reference: Callable[[], object] | None = None
 
     @property
     @abstractmethod
@@ -106,8 +137,26 @@ class Backend(ABC):
         """Execution provider / mode recorded in the table metadata."""
 
     @abstractmethod
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], object]:
+        """A callable that runs one batch-1 forward of ``module`` (eval mode) on this device."""
+
+    def time_run(self, run: Callable[[], object], repeats: int | None = None,
+                 warmup: int | None = None) -> np.ndarray:
+        """Latencies (ms) of ``repeats`` calls of ``run`` after ``warmup`` untimed calls."""
+        return _time_calls(run, self.warmup if warmup is None else warmup,
+                           repeats or self.repeats, self.clock)
+
     def time(self, module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
         """Latencies (ms) of ``repeats`` batch-1 forward passes after ``warmup`` runs."""
+        return self.time_run(self.prepare(module, input_shape))
+
+    def reference_ms(self) -> float:
+        """The reference kernel's latency now (ms): the median of :data:`REFERENCE_REPEATS`
+        runs of one session built on first use."""
+        if self._reference is None:
+            self._reference = self.prepare(reference_module(), REFERENCE_SHAPE)
+            self.time_run(self._reference, REFERENCE_REPEATS, warmup=10)
+        return float(np.median(self.time_run(self._reference, REFERENCE_REPEATS, warmup=2)))
 
     def metadata(self) -> dict[str, object]:
         return {"runtime": self.runtime, "runtime_version": self.runtime_version,
@@ -155,12 +204,11 @@ class OrtBackend(Backend):
             providers.append("CPUExecutionProvider")
         return ort.InferenceSession(model, options, providers=providers)
 
-    def time(self, module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], object]:
         session = self.session(export_onnx(module, input_shape))
         feed = {"x": np.random.default_rng(0).standard_normal((1, *input_shape),
                                                               dtype=np.float32)}
-        return _time_calls(lambda: session.run(None, feed), self.warmup, self.repeats,
-                           self.clock)
+        return lambda: session.run(None, feed)
 
 
 class TorchBackend(Backend):
@@ -186,39 +234,44 @@ class TorchBackend(Backend):
     def mode(self) -> str:
         return self.MODES[self.ep]
 
-    def time(self, module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], object]:
         module = module.eval()
+        if self.ep == "cpu":
+            x = torch.randn(1, *input_shape)
+            return lambda: module(x)
+        module, x = module.cuda(), torch.randn(1, *input_shape, device="cuda")
+        if self.ep == "cuda":
+            return lambda: module(x)
+        with torch.inference_mode():
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    module(x)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                module(x)
+        return graph.replay
+
+    def time_run(self, run: Callable[[], object], repeats: int | None = None,
+                 warmup: int | None = None) -> np.ndarray:
+        warmup = self.warmup if warmup is None else warmup
+        repeats = repeats or self.repeats
         if self.ep == "cpu":
             previous = torch.get_num_threads()
             torch.set_num_threads(self.threads)
             try:
-                x = torch.randn(1, *input_shape)
                 with torch.inference_mode():
-                    return _time_calls(lambda: module(x), self.warmup, self.repeats,
-                                       self.clock)
+                    return _time_calls(run, warmup, repeats, self.clock)
             finally:
                 torch.set_num_threads(previous)
-        return self._time_cuda(module.cuda(), torch.randn(1, *input_shape, device="cuda"))
-
-    def _time_cuda(self, module: nn.Module, x: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            run: Callable[[], object] = lambda: module(x)  # noqa: E731
-            if self.ep == "cuda-graph":
-                stream = torch.cuda.Stream()
-                stream.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(stream):
-                    for _ in range(3):
-                        module(x)
-                torch.cuda.current_stream().wait_stream(stream)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    module(x)
-                run = graph.replay
-            for _ in range(self.warmup):
+        with torch.inference_mode():  # CUDA: CUDA events around each call
+            for _ in range(warmup):
                 run()
             torch.cuda.synchronize()
-            samples = np.empty(self.repeats)
-            for i in range(self.repeats):
+            samples = np.empty(repeats)
+            for i in range(repeats):
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(
                     enable_timing=True)
                 start.record()
@@ -251,7 +304,7 @@ class OpenVinoBackend(Backend):
     def mode(self) -> str:
         return f"openvino:{self.ep}"
 
-    def time(self, module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], object]:
         with tempfile.TemporaryDirectory() as folder:  # scratch file, not an output
             path = Path(folder) / "op.onnx"
             path.write_bytes(export_onnx(module, input_shape))
@@ -260,7 +313,7 @@ class OpenVinoBackend(Backend):
         compiled = self._core.compile_model(model, self.ep, config)
         request = compiled.create_infer_request()
         x = np.random.default_rng(0).standard_normal((1, *input_shape), dtype=np.float32)
-        return _time_calls(lambda: request.infer({0: x}), self.warmup, self.repeats)
+        return lambda: request.infer({0: x})
 
 
 BACKENDS: dict[str, type[Backend]] = {"onnxruntime": OrtBackend, "torch": TorchBackend,

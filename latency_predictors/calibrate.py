@@ -76,34 +76,53 @@ def spread_sample(space: Space, generator: torch.Generator) -> ArchSpec:
     return space.spec_from_indices(choices)
 
 
-def measure_archs(specs: Sequence[ArchSpec], backend: Backend, desc: str = "measure",
-                  progress: bool = True, passes: int = 2) -> list[float]:
-    """``median_ms`` of every architecture, measured end to end.
+@dataclass(frozen=True)
+class Measurements:
+    """End-to-end latencies (ms) of some architectures, one entry each.
 
-    Each architecture is measured in ``passes`` passes over the whole list and keeps its
-    smallest value: the passes are a minute apart, so a burst of load on a shared machine
-    rarely hits the same architecture twice.
+    ``ms`` is normalised to the reference speed ``reference_ms`` (the table's, or this
+    measurement's own median): each pass scaled by ``reference_ms / reference time at that
+    pass``, the (lower) median pass kept. ``raw_ms`` is the same pass unscaled: what a user
+    measures on this machine now.
     """
-    sessions = [_Measured(spec, backend) for spec in specs]
-    best = [np.inf] * len(specs)
+
+    ms: list[float]
+    raw_ms: list[float]
+    reference_ms: float
+    reference_now_ms: float  # median reference time during this measurement
+
+
+def measure_archs(specs: Sequence[ArchSpec], backend: Backend, desc: str = "measure",
+                  progress: bool = True, passes: int = 3,
+                  reference_ms: float | None = None) -> Measurements:
+    """Every architecture measured end to end (``median_ms``), drift-normalised.
+
+    Each architecture is measured in ``passes`` passes over the whole list (round robin, as
+    the profiler does), with the backend's reference kernel timed before and after it; its
+    value is its median pass after normalising to ``reference_ms`` (default: the median
+    reference time of this measurement), see :class:`Measurements`.
+    """
+    runs: list[list[tuple[float, float]]] = [[] for _ in specs]
     bar = tqdm(total=passes * len(specs), desc=f"{desc} ({len(specs)} nets × {passes} passes)",
                unit="run", file=sys.stderr, disable=not progress)
     for _ in range(passes):
-        for i, measured in enumerate(sessions):
-            best[i] = min(best[i], measured())
+        for i, spec in enumerate(specs):
+            before = backend.reference_ms()
+            value = float(measure_latency(spec, backend)["median_ms"])
+            runs[i].append((value, (before + backend.reference_ms()) / 2))
             bar.update()
     bar.close()
-    return [float(b) for b in best]
+    now = float(np.median([ref for r in runs for _, ref in r]))
+    base = reference_ms or now
+    chosen = [sorted(r, key=lambda v: v[0] / v[1])[(len(r) - 1) // 2] for r in runs]
+    return Measurements([value * base / ref for value, ref in chosen],
+                        [value for value, _ in chosen], base, now)
 
 
-class _Measured:
-    """One architecture's network, built once and timed on demand."""
-
-    def __init__(self, spec: ArchSpec, backend: Backend) -> None:
-        self.spec, self.backend = spec, backend
-
-    def __call__(self) -> float:
-        return float(measure_latency(self.spec, self.backend)["median_ms"])
+def table_reference_ms(table: LatencyTable) -> float | None:
+    """The reference speed a measured table was profiled at (None for older tables)."""
+    reference = table.metadata.get("reference")
+    return float(reference["ms"]) if reference else None
 
 
 @dataclass(frozen=True)
@@ -263,7 +282,8 @@ def calibrate(table: LatencyTable, space: Space | str, n: int = 40, seed: int = 
     generator = torch.Generator().manual_seed(seed)
     specs = [spread_sample(space, generator) for _ in range(n)]
     parts = table_parts(specs, space, matrix)
-    measured = np.array(measure_archs(specs, backend, f"calibrate {space.name}", progress))
+    measured = np.array(measure_archs(specs, backend, f"calibrate {space.name}", progress,
+                                      reference_ms=table_reference_ms(table)).ms)
     scores = {model: errors(p, measured)
               for model, p in cross_validate(parts, measured, seed=seed).items()}
     model = min(scores, key=lambda m: round(scores[m]["mape"], 2))

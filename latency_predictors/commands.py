@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from search_spaces import SPACES, get_space, read_arch
 from search_spaces.errors import HwnasError
 
@@ -19,6 +21,7 @@ from .calibrate import (
     check_calibration_size,
     describe_calibration,
     measure_latency,
+    table_reference_ms,
 )
 from .host import describe_host, host_mismatch, table_of_this_host
 from .predictor import check_coverage, predict_latency
@@ -175,6 +178,12 @@ def _measure(args: argparse.Namespace) -> int:
     error = (predicted / stats["median_ms"] - 1) * 100
     print(f"predicted by table {table.name or table.device!r}: {predicted:.4f} ms "
           f"({error:+.1f} % vs measured)")
+    if (then := table_reference_ms(table)) is not None:
+        now = float(np.median([backend.reference_ms() for _ in range(5)]))
+        at_then = stats["median_ms"] * then / now
+        print(f"reference kernel: {now:.4f} ms now, {then:.4f} ms when the table was "
+              f"profiled; at that speed the net takes {at_then:.4f} ms (prediction "
+              f"{(predicted / at_then - 1) * 100:+.1f} %)")
     _warn_estimated(table)
     _warn_other_host(table)
     return 0

@@ -9,14 +9,24 @@ difference per copy (see :func:`measure_op`). The default is ``alone``: on 50 he
 networks measured in one run it predicted better (MAPE 6.88 % vs 8.73 % for chain with 2
 passes) and profiles ~3.5× faster.
 
-Each op is timed in ``passes`` passes (default 3) and keeps its fastest: a one-pass table of
-this host had 20 of 125 `cifar` entries inflated by 20-45 % (a burst of load outlasting one
-op's whole timing), which left a ±6 % per-network residual no calibration could remove; fresh
-3-pass tables agree entry by entry within ~2 % (``bench/latency_profile_noise.py``).
+Drift-robust timing (a shared VM's speed drifts with frequency and its neighbours' load):
 
-Resumable: each measured row is written (atomically) to ``NAME.partial.csv`` next to the
-output, with the settings in ``NAME.partial.json``; a rerun with the same settings after a kill
-measures only the missing rows. Profiling a new space into an existing table adds its missing
+- Passes are interleaved: the ops are timed round robin, ``passes`` (default 3) passes over the
+  whole list, so a slow period hits many ops once rather than one op in every pass.
+- The backend's fixed reference kernel (:func:`latency_predictors.backends.reference_module`)
+  is timed before and after every op. Each pass's op latency is normalised to the profile's
+  reference speed, ``t · ref_base / ref_now``, where ``ref_base`` is the median reference time
+  of the whole profile (or of the table the rows are added to), so machine-wide drift cancels.
+- An op's row is its (lower) median pass after normalisation: a burst that hits the op but not
+  the reference in one pass of three is dropped.
+
+``ref_base`` is stored in the metadata (``reference``), and whole-network measurements against
+the table (calibration, ``validate``, ``tables adapt``) are normalised to it the same way
+(:func:`latency_predictors.calibrate.measure_archs`).
+
+Resumable: every measurement (its statistics and its reference time) is recorded (atomically)
+in ``NAME.partial.json`` next to the output; a rerun with the same settings after a kill
+measures only the missing ones. Profiling a new space into an existing table adds its missing
 rows and keeps the others (settings must match).
 """
 
@@ -31,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from torch import nn
 from tqdm import tqdm
 
@@ -39,11 +48,10 @@ from search_spaces import Space, get_space, make_candidate, make_fixed_part
 from search_spaces.errors import HwnasError
 from search_spaces.fileio import atomic_write_text
 
-from .backends import Backend, make_backend, summarize
+from .backends import Backend, make_backend, reference_summary, summarize
 from .host import host_fingerprint
 from .keys import candidate_key, fixed_key, key_label
 from .table import (
-    COLUMNS,
     KEY_COLUMNS,
     LatencyTable,
     OpKey,
@@ -56,7 +64,7 @@ from .table import (
 )
 
 PROFILE_REPEATS = 100  # timed runs per op and pass
-PROFILE_PASSES = 3  # passes over the ops; each op keeps its fastest
+PROFILE_PASSES = 3  # passes over the ops; each op keeps its median normalised pass
 _SETTINGS = ("device", "runtime", "mode", "threads", "warmup", "repeats", "clock", "method",
              "passes")
 OpFactory = tuple[Callable[[], nn.Module], tuple[int, int, int]]
@@ -82,10 +90,10 @@ def default_out(name: str) -> Path:
     return table_dirs()[0] / f"{name}.csv"
 
 
-def partial_paths(out: str | os.PathLike) -> tuple[Path, Path]:
-    csv_path = table_paths(out)[0]
-    base = csv_path.with_suffix("")
-    return base.with_name(base.name + ".partial.csv"), base.with_name(base.name + ".partial.json")
+def partial_path(out: str | os.PathLike) -> Path:
+    """The resume file of a profile writing ``out``: every measurement so far."""
+    base = table_paths(out)[0].with_suffix("")
+    return base.with_name(base.name + ".partial.json")
 
 
 def _check_settings(found: dict[str, Any], wanted: dict[str, Any], where: Path) -> None:
@@ -96,10 +104,10 @@ def _check_settings(found: dict[str, Any], wanted: dict[str, Any], where: Path) 
                          "settings, another --out, or delete it")
 
 
-def _load_rows(out: Path, settings: dict[str, Any]) -> tuple[list[dict], list[dict],
-                                                             dict[str, Any], dict[str, Any]]:
-    """Rows of the complete table at ``out``, rows of its partial file, old metadata, and the
-    partial file's state (settings, seconds, passes done per op)."""
+def _load_rows(out: Path, settings: dict[str, Any]) -> tuple[list[dict], dict[str, Any],
+                                                             dict[str, Any]]:
+    """Rows of the complete table at ``out``, its metadata, and the partial file's state
+    (settings, seconds, the measurements of every op so far)."""
     rows: list[dict] = []
     old_meta: dict[str, Any] = {}
     csv_path, _ = table_paths(out)
@@ -107,20 +115,18 @@ def _load_rows(out: Path, settings: dict[str, Any]) -> tuple[list[dict], list[di
         old = load_table(csv_path)
         _check_settings(old.metadata, settings, csv_path)
         rows, old_meta = old.frame.to_dict("records"), old.metadata
-    partial_csv, partial_json = partial_paths(out)
-    if not (partial_csv.exists() and partial_json.exists()):
-        return rows, [], old_meta, {}
+    partial = partial_path(out)
+    if not partial.exists():
+        return rows, old_meta, {}
     try:
-        state = json.loads(partial_json.read_text())
-        frame = pd.read_csv(partial_csv, dtype={"op": str})
-    except (ValueError, pd.errors.ParserError) as err:
-        raise HwnasError(f"{partial_csv}: unreadable partial profile ({type(err).__name__}); "
+        state = json.loads(partial.read_text())
+        if not isinstance(state.get("measured"), dict):
+            raise ValueError("no measurements")
+    except (ValueError, AttributeError) as err:
+        raise HwnasError(f"{partial}: unreadable partial profile ({type(err).__name__}); "
                          "delete it to start over") from None
-    _check_settings(state, settings, partial_csv)
-    if list(frame.columns) != list(COLUMNS):
-        raise HwnasError(f"{partial_csv}: unexpected columns {list(frame.columns)}; "
-                         "delete it to start over")
-    return rows, frame.to_dict("records"), old_meta, state
+    _check_settings(state, settings, partial)
+    return rows, old_meta, state
 
 
 METHODS = ("chain", "alone")
@@ -159,22 +165,22 @@ def _chainable(key: OpKey) -> bool:
     return ":" not in op and op not in ("downsample", "head") and c_in == c_out and stride == 1
 
 
-def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, best: dict[OpKey, dict],
-             out: Path, state: dict[str, Any], desc: str, progress: bool) -> float:
-    """Time every op of ``todo`` ``state['passes']`` times, one pass after the other, keeping
-    each op's fastest pass in ``best`` and checkpointing after every op; returns seconds.
+_RECORD = ("median_ms", "mean_ms", "std_ms", "samples", "reference_ms")  # one measurement
 
-    Passes over the whole list are tens of seconds apart, so a burst of load from another
-    process rarely hits the same op in every pass.
+
+def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, out: Path,
+             state: dict[str, Any], desc: str, progress: bool) -> float:
+    """Time every op of ``todo`` ``state['passes']`` times, round robin (one pass over the list
+    after the other), with the reference kernel timed before and after each op; every
+    measurement is recorded in ``state['measured'][label]`` and checkpointed. Returns seconds.
     """
-    partial_csv, partial_json = partial_paths(out)
     seconds, start = float(state["seconds"]), time.perf_counter()
-    done: dict[str, int] = state.setdefault("passes_done", {})
-    slowest: dict[str, float] = state.setdefault("slowest_ms", {})  # per op, over its passes
+    measured: dict[str, list[list[float]]] = state["measured"]
     work = [(p, k, f) for p in range(state["passes"]) for k, f in todo
-            if done.get(key_label(k), 0) <= p]
+            if len(measured.get(key_label(k), [])) <= p]
     for _, key, (factory, shape) in tqdm(work, desc=desc, unit="op", file=sys.stderr,
                                          disable=not progress):
+        before = timer.reference_ms()
         try:
             row = measure_op(key, factory, shape, timer, state["method"])
         except HwnasError:
@@ -183,16 +189,23 @@ def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, best: dict[OpK
             first = str(err).splitlines()[0] if str(err) else ""
             raise HwnasError(f"profiling {key_label(key)} with {timer.mode} failed: "
                              f"{type(err).__name__}: {first}") from err
-        label = key_label(key)
-        if key not in best or row["median_ms"] < best[key]["median_ms"]:
-            best[key] = row
-        slowest[label] = max(slowest.get(label, 0.0), row["median_ms"])
-        done[label] = done.get(label, 0) + 1
+        row["reference_ms"] = (before + timer.reference_ms()) / 2
+        measured.setdefault(key_label(key), []).append([row[c] for c in _RECORD])
         state["seconds"] = seconds + time.perf_counter() - start
-        atomic_write_text(partial_csv, pd.DataFrame(list(best.values()), columns=list(
-            COLUMNS)).to_csv(index=False, float_format="%.6g"))
-        atomic_write_text(partial_json, json.dumps(state))
+        atomic_write_text(partial_path(out), json.dumps(state))
     return seconds + time.perf_counter() - start
+
+
+def normalised_row(key: OpKey, records: list[list[float]], reference_ms: float) -> dict[str, Any]:
+    """The table row of ``key`` from its measurements: each pass scaled by ``reference_ms /
+    its reference time``, and the (lower) median pass kept."""
+    scaled = sorted((dict(zip(_RECORD, r, strict=True)) for r in records),
+                    key=lambda r: r["median_ms"] / r["reference_ms"])
+    chosen = scaled[(len(scaled) - 1) // 2]
+    factor = reference_ms / chosen["reference_ms"]
+    return {**dict(zip(KEY_COLUMNS, key, strict=True)),
+            **{c: chosen[c] * factor for c in ("mean_ms", "median_ms", "std_ms")},
+            "samples": int(chosen["samples"])}
 
 
 def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
@@ -216,30 +229,34 @@ def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
         raise HwnasError(f"need method in {list(METHODS)} and passes >= 1, got {method=}, "
                          f"{passes=}")
     settings = {"device": name, **timer.metadata(), "method": method, "passes": passes}
-    rows, partial, old_meta, state = _load_rows(out, settings)
+    rows, old_meta, state = _load_rows(out, settings)
     complete = {tuple(r[c] for c in KEY_COLUMNS) for r in rows}
     todo = [(k, v) for k, v in space_ops(space).items() if k not in complete]
-    best = {tuple(r[c] for c in KEY_COLUMNS): r for r in partial}
-    state = {**settings, "seconds": 0.0, **state}
-    elapsed = _measure(todo, timer, best, out, state, f"profile {space.name} on {name}",
-                       progress)
-    meta = _metadata(old_meta, settings, space.name, elapsed, bool(best))
-    if best and passes > 1:
-        meta.setdefault("pass_spread", {})[space.name] = pass_spread(best, state["slowest_ms"])
-    table = make_table(rows + list(best.values()), meta, out.stem)
+    state = {**settings, "seconds": 0.0, "measured": {}, **state}
+    elapsed = _measure(todo, timer, out, state, f"profile {space.name} on {name}", progress)
+    records = {k: state["measured"][key_label(k)] for k, _ in todo}
+    reference = old_meta.get("reference") or reference_summary(
+        [r[_RECORD.index("reference_ms")] for rs in records.values() for r in rs])
+    new_rows = [normalised_row(k, r, reference["ms"]) for k, r in records.items()]
+    meta = _metadata(old_meta, settings, space.name, elapsed, bool(new_rows))
+    if new_rows:
+        meta["reference"] = reference
+        if passes > 1:
+            meta.setdefault("pass_spread", {})[space.name] = pass_spread(records)
+    table = make_table(rows + new_rows, meta, out.stem)
     save_table(table, out)
-    for path in partial_paths(out):
-        path.unlink(missing_ok=True)
+    partial_path(out).unlink(missing_ok=True)
     return table
 
 
-def pass_spread(fastest: dict[OpKey, dict], slowest_ms: dict[str, float]) -> dict[str, Any]:
-    """How far each op's slowest pass was above its fastest (%): a table whose passes disagree
-    was profiled on a busy machine (the fastest pass is kept, but a burst that outlasts every
-    pass of an op still inflates it)."""
-    spread = {key_label(k): 100 * (slowest_ms.get(key_label(k), row["median_ms"])
-                                  / row["median_ms"] - 1)
-              for k, row in fastest.items()}
+def pass_spread(records: dict[OpKey, list[list[float]]]) -> dict[str, Any]:
+    """How far each op's slowest normalised pass was above its fastest (%): a table whose
+    passes disagree even after normalisation was profiled on a busy machine."""
+    ratio = _RECORD.index("reference_ms")
+    spread = {}
+    for key, rs in records.items():
+        values = [r[0] / r[ratio] for r in rs]
+        spread[key_label(key)] = 100 * (max(values) / min(values) - 1)
     worst = max(spread, key=spread.__getitem__)
     return {"median_pct": round(float(np.median(list(spread.values()))), 3),
             "max_pct": round(spread[worst], 3), "max_op": worst,
@@ -256,7 +273,7 @@ def describe_pass_spread(spread: dict[str, Any]) -> str:
 def _metadata(old: dict[str, Any], settings: dict[str, Any], space: str, seconds: float,
               measured: bool) -> dict[str, Any]:
     meta = new_metadata(**{**settings, "provenance": "measured"})
-    for key in ("calibration", "profile_seconds", "pass_spread", "notes"):
+    for key in ("calibration", "profile_seconds", "pass_spread", "notes", "reference"):
         if key in old:
             meta[key] = old[key]
     meta["spaces"] = sorted(set(old.get("spaces", [])) | {space})

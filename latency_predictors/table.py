@@ -55,10 +55,11 @@ OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "calibration": dict,  # space -> {scale, offset_ms, fitted_on_n, mape_before, ...}
     "analytical_error": dict,  # estimated tables: the model's error on a device we have
     "profile_seconds": dict,  # space -> wall seconds the profile took
-    "pass_spread": dict,  # space -> how far ops' slowest pass was above their fastest (%)
+    "pass_spread": dict,  # space -> how far ops' normalised passes disagree (%)
+    "reference": dict,  # the reference kernel's time the rows are normalised to (profile.py)
     "model": dict,  # estimated tables: the analytical device parameters
     "backend": str, "ep": str,  # how to re-profile: hwnas profile --backend B --ep E
-    "passes": int,  # profiling passes over the op list (each op keeps its fastest)
+    "passes": int,  # profiling passes over the op list (each op keeps its median)
     "method": str,  # profiling method: "chain" (in-context difference) or "alone"
     "clock": str,  # "wall" or "thread-cpu" (1-thread CPU timing immune to other processes)
     "notes": str,

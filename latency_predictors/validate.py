@@ -4,8 +4,10 @@
 calibration's) — ``uniform`` over candidates, or ``spread``, whose skip share is itself random
 as in searched networks (uniform sampling almost never picks skip) —, measures each end to end
 with the table's backend and compares with ``predict_latency``: MAPE and the share within
-±10 % (nn-Meter's figure of merit). Results can be written as a CSV and a scatter plot PNG
-(atomically).
+±10 % (nn-Meter's figure of merit). Measurements are drift-normalised to the reference speed
+the table was profiled at, as the profiler normalised its rows
+(:func:`latency_predictors.calibrate.measure_archs`); the raw figures are kept next to them.
+Results can be written as a CSV and a scatter plot PNG (atomically).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from search_spaces import HwnasError, Space, get_space
 from search_spaces.fileio import atomic_path, atomic_write_text
 
 from .backends import Backend
-from .calibrate import backend_for, errors, measure_archs, spread_sample
+from .calibrate import backend_for, errors, measure_archs, spread_sample, table_reference_ms
 from .predictor import predict_latency
 from .table import LatencyTable
 
@@ -35,10 +37,12 @@ class ValidationResult:
     space: str
     provenance: str
     calibrated: bool
-    frame: pd.DataFrame  # arch, predicted_ms, measured_ms, error_pct
+    frame: pd.DataFrame  # arch, predicted_ms, measured_ms (normalised), raw_ms, error_pct
     mape: float
     within_10pct: float
     max_error: float
+    reference_ms: float  # the reference speed the measurements are normalised to
+    reference_now_ms: float  # the reference kernel's time during this validation
 
     def format(self) -> str:
         tag = "ESTIMATED table" if self.provenance == "estimated" else "measured table"
@@ -46,7 +50,9 @@ class ValidationResult:
         return (f"{self.device} ({tag}, {calib}) on {len(self.frame)} random {self.space} "
                 f"architectures: MAPE {self.mape:.2f} %, within ±10 %: "
                 f"{self.within_10pct:.1f} %, max error {self.max_error:.1f} %, measured "
-                f"{self.frame['measured_ms'].min():.3f}-{self.frame['measured_ms'].max():.3f} ms")
+                f"{self.frame['measured_ms'].min():.3f}-{self.frame['measured_ms'].max():.3f} ms"
+                f" (drift-normalised: reference kernel {self.reference_now_ms:.4f} ms now, "
+                f"{self.reference_ms:.4f} ms when profiled)")
 
     def save(self, folder: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``validation.csv`` and ``validation.png`` into ``folder``."""
@@ -100,17 +106,20 @@ def compare_tables(tables: list[LatencyTable], space: Space | str, n: int = 50,
     specs = [draw(generator) for _ in range(n)]
     for table in tables:  # fail on a missing row before the long measurement
         predict_latency(specs[0], table)
-    measured = measure_archs(specs, backend, f"validate {tables[0].device}", progress)
+    measured = measure_archs(specs, backend, f"validate {tables[0].device}", progress,
+                             reference_ms=table_reference_ms(tables[0]))
     results = []
     for table in tables:
         calib = table.calibration(space.name)
         applied = calib is not None and bool(calib.get("applied", True))
         predicted = [predict_latency(spec, table).total_ms for spec in specs]
         frame = pd.DataFrame({"arch": [s.to_string() for s in specs],
-                              "predicted_ms": predicted, "measured_ms": measured})
+                              "predicted_ms": predicted, "measured_ms": measured.ms,
+                              "raw_ms": measured.raw_ms})
         frame["error_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
-        stats = errors(predicted, measured)
+        stats = errors(predicted, measured.ms)
         results.append(ValidationResult(
             table.device, space.name, table.provenance, applied,
-            frame, stats["mape"], stats["within_10pct"], stats["max_error"]))
+            frame, stats["mape"], stats["within_10pct"], stats["max_error"],
+            measured.reference_ms, measured.reference_now_ms))
     return results

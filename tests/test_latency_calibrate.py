@@ -14,7 +14,7 @@ from latency_predictors.analytical import (
     graph_costs,
     node_latency_us,
 )
-from latency_predictors.backends import Backend, export_onnx
+from latency_predictors.backends import export_onnx
 from latency_predictors.calibrate import (
     TableParts,
     calibrate,
@@ -22,12 +22,14 @@ from latency_predictors.calibrate import (
     describe_calibration,
     fit_affine,
     fit_per_class,
+    measure_archs,
     spread_sample,
 )
 from latency_predictors.keys import op_class
 from latency_predictors.validate import validate_table
 from search_spaces import SPACES, LayerSpec, Space, build, register_space
 from search_spaces.errors import HwnasError
+from tests.fakes import FakeBackend
 
 CAL = Space("latency-cal", input=(3, 8, 8), stem="conv3x3", width=4, depths=(2, 2),
             candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
@@ -44,14 +46,11 @@ def table(**extra):
                                          backend="onnxruntime", ep="cpu", **extra), "fake")
 
 
-class Affine(Backend):
+class Affine(FakeBackend):
     """'Measures' a ChildNet as 2 x its table sum + 0.3 ms (+ optional noise)."""
 
-    name = runtime = "fake"
-    runtime_version = mode = "fake"
-
     def __init__(self, truth, noise=0.0):
-        super().__init__("cpu", 1, 0, 5)
+        super().__init__()
         self.truth, self.noise, self.rng = truth, noise, np.random.default_rng(0)
 
     def time(self, module, input_shape):
@@ -73,16 +72,14 @@ def test_calibration_recovers_affine_truth_out_of_sample():
     assert predict_latency(spec, calibrated).total_ms == pytest.approx(expected)
 
 
-class PerClass(Backend):
+class PerClass(FakeBackend):
     """'Measures' a ChildNet with a class-dependent bias: sum ops x1.5, star x0.8, mbconv x1.2,
     fixed parts x1, + 0.3 ms."""
 
-    name = runtime = "fake"
-    runtime_version = mode = "fake"
     SCALES = {"sum": 1.5, "star": 0.8, "mbconv": 1.2}
 
     def __init__(self, truth):
-        super().__init__("cpu", 1, 0, 5)
+        super().__init__()
         self.truth = truth
 
     def time(self, module, input_shape):
@@ -138,7 +135,7 @@ def test_validation_reports_and_saves(tmp_path):
     result = validate_table(calibrated, CAL, n=5, backend=Affine(truth, 0.01), progress=False)
     assert result.within_10pct == 100 and result.mape < 5 and result.calibrated
     csv_path, png_path = result.save(tmp_path)
-    assert csv_path.read_text().startswith("arch,predicted_ms,measured_ms,error_pct")
+    assert csv_path.read_text().startswith("arch,predicted_ms,measured_ms,raw_ms,error_pct")
     assert png_path.read_bytes()[:4] == b"\x89PNG"
     assert "MAPE" in result.format()
 
@@ -197,3 +194,34 @@ def test_estimated_table_covers_space_and_is_flagged():
     assert "ESTIMATED" in pred.format()
     with pytest.raises(HwnasError, match="unknown analytical device 'tpu'"):
         estimate_table("tpu", [CAL])
+
+
+def test_measurements_are_normalised_to_the_reference_speed():
+    truth = table()
+
+    class Drifting(Affine):
+        """The machine slows down linearly with every network timed (reference kernel alike);
+        network number 6 alone also meets a 3x burst of load."""
+
+        def __init__(self):
+            super().__init__(truth)
+            self.calls = 0
+
+        def time(self, module, input_shape):
+            self.calls += 1
+            burst = 3.0 if self.calls == 6 else 1.0
+            return super().time(module, input_shape) * (1 + self.calls / 4) * burst
+
+        def reference_ms(self) -> float:  # timed between network `calls` and the next one
+            return 1 + (self.calls + 0.5) / 4
+
+    specs = [spread_sample(CAL, torch.Generator().manual_seed(i)) for i in range(4)]
+    steady = [2.0 * predict_latency(s, truth).total_ms + 0.3 for s in specs]
+    one_pass = measure_archs(specs, Drifting(), progress=False, passes=1, reference_ms=1.0)
+    np.testing.assert_allclose(one_pass.ms, steady)  # drift cancels in every pass
+    np.testing.assert_allclose(np.array(one_pass.raw_ms) / steady, [1.25, 1.5, 1.75, 2.0])
+    assert one_pass.reference_ms == 1.0 and one_pass.reference_now_ms == pytest.approx(1.625)
+    three = measure_archs(specs, Drifting(), progress=False, passes=3, reference_ms=1.0)
+    np.testing.assert_allclose(three.ms, steady)  # the burst (network 2, pass 2) is outvoted
+    two = measure_archs(specs, Drifting(), progress=False, passes=2)
+    assert two.reference_ms == two.reference_now_ms  # no base given: this measurement's own

@@ -17,7 +17,7 @@ import torch
 from latency_predictors import latency_matrix, load_table, required_keys
 from latency_predictors.backends import OrtBackend, make_backend, summarize
 from latency_predictors.keys import key_label
-from latency_predictors.profile import partial_paths, pass_spread, profile_table, space_ops
+from latency_predictors.profile import partial_path, pass_spread, profile_table, space_ops
 from search_spaces import LayerSpec, Space
 from search_spaces.errors import HwnasError
 
@@ -36,7 +36,8 @@ def test_real_onnxruntime_profile(tmp_path):
     meta = load_table(tmp_path / "t.csv").metadata
     assert meta["provenance"] == "measured" and meta["mode"] == "CPUExecutionProvider"
     assert meta["spaces"] == [SMALL.name] and meta["profile_seconds"][SMALL.name] > 0
-    assert not any(p.exists() for p in partial_paths(tmp_path / "t.csv"))
+    assert not partial_path(tmp_path / "t.csv").exists()
+    assert meta["reference"]["ms"] > 0 and "conv3x3" in meta["reference"]["kernel"]
     matrix = latency_matrix(SMALL, table)
     assert [row[0] for row in matrix.per_layer] == [0.0, 0.0]
 
@@ -77,18 +78,21 @@ def test_resume_after_kill(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(KILLABLE.format(here=os.path.dirname(__file__)))
     proc = subprocess.Popen([sys.executable, str(script), str(out)])
-    partial_csv, _ = partial_paths(out)
+    partial = partial_path(out)
+
+    def done() -> int:  # measurements the checkpoint records
+        try:
+            return sum(map(len, json.loads(partial.read_text())["measured"].values()))
+        except (FileNotFoundError, ValueError):
+            return 0
+
     deadline = time.time() + 60
-    while time.time() < deadline and (not partial_csv.exists()
-                                      or len(partial_csv.read_text().splitlines()) < 3):
+    while time.time() < deadline and done() < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    rows_before = len(partial_csv.read_text().splitlines()) - 1
-    # measurements the checkpoint records (a kill between the CSV and the JSON write leaves
-    # one row whose measurement is not recorded yet: it is simply measured again)
-    done_before = sum(json.loads(partial_paths(out)[1].read_text())["passes_done"].values())
-    assert 2 <= rows_before < 9 and done_before in (rows_before, rows_before - 1)
+    done_before = done()
+    assert 2 <= done_before < 18
     assert not out.exists()
     calls = []
 
@@ -100,7 +104,7 @@ def test_resume_after_kill(tmp_path):
     table = profile_table(SMALL, Counting("cpu", 1, 0, 2), name="k", out=out, progress=False,
                           method="alone", passes=2)
     assert len(calls) == 2 * 9 - done_before and len(table.frame) == 9  # 2 passes
-    assert not partial_csv.exists()
+    assert not partial.exists()
 
 
 def test_summarize_is_robust_to_bursts():
@@ -158,33 +162,48 @@ def test_chain_method_cancels_call_overhead():
         measure_op(("head", 8, 10, 4, 4, 1, 0), factory, (8, 4, 4), backend, "x")
 
 
-def test_passes_keep_the_fastest(tmp_path):
-    class Bursty(OrtBackend):
-        """First pass slowed by a 'burst' of load, second pass quiet."""
+class _Drifting(OrtBackend):
+    """A machine whose speed changes over time: ``slowdown(call)`` multiplies every op and the
+    reference kernel alike, except ops listed in ``bursts`` (call numbers), which alone run 3x
+    slower (a burst of load too short to reach the reference timings)."""
 
-        def __init__(self):
-            super().__init__("cpu", 1, 0, 3)
-            self.calls = 0
+    def __init__(self, slowdown, bursts=()):
+        super().__init__("cpu", 1, 0, 3)
+        self.slowdown, self.bursts, self.calls = slowdown, set(bursts), 0
 
-        def time(self, module, shape):
-            self.calls += 1
-            slow = self.calls <= 9
-            return np.full(self.repeats, 2.0 if slow else 1.0)
+    def reference_ms(self) -> float:  # timed between op number `calls` and the next one
+        return 0.5 * self.slowdown(self.calls + 0.5)
 
-    backend = Bursty()
-    table = profile_table(SMALL, backend, name="b", out=tmp_path / "b.csv", progress=False,
-                          method="alone", passes=2)
-    assert backend.calls == 18 and (table.frame["median_ms"] == 1.0).all()
-    assert table.metadata["passes"] == 2 and table.metadata["method"] == "alone"
-    spread = table.metadata["pass_spread"][SMALL.name]  # every op: slowest pass 2x its fastest
-    assert spread["median_pct"] == spread["max_pct"] == 100.0
-    assert spread["ops_over_10pct"] == spread["ops"] == 9
+    def time(self, module, shape):
+        self.calls += 1
+        burst = 3.0 if self.calls in self.bursts else 1.0
+        true_ms = float(shape[0])  # ops differ: C of their input
+        return np.full(self.repeats, true_ms * self.slowdown(self.calls) * burst)
+
+
+def test_drift_cancels_by_the_reference_kernel(tmp_path):
+    steady = profile_table(SMALL, _Drifting(lambda call: 1.0), name="s", out=tmp_path / "s.csv",
+                           progress=False, method="alone", passes=3)
+    # the machine slows down steadily to 2x over the profile, and bursts hit one op per pass
+    drifting = _Drifting(lambda call: 1.0 + call / 27, bursts=(2, 13, 27))
+    table = profile_table(SMALL, drifting, name="d", out=tmp_path / "d.csv", progress=False,
+                          method="alone", passes=3)
+    assert drifting.calls == 27 and table.metadata["passes"] == 3
+    ratio = table.frame["median_ms"] / steady.frame["median_ms"]
+    np.testing.assert_allclose(ratio, ratio.iloc[0], rtol=1e-9)  # every op scaled alike
+    reference = table.metadata["reference"]
+    assert reference["ms"] == pytest.approx(0.5 * np.median(
+        [1.0 + c / 27 for c in range(28)]), rel=0.05) and reference["range_pct"] > 50
+    spread = table.metadata["pass_spread"][SMALL.name]
+    assert spread["ops_over_10pct"] == 3 and spread["max_pct"] == pytest.approx(200, rel=0.01)
 
 
 def test_pass_spread_names_the_worst_op():
     keys = [("a", 1, 1, 1, 1, 1, 0), ("b", 1, 1, 1, 1, 1, 0), ("c", 1, 1, 1, 1, 1, 0)]
-    fastest = {k: {"median_ms": 1.0} for k in keys}
-    slowest = {key_label(keys[0]): 1.02, key_label(keys[1]): 1.5, key_label(keys[2]): 1.0}
-    spread = pass_spread(fastest, slowest)
+    # (median, mean, std, samples, reference): op b's second pass is 1.5x after normalising
+    records = {keys[0]: [[1.0, 1, 0, 5, 1.0], [2.04, 2, 0, 5, 2.0]],
+               keys[1]: [[1.0, 1, 0, 5, 1.0], [1.5, 1.5, 0, 5, 1.0]],
+               keys[2]: [[1.0, 1, 0, 5, 1.0], [1.0, 1, 0, 5, 1.0]]}
+    spread = pass_spread(records)
     assert spread["max_op"] == key_label(keys[1]) and spread["max_pct"] == pytest.approx(50)
     assert spread["median_pct"] == pytest.approx(2) and spread["ops_over_10pct"] == 1
