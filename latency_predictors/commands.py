@@ -209,7 +209,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="(default onnxruntime)")
     p.add_argument("--ep", default=None, help="onnxruntime: cpu|cuda|tensorrt|openvino; torch: "
                    "cpu|cuda|cuda-graph; openvino: CPU|GPU|NPU|MYRIAD...")
-    p.add_argument("--space", default="cifar", help="space name(s), comma-separated")
+    p.add_argument("--space", default="cifar", help="space name(s), comma-separated "
+                   "(default cifar)")
     p.add_argument("--name", required=True, help="device name of the table")
     p.add_argument("--out", default=None, help="table path (NAME.csv + NAME.json); default "
                    "$HWNAS_TABLES/NAME.csv or ~/.hwnas/tables/NAME.csv")
@@ -218,12 +219,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
     p.add_argument("--passes", type=int, default=PROFILE_PASSES,
-                   help=f"passes over the ops, fastest kept (default {PROFILE_PASSES})")
+                   help="round-robin passes over the ops; each op keeps its median pass after "
+                   f"normalising by the reference kernel (default {PROFILE_PASSES})")
     p.add_argument("--method", choices=["chain", "alone"], default="alone",
-                   help="chain: candidates timed as (T(4 copies) - T(2 copies)) / 2")
+                   help="alone: each op timed by itself (default); chain: candidates timed as "
+                   "(T(4 copies) - T(2 copies)) / 2")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
                    help="fit the whole-network calibration on N random architectures "
-                   "(40 is a good start)")
+                   "(default 0: none; 40 is a good start)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_profile)
 
@@ -263,8 +266,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="cifar", help="(default cifar)")
     p.add_argument("-n", type=int, default=50, help="networks measured (default 50)")
     p.add_argument("--seed", type=int, default=1000, help="(default 1000)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="uniform",
-                   help="uniform candidates, or a random skip share like searched networks")
+    p.add_argument("--sampler", choices=SAMPLERS, default="spread",
+                   help="spread: a random skip share, like searched networks (default); "
+                   "uniform: every layer uniform over the candidates")
     p.add_argument("--out", default=None, help="folder for validation.csv and .png")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_validate)

@@ -96,7 +96,7 @@ def compare_tables(tables: list[LatencyTable], space: Space | str, n: int = 50,
                    seed: int = VALIDATION_SEED, backend: Backend | None = None,
                    progress: bool = True, sampler: str = "uniform") -> list[ValidationResult]:
     """Validate several tables on the same measured architectures (measured with ``backend``,
-    by default the first table's own)."""
+    by default the first table's own), each normalised to its own table's reference speed."""
     if sampler not in SAMPLERS:
         raise HwnasError(f"unknown sampler {sampler!r}; valid: {list(SAMPLERS)}")
     space = get_space(space) if isinstance(space, str) else space
@@ -106,20 +106,21 @@ def compare_tables(tables: list[LatencyTable], space: Space | str, n: int = 50,
     specs = [draw(generator) for _ in range(n)]
     for table in tables:  # fail on a missing row before the long measurement
         predict_latency(specs[0], table)
-    measured = measure_archs(specs, backend, f"validate {tables[0].device}", progress,
-                             reference_ms=table_reference_ms(tables[0]))
+    measured = measure_archs(specs, backend, f"validate {tables[0].device}", progress)
     results = []
     for table in tables:
         calib = table.calibration(space.name)
         applied = calib is not None and bool(calib.get("applied", True))
         predicted = [predict_latency(spec, table).total_ms for spec in specs]
+        base = table_reference_ms(table) or measured.reference_ms
+        normalised = [ms * base / measured.reference_ms for ms in measured.ms]
         frame = pd.DataFrame({"arch": [s.to_string() for s in specs],
-                              "predicted_ms": predicted, "measured_ms": measured.ms,
+                              "predicted_ms": predicted, "measured_ms": normalised,
                               "raw_ms": measured.raw_ms})
         frame["error_pct"] = (frame["predicted_ms"] / frame["measured_ms"] - 1) * 100
-        stats = errors(predicted, measured.ms)
+        stats = errors(predicted, normalised)
         results.append(ValidationResult(
             table.device, space.name, table.provenance, applied,
             frame, stats["mape"], stats["within_10pct"], stats["max_error"],
-            measured.reference_ms, measured.reference_now_ms))
+            base, measured.reference_now_ms))
     return results

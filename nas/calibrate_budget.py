@@ -25,6 +25,7 @@ import dataclasses
 import io
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
     if base.exists() and not config.resume:
         raise HwnasError(f"{out} already holds a calibration; pass --resume to continue it or "
                          "choose another --out")
-    if config.resume and not base.exists():
-        raise HwnasError(f"--resume: no calibration in {base}")
+    if config.resume and not base.exists() and config.progress:
+        print(f"--resume: no calibration in {base} yet (killed before it started?); starting "
+              "it afresh", file=sys.stderr)
     base.mkdir(parents=True, exist_ok=True)
     warmup = _warm_up(config, constraints, base / "warmup")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -26,7 +26,8 @@ from .sweep_run import sweep_run
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "json": ".json", "pt": ".pt"}
 _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "micro_batches",
                  "loss", "loss_strength", "seed", "data_limit", "resume", "weights", "arch_lr",
-                 "arch_every", "retrain_epochs", "retrain_images")
+                 "arch_every", "retrain_epochs", "retrain_images", "checkpoint_minutes",
+                 "budget_floor")
 
 
 def default_run_dir(dataset: str, space: str, devices: Sequence[str], budget: str) -> str:
@@ -197,11 +198,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default hinge_log)")
     p.add_argument("--loss-strength", type=_float, help="β of mul_log and hinge_log (default "
                    "0.3) or λ of add_linear (default 0.1)")
+    p.add_argument("--budget-floor", type=_float, help="derive the most probable net that "
+                   "uses at least this share of every budget, when one exists (default 0.9; 0: "
+                   "the most probable net under the budget)")
     p.add_argument("--calibrate-budget", type=_int, metavar="TRIALS", help="tune the loss "
                    "strength with Optuna over TRIALS searches so E[LAT] lands at the budget")
     p.add_argument("--out", help="run directory (default runs/DATA-SPACE-DEVICES-BUDGETS)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its checkpoint")
+    p.add_argument("--checkpoint-minutes", type=_float, help="also checkpoint within an epoch "
+                   "this often, so a kill loses minutes, not an epoch (default 5; 0: after "
+                   "every step)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (1 + 2 "
                    "epochs on 512 images, ~1 min)")
     p.add_argument("--short", action="store_true", help="the README's main job: 1 + 2 epochs "

@@ -53,6 +53,10 @@ class SearchConfig:
     #                          weights for this many epochs and report its test accuracy
     retrain_images: int | None = None  # fine-tune on this many training images (a superset
     #                          of the search's; default: the search's weight split)
+    budget_floor: float = 0.9  # derive the most probable net using >= 90 % of every budget,
+    #                            when one exists (nas.derive; 0: any net under the budget)
+    checkpoint_minutes: float = 5.0  # also checkpoint mid-epoch this often (Lightning's
+    #                                  train_time_interval); 0: after every step
     resume: bool = False
     progress: bool = True  # tqdm bars on stderr
 
@@ -77,6 +81,10 @@ class SearchConfig:
             raise HwnasError(f"retrain_epochs must be >= 0, got {self.retrain_epochs}")
         if self.retrain_images is not None and self.retrain_images < 2:
             raise HwnasError(f"retrain_images must be >= 2, got {self.retrain_images}")
+        if not 0 <= self.budget_floor < 1:
+            raise HwnasError(f"need 0 <= budget_floor < 1, got {self.budget_floor}")
+        if not 0 <= self.checkpoint_minutes < float("inf"):
+            raise HwnasError(f"need checkpoint_minutes >= 0, got {self.checkpoint_minutes}")
         if self.warmup_epochs < 0:
             raise HwnasError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.data_limit is not None and self.data_limit < 2:
@@ -106,9 +114,11 @@ class SearchConfig:
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues. A run directory
         may be moved, so ``out`` is not one of them; nor is ``micro_batches``, which like the
-        number of torchrun processes only changes how a batch is split over the hardware."""
+        number of torchrun processes only changes how a batch is split over the hardware, nor
+        ``checkpoint_minutes`` (how much a kill loses) or ``budget_floor`` (derivation only)."""
         return {k: v for k, v in self.to_dict().items()
-                if k not in ("resume", "progress", "out", "micro_batches")}
+                if k not in ("resume", "progress", "out", "micro_batches", "checkpoint_minutes",
+                             "budget_floor")}
 
     @classmethod
     def quick(cls, devices: tuple[str, ...], budgets_ms: tuple[float, ...],

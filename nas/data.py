@@ -186,10 +186,37 @@ def load_path(path: Path, cache_dir: Path = DEFAULT_CACHE) -> ImageData:
     except (OSError, ValueError, KeyError, EOFError, tarfile.TarError,
             pickle.UnpicklingError) as err:
         raise HwnasError(f"{path}: unreadable data ({type(err).__name__}: {err})") from None
+    arrays = _checked(arrays, path)
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
          if k != "classes"}
     return ImageData(path.name, tuple(str(c) for c in arrays["classes"]), t["train_x"],
                      t["train_y"].long(), t["test_x"], t["test_y"].long())
+
+
+def _checked(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """``arrays`` with 8-bit images, or one error naming what is wrong: images that are not
+    finite integers in 0..255 (a NaN, inf or fraction), labels outside the classes, or image and
+    label counts that differ. Integer or integral float images are converted to uint8."""
+    checked = dict(arrays)
+    classes = len(arrays["classes"])
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.dtype != np.uint8:
+            values = np.asarray(x, dtype=np.float64)
+            problem = ("NaN or infinite values" if not np.isfinite(values).all()
+                       else "values outside 0..255" if values.size and (
+                           values.min() < 0 or values.max() > 255)
+                       else "fractional values" if (values != np.round(values)).any() else None)
+            if problem:
+                raise HwnasError(f"{path}: {split} images ({x.dtype}) hold {problem}; hwnas "
+                                 "reads 8-bit images (integers 0..255)")
+            checked[f"{split}_x"] = values.astype(np.uint8)
+        if len(x) != len(y):
+            raise HwnasError(f"{path}: {len(x)} {split} images but {len(y)} labels")
+        if len(y) and (y.min() < 0 or y.max() >= classes):
+            raise HwnasError(f"{path}: {split} labels run from {y.min()} to {y.max()}, outside "
+                             f"the {classes} classes")
+    return checked
 
 
 def synthetic(shape: tuple[int, int, int] = (3, 32, 32), classes: int = 10, train: int = 512,

@@ -2,9 +2,10 @@
 
 Warm-up epochs train weights on uniformly sampled paths; search epochs alternate weight steps
 with an architecture step (held-out split) every ``arch_every`` weight steps. After every
-epoch a checkpoint holds the supernet, both optimisers, the path-sampling and data-order
-generators and the torch/numpy/python RNG states, so a resumed CPU run reproduces an
-uninterrupted one exactly. The final architecture comes from the exact knapsack
+epoch, and within an epoch every ``checkpoint_minutes``, a checkpoint holds the supernet, both
+optimisers, the path-sampling and data-order generators and the torch/numpy/python RNG states
+(mid-epoch: also the steps done, see :func:`_run_epoch`), so a resumed single-process run
+reproduces an uninterrupted one exactly. The final architecture comes from the exact knapsack
 (:mod:`nas.derive`), so the predicted latency meets every budget. Under ``torchrun`` the
 batches are split over the processes (:mod:`nas.distributed`) and rank 0 writes the run.
 """
@@ -16,7 +17,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from search_spaces import ArchSpec, HwnasError, Supernet, get_space
-from search_spaces.fileio import atomic_write_text
+from search_spaces.fileio import atomic_write_text, remove_stale_temporaries
 
 from . import distributed, rundir
 from .config import SearchConfig
@@ -79,8 +80,11 @@ def prepare_data(config: SearchConfig, device: torch.device) -> Splits:
 
 def _check_run_dir(config: SearchConfig) -> tuple[Path, bool]:
     """The run directory and whether there is a checkpoint to resume from. ``--resume`` on a
-    run killed before its first checkpoint starts it afresh (and says so)."""
+    run killed before its first checkpoint starts it afresh (and says so); it also deletes the
+    partial files a kill in the middle of a write left behind."""
     run_dir = Path(config.out)
+    if config.resume:
+        remove_stale_temporaries(run_dir)
     exists = (run_dir / rundir.CHECKPOINT).exists() or (run_dir / "summary.json").exists()
     if exists and not config.resume:
         raise HwnasError(f"{run_dir} already holds a run; pass --resume to continue it or "
@@ -98,26 +102,54 @@ def _cycle(batches: Batches, batch_size: int, generator: torch.Generator) -> Ite
         yield from batches.epoch(min(batch_size, len(batches)), generator, augment=False)
 
 
-def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int,
-               data_gen: torch.Generator) -> dict[str, float]:
+Checkpoint = Callable[[dict[str, Any]], None]
+
+
+def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int, data_gen: torch.Generator,
+               partial: dict[str, Any] | None = None,
+               checkpoint: Checkpoint | None = None) -> dict[str, float]:
+    """Train one epoch; every ``checkpoint_minutes`` hand ``checkpoint`` the epoch's progress.
+
+    The progress (``partial``) is the steps done, their losses and the data-order generator's
+    state at the epoch's start. Resuming from it replays the epoch's data pipeline (order and
+    augmentation draws, no training) up to that step, so the generator and every batch after it
+    are those of an uninterrupted run; weights, optimisers, α and RNG states come from the
+    checkpoint itself.
+    """
     config = engine.config
     warm = epoch < config.warmup_epochs
     batch_size = min(config.batch_size, len(splits.weight))
     steps = len(splits.weight) // batch_size
     phase_epoch, phase_len = ((epoch, config.warmup_epochs) if warm
                               else (epoch - config.warmup_epochs, config.epochs))
+    start = time.perf_counter()
+    partial = partial or {"step": 0, "weight_losses": [], "arch_losses": [], "seconds": 0.0,
+                          "data_start": data_gen.get_state()}
+    data_gen.set_state(partial["data_start"])
+    weight_losses, arch_losses = list(partial["weight_losses"]), list(partial["arch_losses"])
     held_out = _cycle(splits.arch, batch_size, data_gen)
-    weight_losses, arch_losses = [], []
-    bar = tqdm(splits.weight.epoch(batch_size, data_gen, augment=True), total=steps,
-               desc=f"epoch {epoch + 1}/{config.total_epochs}{' (warm-up)' if warm else ''}",
-               disable=not config.progress, leave=False)
-    for step, (x, y) in enumerate(bar):
+    bar = tqdm(total=steps, initial=partial["step"], leave=False, disable=not config.progress,
+               desc=f"epoch {epoch + 1}/{config.total_epochs}{' (warm-up)' if warm else ''}")
+    last_save = time.monotonic()
+    for step, (x, y) in enumerate(splits.weight.epoch(batch_size, data_gen, augment=True)):
+        arch_batch = next(held_out) if not warm and (step + 1) % config.arch_every == 0 else None
+        if step < partial["step"]:
+            continue  # replayed: the data pipeline only
         engine.set_lr((phase_epoch * steps + step) / (phase_len * steps))
         weight_losses.append(engine.weight_step(x, y, uniform=warm))
-        if not warm and (step + 1) % config.arch_every == 0:
-            arch_losses.append(engine.arch_step(*next(held_out)))
+        if arch_batch is not None:
+            arch_losses.append(engine.arch_step(*arch_batch))
+        bar.update()
+        if checkpoint and step + 1 < steps and (
+                time.monotonic() - last_save >= 60 * config.checkpoint_minutes):
+            checkpoint({"step": step + 1, "weight_losses": weight_losses,
+                        "arch_losses": arch_losses, "data_start": partial["data_start"],
+                        "seconds": partial["seconds"] + time.perf_counter() - start})
+            last_save = time.monotonic()
+    bar.close()
     return {"weight_loss": float(np.mean(weight_losses)) if weight_losses else math.nan,
-            "arch_loss": float(np.mean(arch_losses)) if arch_losses else None}
+            "arch_loss": float(np.mean(arch_losses)) if arch_losses else None,
+            "seconds": partial["seconds"] + time.perf_counter() - start}
 
 
 def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[str, float],
@@ -158,11 +190,13 @@ def _epoch_line(row: dict[str, Any]) -> str:
 
 
 def derive(engine: SearchEngine) -> ArchSpec:
-    """The most probable architecture that meets every budget (exact knapsack on log p)."""
+    """The most probable architecture that meets every budget and, when one can, uses at least
+    ``budget_floor`` of each (exact knapsack on log p)."""
     with torch.no_grad():
         scores = [torch.log_softmax(a.double(), 0).tolist()
                   for a in engine.supernet.arch_parameters()]
-    choice = solve(scores, [c.device_budget() for c in engine.constraints])
+    choice = solve(scores, [c.device_budget() for c in engine.constraints],
+                   engine.config.budget_floor)
     return engine.supernet.space.spec_from_indices(choice)
 
 
@@ -226,24 +260,31 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
     engine.set_arch_lr(config.arch_lr_for(len(splits.weight) // min(config.batch_size,
                                                                     len(splits.weight))))
     data_gen = torch.Generator().manual_seed(config.seed + 1)
+    partial = state.get("partial_epoch") if state else None
     if state is not None:
         _restore(engine, state, data_gen)
         if config.progress:
-            tqdm.write(f"resuming {run_dir} after epoch {state['epoch']} of "
-                       f"{config.total_epochs}", file=sys.stderr)
+            where = (f"in epoch {state['epoch'] + 1} after step {partial['step']}" if partial
+                     else f"after epoch {state['epoch']}")
+            tqdm.write(f"resuming {run_dir} {where} of {config.total_epochs}", file=sys.stderr)
     group.broadcast(engine.supernet)
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     history = list(state["history"]) if state else []
     probs = list(state["probs"]) if state else []
     for epoch in range(state["epoch"] if state else 0, config.total_epochs):
-        start = time.perf_counter()
-        losses = _run_epoch(engine, splits, epoch, data_gen)
+        def save_partial(progress: dict[str, Any], epoch: int = epoch) -> None:
+            rundir.save_checkpoint(run_dir, {**_checkpoint(engine, epoch, history, probs,
+                                                           data_gen), "partial_epoch": progress})
+
+        losses = _run_epoch(engine, splits, epoch, data_gen, partial,
+                            save_partial if group.is_main else None)
+        partial = None
+        seconds = losses.pop("seconds")
         group.check_identical(list(engine.supernet.parameters()), "weights and α")
         group.average([b for b in engine.supernet.buffers() if b.is_floating_point()])
         if group.is_main:
-            history.append(_epoch_row(engine, splits, epoch, losses,
-                                      time.perf_counter() - start))
+            history.append(_epoch_row(engine, splits, epoch, losses, seconds))
             if config.progress:
                 tqdm.write(_epoch_line(history[-1]), file=sys.stderr)
             probs.append(engine.probs().tolist())

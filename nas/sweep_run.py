@@ -47,17 +47,18 @@ def _load_run(run_dir: Path) -> tuple[SearchConfig, Supernet]:
     return config, rundir.load_supernet(run_dir, state)
 
 
-def _derived_per_budget(supernet: Supernet, matrix: LatencyMatrix, budgets: Sequence[float]
-                        ) -> dict[float, ArchSpec | None]:
-    """ProxylessNAS's derivation at each budget: the most probable architecture that fits
-    (exact knapsack on log p); None where the budget is below the smallest achievable latency."""
+def _derived_per_budget(supernet: Supernet, matrix: LatencyMatrix, budgets: Sequence[float],
+                        floor: float) -> dict[float, ArchSpec | None]:
+    """The search's derivation at each budget: the most probable architecture that fits and
+    uses ``floor`` of the budget when one can (exact knapsack on log p); None where the budget
+    is below the smallest achievable latency."""
     with torch.no_grad():
         scores = [torch.log_softmax(a.double(), 0).tolist() for a in supernet.arch_parameters()]
     derived: dict[float, ArchSpec | None] = {}
     for budget in budgets:
         device = DeviceBudget(matrix.device, budget, matrix.fixed_ms, matrix.per_layer)
         try:
-            derived[budget] = supernet.space.spec_from_indices(solve(scores, [device]))
+            derived[budget] = supernet.space.spec_from_indices(solve(scores, [device], floor))
         except HwnasError:
             derived[budget] = None
     return derived
@@ -119,7 +120,7 @@ def sweep_run(run_dir: str | Path, device: str, budgets: Sequence[float], n_tria
     if not calibration or not evaluation:
         raise HwnasError("the run's data split is empty")
     evaluate = supernet_evaluator(supernet, calibration, evaluation)
-    derived = _derived_per_budget(supernet, matrix, budgets)
+    derived = _derived_per_budget(supernet, matrix, budgets, config.budget_floor)
     result = sweep(space, matrix, budgets, evaluate, n_trials, seed, storage, study_name,
                    progress=True, seeds=[spec for spec in derived.values() if spec is not None])
     scored = {p.spec: p for p in result.points}

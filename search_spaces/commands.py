@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("space", help="describe a search space or sample architectures")
     p.add_argument("name", nargs="?", default="cifar", help=f"one of {sorted(SPACES)}")
     p.add_argument("--sample", type=int, default=0, metavar="N",
-                   help="print N random ArchSpecs as JSON lines")
+                   help="print N random ArchSpecs as JSON lines (default 0: the space's "
+                   "summary)")
     p.add_argument("--seed", type=int, default=0, help="(default 0)")
     p.set_defaults(func=_space)

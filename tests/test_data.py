@@ -136,3 +136,45 @@ def test_batches_augment_on_tensors_deterministically() -> None:
     x = torch.arange(2 * 8 * 8, dtype=torch.float).view(2, 1, 8, 8)
     out = random_crop_flip(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape
+
+
+@pytest.mark.parametrize(("value", "problem"), [(np.nan, "NaN or infinite"),
+                                                (np.inf, "NaN or infinite"),
+                                                (300.0, "outside 0..255"), (0.5, "fractional")])
+def test_non_finite_or_out_of_range_images_are_one_error(tmp_path: Path, value: float,
+                                                         problem: str) -> None:
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        pixels = np.full((2, 3072), 7.0)
+        if name == "data_batch_3":
+            pixels[1, 5] = value
+        (tmp_path / name).write_bytes(pickle.dumps({b"data": pixels, b"labels": [0, 1]}))
+    with pytest.raises(HwnasError, match=f"train images \\(float64\\) hold {problem}"):
+        load_path(tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_integral_float_images_become_uint8_and_labels_are_checked(tmp_path: Path) -> None:
+    def write(labels: list[int]) -> None:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batch = {b"data": np.full((2, 3072), 200.0), b"labels": labels}
+            (tmp_path / name).write_bytes(pickle.dumps(batch))
+
+    write([0, 9])
+    loaded = load_path(tmp_path, cache_dir=tmp_path / "cache")
+    assert loaded.train_x.dtype == torch.uint8 and int(loaded.train_x.max()) == 200
+    write([0, 10])
+    with pytest.raises(HwnasError, match="labels run from 0 to 10, outside the 10 classes"):
+        load_path(tmp_path, cache_dir=tmp_path / "cache2")
+
+
+def test_search_on_nan_images_is_one_error_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    import cli
+
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": np.full((2, 3072), np.nan), b"labels": [0, 1]}
+        (tmp_path / name).write_bytes(pickle.dumps(batch))
+    out = tmp_path / "run"
+    code = cli.main(["search", "--quick", "--device", "cpu", "--budget", "1ms", "--dataset",
+                     str(tmp_path), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "NaN or infinite values" in err[0]
+    assert not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import time
 
 import pytest
 
@@ -43,10 +44,11 @@ def _instance(rng: random.Random, layers: int, cands: int, devices: int):
     return scores, budgets
 
 
-def _brute_force(scores, budgets) -> float | None:
+def _brute_force(scores, budgets, floor: float = 0.0) -> float | None:
     best = None
     for choice in itertools.product(*[range(len(row)) for row in scores]):
-        if all(total_latency(b, choice) <= b.budget_ms for b in budgets):
+        if all(floor * b.budget_ms <= total_latency(b, choice) <= b.budget_ms
+               for b in budgets):
             value = sum(row[c] for row, c in zip(scores, choice, strict=True))
             best = value if best is None else max(best, value)
     return best
@@ -71,6 +73,31 @@ def test_knapsack_matches_brute_force(devices: int) -> None:
     assert devices == 1 or checked_infeasible > 0  # jointly infeasible cases were exercised
 
 
+@pytest.mark.parametrize("devices", [1, 2])
+def test_knapsack_with_a_budget_floor_matches_brute_force(devices: int) -> None:
+    rng = random.Random(10 + devices)
+    filled = fell_back = 0
+    for _ in range(80):
+        scores, budgets = _instance(rng, rng.randint(1, 5), rng.randint(2, 5), devices)
+        if _brute_force(scores, budgets) is None:
+            continue
+        floor = rng.choice([0.5, 0.8, 0.9, 0.97])
+        choice = solve(scores, budgets, floor)
+        got = sum(row[c] for row, c in zip(scores, choice, strict=True))
+        in_band = _brute_force(scores, budgets, floor)
+        if in_band is None:  # no net reaches the floor: the plain optimum
+            assert got == pytest.approx(_brute_force(scores, budgets), abs=1e-9)
+            fell_back += 1
+        else:
+            assert all(floor * b.budget_ms <= total_latency(b, choice) <= b.budget_ms
+                       for b in budgets)
+            assert got == pytest.approx(in_band, abs=1e-9)
+            filled += 1
+    assert filled > 10 and fell_back > 0
+    with pytest.raises(HwnasError, match="floor must be in"):
+        solve(scores, budgets, 1.0)
+
+
 def test_knapsack_budget_exactly_reachable() -> None:
     # The only feasible choice sits exactly on the budget: no rounding may drop it.
     rows = ((0.1, 0.2), (0.2, 0.1), (0.3, 0.7))
@@ -91,13 +118,15 @@ def test_infeasible_names_smallest_latency_per_device() -> None:
     assert "\n" not in message
 
 
-def test_knapsack_is_fast_on_a_realistic_size() -> None:
+@pytest.mark.parametrize(("layers", "cands", "devices", "floor"),
+                         [(12, 31, 2, 0.0), (12, 31, 2, 0.9), (21, 37, 1, 0.9)])
+def test_knapsack_is_fast_on_a_realistic_size(layers: int, cands: int, devices: int,
+                                              floor: float) -> None:
     rng = random.Random(7)
-    scores, budgets = _instance(rng, 12, 31, 2)
+    scores, budgets = _instance(rng, layers, cands, devices)
     budgets = [DeviceBudget(b.device, (min_latency(b) + b.budget_ms) / 2, b.fixed_ms,
                             b.per_layer) for b in budgets]
-    try:
-        choice = solve(scores, budgets)
-    except HwnasError:
-        return
+    start = time.perf_counter()
+    choice = solve(scores, budgets, floor)
+    assert time.perf_counter() - start < 2.0  # a search derives after every epoch
     assert all(total_latency(b, choice) <= b.budget_ms for b in budgets)

@@ -15,6 +15,7 @@ import torch
 from latency_predictors import LatencyMatrix, make_table, new_metadata, required_keys, save_table
 from nas import SearchConfig, search
 from nas.constraints import Constraint
+from nas.engine import SearchEngine
 from nas.rundir import load_checkpoint
 from search_spaces import SPACES, HwnasError, LayerSpec, Space, register_space
 
@@ -89,6 +90,39 @@ def test_resume_after_kill_gives_the_same_run(tmp_path: Path) -> None:
     b = load_checkpoint(tmp_path / "cut")["engine"]["supernet"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+class _Killed(Exception):
+    """Stands in for a kill -9 in the middle of a training step."""
+
+
+@pytest.mark.parametrize("kill_at", [3, 12])  # weight steps: in warm-up, mid search epoch
+def test_mid_epoch_checkpoint_resumes_to_the_same_run(tmp_path: Path, kill_at: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = search(tiny_config(tmp_path / "whole"), [tiny_constraint(4.0)])
+    real_step, calls = SearchEngine.weight_step, []
+
+    def dying_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == kill_at:
+            raise _Killed
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SearchEngine, "weight_step", dying_step)
+    with pytest.raises(_Killed):  # checkpoint after every step, killed in step `kill_at`
+        search(tiny_config(tmp_path / "cut", checkpoint_minutes=0), [tiny_constraint(4.0)])
+    state = load_checkpoint(tmp_path / "cut")
+    assert state["partial_epoch"]["step"] == (kill_at - 1) % 7  # 7 steps per epoch
+    monkeypatch.setattr(SearchEngine, "weight_step", real_step)
+    resumed = search(tiny_config(tmp_path / "cut", resume=True), [tiny_constraint(4.0)])
+    assert resumed.spec == whole.spec
+    a = load_checkpoint(tmp_path / "whole")
+    b = load_checkpoint(tmp_path / "cut")
+    assert "partial_epoch" not in b
+    for key in a["engine"]["supernet"]:
+        assert torch.equal(a["engine"]["supernet"][key], b["engine"]["supernet"][key]), key
+    for row_a, row_b in zip(a["history"], b["history"], strict=True):
+        assert {**row_a, "seconds": 0} == {**row_b, "seconds": 0}
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path: Path,
