@@ -140,7 +140,8 @@ def test_batches_augment_on_tensors_deterministically() -> None:
 
 @pytest.mark.parametrize(("value", "problem"), [(np.nan, "NaN or infinite"),
                                                 (np.inf, "NaN or infinite"),
-                                                (300.0, "outside 0..255"), (0.5, "fractional")])
+                                                (300.0, "values outside 0..255"),
+                                                (0.5, "fractional values")])
 def test_non_finite_or_out_of_range_images_are_one_error(tmp_path: Path, value: float,
                                                          problem: str) -> None:
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:

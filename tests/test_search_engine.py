@@ -170,7 +170,8 @@ def test_scheduled_search_ends_with_decisive_probabilities(tmp_path: Path, weigh
     rows = []
     for arch_lr in (None, 1e-3):
         out = tmp_path / f"{weights}-{arch_lr}"
-        search(tiny_config(out, 2.0, epochs=3, weights=weights, arch_lr=arch_lr),
+        search(tiny_config(out, 2.0, epochs=3, weights=weights, arch_lr=arch_lr,
+                           budget_floor=0.0),  # the derived net: the most probable one
                [tiny_constraint(2.0)])
         rows.append(load_checkpoint(out)["history"][-1])
     scheduled, fixed = rows
