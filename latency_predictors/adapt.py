@@ -1,17 +1,19 @@
 """Few-shot adaptation of a measured table to this host (``hwnas tables adapt``).
 
 A shipped per-op table was measured on someone else's machine. Re-profiling every op here
-takes minutes; most of the error between two hosts is a speed factor per op class plus an
+takes minutes; most of the error between two hosts is a speed factor per op group plus an
 offset (the ratio measured/predicted of the shipped `cpu` table on another host ran from 0.60
 to 0.74). Adaptation keeps the per-op table and refits only its whole-network calibration on
 a few spread networks measured end to end here (per space: ``none`` / ``affine`` /
-``per-class``, chosen by cross-validation, as :func:`latency_predictors.calibrate.calibrate`
-does). This is the transfer idea of HELP (Lee et al., NeurIPS 2021: 10 samples on a new
-device) and LitePred (Feng et al., NSDI 2024), on the simplest model that keeps the knapsack
-and the expected latency exact. The networks are measured drift-normalised to this host's
-reference speed (timed first, and recorded as the adapted table's ``reference``; the source
-table's stays in ``adapted_from``). The adapted table records this host's fingerprint and
-where it came from.
+``per-class`` / ``per-kernel``, chosen by cross-validation, as
+:func:`latency_predictors.calibrate.calibrate` does; between a Zen 3 and a Zen 5 host the
+per-op speed-up depends mostly on the kernel size: k3 ops ×0.40, k5 ×0.38, k7 ×0.32). This
+is the transfer idea of HELP (Lee et al., NeurIPS 2021: 10 samples on a new device) and
+LitePred (Feng et al., NSDI 2024), on the simplest model that keeps the knapsack and the
+expected latency exact. The networks are measured drift-normalised to this host's reference
+speed (timed first, and recorded as the adapted table's ``reference``; the source table's
+stays in ``adapted_from``). The adapted table records this host's fingerprint and where it
+came from.
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ from search_spaces import ArchSpec, Space, build, get_space
 from search_spaces.errors import HwnasError
 
 from .backends import Backend, make_backend, summarize
-from .keys import op_class
+from .keys import op_group
 from .predictor import LatencyMatrix, latency_matrix
-from .table import LatencyTable
+from .table import GROUPINGS, LatencyTable
 
 WHOLE_NETWORK_REPEATS = 100  # a cifar network takes 3-15 ms on one x86 core
 
@@ -127,37 +127,44 @@ def table_reference_ms(table: LatencyTable) -> float | None:
 
 @dataclass(frozen=True)
 class TableParts:
-    """Uncalibrated table sums of architectures (one row each), split by op class."""
+    """Uncalibrated table sums of architectures (one row each), split by op group."""
 
-    classes: tuple[str, ...]  # op classes of the space's non-skip candidates (keys.op_class)
+    classes: tuple[str, ...]  # op groups of the space's non-skip candidates (keys.op_group)
     fixed: np.ndarray  # (n,) the fixed parts: stem, downsamples, head
-    by_class: np.ndarray  # (n, len(classes)): Σ table entries of the layers of each class
+    by_class: np.ndarray  # (n, len(classes)): Σ table entries of the layers of each group
+    grouping: str = "class"  # how candidates are grouped (keys.op_group)
+
+    def rows(self, index: np.ndarray) -> TableParts:
+        """The same parts for the architectures ``index`` only."""
+        return TableParts(self.classes, self.fixed[index], self.by_class[index], self.grouping)
 
     @property
     def total(self) -> np.ndarray:
         return self.fixed + self.by_class.sum(axis=1)
 
 
-def table_parts(specs: Sequence[ArchSpec], space: Space, matrix: LatencyMatrix) -> TableParts:
+def table_parts(specs: Sequence[ArchSpec], space: Space, matrix: LatencyMatrix,
+                grouping: str = "class") -> TableParts:
     """:class:`TableParts` of ``specs`` from an uncalibrated ``matrix`` of ``space``."""
-    classes = tuple(dict.fromkeys(c for c in map(op_class, space.candidates) if c))
+    classes = tuple(dict.fromkeys(g for c in space.candidates if (g := op_group(c, grouping))))
     by_class = np.zeros((len(specs), len(classes)))
     for row, spec in enumerate(specs):
         for layer, choice in enumerate(spec.layers):
-            if (name := op_class(choice)) is not None:
+            if (name := op_group(choice, grouping)) is not None:
                 by_class[row, classes.index(name)] += matrix.per_layer[layer][
                     space.candidate_index(choice)]
-    return TableParts(classes, np.full(len(specs), matrix.fixed_ms), by_class)
+    return TableParts(classes, np.full(len(specs), matrix.fixed_ms), by_class, grouping)
 
 
 @dataclass(frozen=True)
 class Fit:
-    """``measured ≈ scale · fixed parts + Σ_c s_c · (table sum of class c) + offset_ms`` with
+    """``measured ≈ scale · fixed parts + Σ_c s_c · (table sum of group c) + offset_ms`` with
     ``s_c = class_scales.get(c, scale)``: affine when ``class_scales`` is empty."""
 
     scale: float
     offset_ms: float
     class_scales: dict[str, float] = field(default_factory=dict)
+    grouping: str = "class"  # what the keys of class_scales are (keys.op_group)
 
     def __call__(self, parts: TableParts) -> np.ndarray:
         scales = np.array([self.class_scales.get(c, self.scale) for c in parts.classes])
@@ -167,6 +174,7 @@ class Fit:
         rounded = {"scale": round(self.scale, 6), "offset_ms": round(self.offset_ms, 6)}
         if self.class_scales:
             rounded["class_scales"] = {c: round(v, 6) for c, v in self.class_scales.items()}
+            rounded["groups"] = self.grouping
         return rounded
 
 
@@ -184,9 +192,10 @@ def fit_affine(table_sums: Sequence[float], measured: Sequence[float]) -> Fit:
     return Fit(float(scale), float(offset))
 
 
-def fit_per_class(parts: TableParts, measured: Sequence[float]) -> Fit | None:
-    """One scale per op class and an offset, by least squares on the relative error; the fixed
-    parts keep scale 1 (they are the same in every network, so the offset absorbs them).
+def fit_per_group(parts: TableParts, measured: Sequence[float]) -> Fit | None:
+    """One scale per op group (``parts.grouping``: class or kernel size) and an offset, by least
+    squares on the relative error; the fixed parts keep scale 1 (they are the same in every
+    network, so the offset absorbs them).
 
     Ops timed alone are biased by class (on the x86 host cheap ``sum``/``star``/``quad``
     blocks are over-predicted by ~4-6 % and the r-branch ``poly2``/``rbf`` ones
@@ -203,7 +212,7 @@ def fit_per_class(parts: TableParts, measured: Sequence[float]) -> Fit | None:
     if (coef[:-1] <= 0).any():
         return None
     return Fit(1.0, float(coef[-1]), dict(zip(parts.classes, map(float, coef[:-1]),
-                                              strict=True)))
+                                              strict=True)), parts.grouping)
 
 
 def describe_calibration(calib: dict[str, Any]) -> str:
@@ -212,7 +221,7 @@ def describe_calibration(calib: dict[str, Any]) -> str:
         return "fitted but not applied (no calibration cross-validated best)"
     if calib.get("class_scales"):
         scales = ", ".join(f"{c} ×{v:.3f}" for c, v in calib["class_scales"].items())
-        return f"per-class: {scales}, offset {calib['offset_ms']:+.4f} ms"
+        return f"per-{calib.get('groups', 'class')}: {scales}, offset {calib['offset_ms']:+.4f} ms"
     return f"affine: {calib['scale']:.4f} × table sum {calib['offset_ms']:+.4f} ms"
 
 
@@ -226,34 +235,48 @@ def errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, f
 
 
 CV_FOLDS = 5
-MODELS = ("none", "affine", "per-class")  # simplest first: ties go to the simpler model
+# simplest first: ties go to the simpler model; per-group models name their grouping
+MODELS = {"none": None, "affine": None, "per-class": "class", "per-kernel": "kernel"}
+Parts = TableParts | dict[str, TableParts]  # one grouping's parts, or parts per grouping
 
 
-def fit_model(model: str, parts: TableParts, measured: np.ndarray) -> Fit | None:
-    """Fit calibration ``model`` (one of :data:`MODELS`); None when it cannot be fitted."""
+def _by_grouping(parts: Parts) -> dict[str, TableParts]:
+    return parts if isinstance(parts, dict) else {parts.grouping: parts}
+
+
+def fit_model(model: str, parts: Parts, measured: np.ndarray) -> Fit | None:
+    """Fit calibration ``model`` (one of :data:`MODELS`); None when it cannot be fitted (or
+    ``parts`` lack its grouping)."""
+    groups = _by_grouping(parts)
     if model == "none":
         return Fit(1.0, 0.0)
     if model == "affine":
-        return fit_affine(parts.total, measured)
-    return fit_per_class(parts, measured)
+        return fit_affine(next(iter(groups.values())).total, measured)
+    return fit_per_group(groups[MODELS[model]], measured) if MODELS[model] in groups else None
 
 
-def cross_validate(parts: TableParts, measured: np.ndarray, folds: int = CV_FOLDS,
+def predict(fit: Fit, parts: Parts) -> np.ndarray:
+    """``fit``'s prediction of the architectures of ``parts`` (under the fit's grouping)."""
+    return fit(_by_grouping(parts).get(fit.grouping) or next(iter(_by_grouping(parts).values())))
+
+
+def cross_validate(parts: Parts, measured: np.ndarray, folds: int = CV_FOLDS,
                    seed: int = 0) -> dict[str, np.ndarray]:
     """Out-of-fold predictions of every model of :data:`MODELS` that fits on every fold:
     each network is predicted by the model fitted on the other folds."""
+    groups = _by_grouping(parts)
     order = np.random.default_rng(seed).permutation(len(measured))
     predictions = {model: np.empty(len(measured)) for model in MODELS}
     for held in np.array_split(order, folds):
         train = np.setdiff1d(order, held)
-        sub = TableParts(parts.classes, parts.fixed[train], parts.by_class[train])
-        held_parts = TableParts(parts.classes, parts.fixed[held], parts.by_class[held])
+        sub = {g: p.rows(train) for g, p in groups.items()}
+        held_parts = {g: p.rows(held) for g, p in groups.items()}
         for model in list(predictions):
             fit = fit_model(model, sub, measured[train])
             if fit is None:
                 del predictions[model]
             else:
-                predictions[model][held] = fit(held_parts)
+                predictions[model][held] = predict(fit, held_parts)
     return predictions
 
 
@@ -281,7 +304,7 @@ def calibrate(table: LatencyTable, space: Space | str, n: int = 40, seed: int = 
     matrix = latency_matrix(space, _without_calibration(table, space.name))
     generator = torch.Generator().manual_seed(seed)
     specs = [spread_sample(space, generator) for _ in range(n)]
-    parts = table_parts(specs, space, matrix)
+    parts = {g: table_parts(specs, space, matrix, g) for g in GROUPINGS}
     measured = np.array(measure_archs(specs, backend, f"calibrate {space.name}", progress,
                                       reference_ms=table_reference_ms(table)).ms)
     scores = {model: errors(p, measured)
@@ -295,7 +318,7 @@ def calibrate(table: LatencyTable, space: Space | str, n: int = 40, seed: int = 
         "fitted": {m: fit.record() for m, fit in fits.items() if fit is not None},
         "cv_mape": {m: score["mape"] for m, score in scores.items()}, "cv_folds": CV_FOLDS,
         "fitted_on_n": n, "fit_seed": seed, "fit_sampler": "spread_sample",
-        "fit_mape_in_sample": errors(chosen(parts), measured)["mape"],
+        "fit_mape_in_sample": errors(predict(chosen, parts), measured)["mape"],
         # cross-validated (out-of-fold) accuracy without and with the chosen model
         "mape_before": before["mape"], "mape_after": after["mape"],
         "within_10pct_before": before["within_10pct"],
@@ -303,9 +326,9 @@ def calibrate(table: LatencyTable, space: Space | str, n: int = 40, seed: int = 
         "measured_ms_range": [round(float(measured.min()), 4),
                               round(float(measured.max()), 4)],
         # per network: uncalibrated table sum of each class, fixed parts, measured (ms)
-        "fit_columns": [*parts.classes, "fixed", "measured"],
+        "fit_columns": [*parts["class"].classes, "fixed", "measured"],
         "fit_points": [[round(float(v), 4) for v in (*row, fixed, y)] for row, fixed, y in zip(
-            parts.by_class, parts.fixed, measured, strict=True)],
+            parts["class"].by_class, parts["class"].fixed, measured, strict=True)],
         "backend": backend.mode, "repeats": backend.repeats}
     calibrated = _without_calibration(table, space.name)
     calibrated.metadata.setdefault("calibration", {})[space.name] = entry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from search_spaces import FixedPart, LayerSlot, LayerSpec, Space
 
-from .table import BRANCHED_INTERACTIONS, OpKey, op_key
+from .table import BRANCHED_INTERACTIONS, GROUPINGS, OpKey, op_key
 
 
 def candidate_key(layer: LayerSpec, slot: LayerSlot, branches: int) -> OpKey | None:
@@ -15,10 +15,21 @@ def candidate_key(layer: LayerSpec, slot: LayerSlot, branches: int) -> OpKey | N
     return op_key(layer.token, slot.channels, slot.channels, slot.height, slot.width, 1, r)
 
 
+def op_group(layer: LayerSpec, grouping: str = "class") -> str | None:
+    """The calibration group of a candidate, None for skip (0 ms, never scaled). By ``class``:
+    its interaction (``sum`` ... ``rbf``) for an interaction block, ``mbconv`` for MBConv; by
+    ``kernel``: its kernel size (``k3``, ``k5``, ``k7``), which decides most of how an op's
+    speed changes between two CPUs (Zen 3 to Zen 5: k3 ops ×0.40, k7 ×0.32, any class)."""
+    if layer.op == "skip":
+        return None
+    if grouping not in GROUPINGS:
+        raise ValueError(f"unknown grouping {grouping!r}")
+    return layer.family if grouping == "class" else f"k{layer.kernel}"
+
+
 def op_class(layer: LayerSpec) -> str | None:
-    """The calibration class of a candidate: its interaction (``sum`` ... ``rbf``) for an
-    interaction block, ``mbconv`` for MBConv, None for skip (0 ms, never scaled)."""
-    return layer.family
+    """The calibration class of a candidate (``op_group`` by class)."""
+    return op_group(layer, "class")
 
 
 def fixed_key(part: FixedPart) -> OpKey:

@@ -23,7 +23,7 @@ import torch
 from search_spaces import ArchSpec, Space, get_space
 from search_spaces.errors import HwnasError
 
-from .keys import fixed_key, key_label, layer_keys, op_class, required_keys
+from .keys import fixed_key, key_label, layer_keys, op_group, required_keys
 from .table import LatencyTable, OpKey
 
 _SHOW_MISSING = 4
@@ -74,22 +74,25 @@ def check_coverage(space: Space, table: LatencyTable) -> None:
                      f"{profile_command(table, space.name)}")
 
 
-def calibration_of(table: LatencyTable, space: str) -> tuple[float, float, dict[str, float]]:
-    """(scale, offset_ms, class_scales) of ``table`` for ``space``; (1, 0, {}) when
-    uncalibrated."""
+def calibration_of(table: LatencyTable, space: str
+                   ) -> tuple[float, float, dict[str, float], str]:
+    """(scale, offset_ms, class_scales, grouping) of ``table`` for ``space``: ``class_scales``
+    maps op groups (:func:`latency_predictors.keys.op_group` under ``grouping``) to their
+    scale; (1, 0, {}, "class") when uncalibrated."""
     calib = table.calibration(space)
     if calib is None:
-        return 1.0, 0.0, {}
+        return 1.0, 0.0, {}, "class"
     return (float(calib["scale"]), float(calib["offset_ms"]),
-            {c: float(v) for c, v in (calib.get("class_scales") or {}).items()})
+            {c: float(v) for c, v in (calib.get("class_scales") or {}).items()},
+            str(calib.get("groups", "class")))
 
 
 def latency_matrix(space: Space, table: LatencyTable) -> LatencyMatrix:
     """Per-layer × per-candidate latencies (ms) and fixed latency of ``space`` on ``table``."""
     check_coverage(space, table)
     lookup = table.lookup()
-    scale, offset, class_scales = calibration_of(table, space.name)
-    scales = [class_scales.get(op_class(c) or "", scale) for c in space.candidates]
+    scale, offset, class_scales, grouping = calibration_of(table, space.name)
+    scales = [class_scales.get(op_group(c, grouping) or "", scale) for c in space.candidates]
 
     def ms(key: OpKey | None, s: float = scale) -> float:
         return 0.0 if key is None else s * lookup[key]

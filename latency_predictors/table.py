@@ -51,6 +51,7 @@ REQUIRED_METADATA: dict[str, type | tuple[type, ...]] = {
     "threads": int, "batch_size": int, "dtype": str, "warmup": int, "repeats": int,
     "host": str, "date": str, "tool_version": str, "spaces": list,
 }
+GROUPINGS = ("class", "kernel")  # how a per-group calibration groups candidates (keys.op_group)
 OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "calibration": dict,  # space -> {scale, offset_ms, fitted_on_n, mape_before, ...}
     "analytical_error": dict,  # estimated tables: the model's error on a device we have
@@ -280,6 +281,9 @@ def _validate_calibration(calib: Any, where: str) -> None:
             and v > 0 for v in class_scales.values()):
         raise HwnasError(f"{where}: class_scales must map op classes to finite numbers > 0, "
                          f"got {class_scales!r}")
+    if calib.get("groups", "class") not in GROUPINGS:
+        raise HwnasError(f"{where}: groups must be one of {list(GROUPINGS)}, got "
+                         f"{calib['groups']!r}")
 
 
 def _validate_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:

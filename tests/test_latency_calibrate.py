@@ -21,7 +21,7 @@ from latency_predictors.calibrate import (
     cross_validate,
     describe_calibration,
     fit_affine,
-    fit_per_class,
+    fit_per_group,
     measure_archs,
     spread_sample,
 )
@@ -38,11 +38,11 @@ if CAL.name not in SPACES:
     register_space(CAL)
 
 
-def table(**extra):
+def table(space=CAL, **extra):
     rows = [dict(zip(("op", "c_in", "c_out", "height", "width", "stride", "branches"), key,
                      strict=True), mean_ms=v, median_ms=v, std_ms=0.0, samples=1)
-            for v, key in enumerate(required_keys(CAL), start=1)]
-    return make_table(rows, new_metadata("fake", "measured", spaces=[CAL.name],
+            for v, key in enumerate(required_keys(space), start=1)]
+    return make_table(rows, new_metadata("fake", "measured", spaces=[space.name],
                                          backend="onnxruntime", ep="cpu", **extra), "fake")
 
 
@@ -104,6 +104,44 @@ def test_per_class_calibration_recovers_class_bias_affine_cannot():
     assert describe_calibration(entry).startswith("per-class: sum ×1.500, star ×0.800")
 
 
+# two classes at two kernel sizes each: a per-kernel truth no per-class fit can express
+KERNELS = Space("latency-kernels", input=(3, 8, 8), stem="conv3x3", width=4, depths=(2, 2),
+                candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
+                            LayerSpec("block", 7, 2, "sum"), LayerSpec("block", 3, 2, "star"),
+                            LayerSpec("block", 7, 2, "star")))
+
+
+class PerKernel(FakeBackend):
+    """'Measures' a ChildNet with a kernel-dependent bias: k3 ops x1.3, k7 x0.6, + 0.2 ms."""
+
+    SCALES = {3: 1.3, 7: 0.6}
+
+    def __init__(self, truth):
+        super().__init__()
+        self.truth = truth
+
+    def time(self, module, input_shape):
+        breakdown = predict_latency(module.spec, self.truth)
+        value = sum(breakdown.fixed_parts.values()) + 0.2 + sum(
+            self.SCALES[module.spec.layers[i].kernel] * ms for i, _, ms in breakdown.layers
+            if module.spec.layers[i].kernel)
+        return np.full(self.repeats, value)
+
+
+def test_per_kernel_calibration_recovers_a_kernel_bias(monkeypatch):
+    monkeypatch.setitem(SPACES, KERNELS.name, KERNELS)
+    truth = table(KERNELS)
+    calibrated = calibrate(truth, KERNELS, n=16, backend=PerKernel(truth), progress=False)
+    entry = calibrated.calibration(KERNELS.name)
+    assert entry["model"] == "per-kernel" and entry["groups"] == "kernel"
+    assert entry["class_scales"] == pytest.approx({"k3": 1.3, "k7": 0.6})
+    assert entry["cv_mape"]["per-kernel"] < 1e-3 < entry["cv_mape"]["per-class"]
+    spec = KERNELS.spec_from_string("sum_k3_e2|star_k7_e2|skip|sum_k7_e2")
+    measured = PerKernel(truth).time(build(spec), KERNELS.input)[0]
+    assert predict_latency(spec, calibrated).total_ms == pytest.approx(measured)
+    assert describe_calibration(entry).startswith("per-kernel: k3 ×1.300, k7 ×0.600")
+
+
 def test_cross_validation_predicts_each_network_out_of_fold():
     rng = np.random.default_rng(0)
     by_class = rng.uniform(0.5, 2.0, (10, 1))
@@ -124,9 +162,9 @@ def test_cross_validation_predicts_each_network_out_of_fold():
 
 def test_per_class_fit_needs_every_class_drawn():
     parts = TableParts(("sum", "star"), np.ones(5), np.c_[np.arange(1.0, 6.0), np.zeros(5)])
-    assert fit_per_class(parts, np.arange(2.0, 7.0)) is None  # star never drawn
+    assert fit_per_group(parts, np.arange(2.0, 7.0)) is None  # star never drawn
     parts = TableParts(("sum",), np.ones(2), np.array([[1.0], [2.0]]))
-    assert fit_per_class(parts, [2.0, 3.0]) is None  # 2 networks for 2 parameters
+    assert fit_per_group(parts, [2.0, 3.0]) is None  # 2 networks for 2 parameters
 
 
 def test_validation_reports_and_saves(tmp_path):
