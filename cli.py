@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from search_spaces.errors import HwnasError
+from hwnas_common.errors import HwnasError
 
 COMMAND_MODULES = ("search_spaces.commands", "latency_predictors.commands", "nas.commands")
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from hwnas_common.fileio import atomic_write_text
 from latency_predictors import latency_matrix, load_table, make_backend, measure_latency
 from nas import SearchConfig, search, solve
 from nas.constraints import Constraint
@@ -43,7 +44,6 @@ from nas.engine import default_device, top1_accuracy
 from nas.retrain import Recipe, train_child
 from nas.search import Splits, prepare_data
 from search_spaces import ArchSpec, build, get_space
-from search_spaces.fileio import atomic_write_text
 
 SEARCH_ARMS = {"shared": ("cifar", "shared"), "separate": ("cifar", "separate"),
                "mbconv": ("proxyless-cifar", "shared"), "hybrid": ("hybrid-cifar", "shared")}

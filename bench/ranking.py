@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from scipy import stats
 
+from hwnas_common.fileio import atomic_write_text
 from latency_predictors import latency_matrix, load_table
 from nas import SearchConfig, solve
 from nas.constraints import Constraint
@@ -39,7 +40,6 @@ from nas.retrain import Recipe, train_child
 from nas.search import prepare_data
 from nas.sweep import recalibrate_batchnorm
 from search_spaces import ArchSpec, Supernet, build, get_space
-from search_spaces.fileio import atomic_write_text
 
 
 def spread_archs(table: str, n: int, seed: int) -> list[ArchSpec]:

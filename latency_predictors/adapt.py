@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from search_spaces.errors import HwnasError
+from hwnas_common.errors import HwnasError
 
 from .backends import Backend, reference_summary
 from .calibrate import backend_for, calibrate, check_calibration_size

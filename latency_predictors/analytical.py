@@ -70,8 +70,8 @@ from typing import Any
 import onnx
 from onnx import shape_inference
 
+from hwnas_common.errors import HwnasError
 from search_spaces import Space, get_space
-from search_spaces.errors import HwnasError
 
 from .backends import export_onnx
 from .profile import space_ops

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from search_spaces.errors import HwnasError
+from hwnas_common.errors import HwnasError
 
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider"}

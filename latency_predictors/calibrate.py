@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hwnas_common.errors import HwnasError
 from search_spaces import ArchSpec, Space, build, get_space
-from search_spaces.errors import HwnasError
 
 from .backends import Backend, make_backend, summarize
 from .keys import op_group

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwnas_common.errors import HwnasError
 from search_spaces import SPACES, get_space, read_arch
-from search_spaces.errors import HwnasError
 
 from .adapt import ADAPT_NETS, adapt_table, check_writable
 from .backends import BACKENDS, make_backend

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from search_spaces import FixedPart, LayerSlot, LayerSpec, Space
+from search_spaces.interactions import uses_branches
 
-from .table import BRANCHED_INTERACTIONS, GROUPINGS, OpKey, op_key
+from .table import GROUPINGS, OpKey, op_key
 
 
 def candidate_key(layer: LayerSpec, slot: LayerSlot, branches: int) -> OpKey | None:
     """The key of ``layer`` at ``slot`` (None for skip, whose latency is 0 by definition)."""
     if layer.op == "skip":
         return None
-    r = branches if layer.interaction in BRANCHED_INTERACTIONS else 0
+    r = branches if layer.interaction and uses_branches(layer.interaction) else 0
     return op_key(layer.token, slot.channels, slot.channels, slot.height, slot.width, 1, r)
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hwnas_common.errors import HwnasError
 from search_spaces import ArchSpec, Space, get_space
-from search_spaces.errors import HwnasError
 
 from .keys import fixed_key, key_label, layer_keys, op_group, required_keys
 from .table import LatencyTable, OpKey

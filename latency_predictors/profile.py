@@ -44,9 +44,9 @@ import numpy as np
 from torch import nn
 from tqdm import tqdm
 
+from hwnas_common.errors import HwnasError
+from hwnas_common.fileio import atomic_write_text
 from search_spaces import Space, get_space, make_candidate, make_fixed_part
-from search_spaces.errors import HwnasError
-from search_spaces.fileio import atomic_write_text
 
 from .backends import Backend, make_backend, reference_summary, summarize
 from .host import host_fingerprint

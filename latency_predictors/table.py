@@ -34,14 +34,13 @@ from typing import Any
 
 import pandas as pd
 
-from search_spaces.errors import HwnasError
-from search_spaces.fileio import atomic_write_text
+from hwnas_common.errors import HwnasError
+from hwnas_common.fileio import atomic_write_text
 
 KEY_COLUMNS = ("op", "c_in", "c_out", "height", "width", "stride", "branches")
 STAT_COLUMNS = ("mean_ms", "median_ms", "std_ms", "samples")
 COLUMNS = KEY_COLUMNS + STAT_COLUMNS
 PROVENANCES = ("measured", "estimated")
-BRANCHED_INTERACTIONS = ("poly2", "rbf")  # interactions whose cost depends on r (branches)
 SHIPPED_DIR = Path(__file__).resolve().parent / "tables"
 USER_DIR_ENV = "HWNAS_TABLES"
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from search_spaces import HwnasError, Space, get_space
-from search_spaces.fileio import atomic_path, atomic_write_text
+from hwnas_common import HwnasError
+from hwnas_common.fileio import atomic_path, atomic_write_text
+from search_spaces import Space, get_space
 
 from .backends import Backend
 from .calibrate import backend_for, errors, measure_archs, spread_sample, table_reference_ms

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from search_spaces import HwnasError
+from hwnas_common import HwnasError
 
 _UNITS_MS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "µs": 1e-3}
 _BUDGET = re.compile(r"^\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"

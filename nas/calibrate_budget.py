@@ -31,8 +31,9 @@ from pathlib import Path
 
 import optuna
 
-from search_spaces import ArchSpec, HwnasError
-from search_spaces.fileio import atomic_write_text, atomic_write_with
+from hwnas_common import HwnasError
+from hwnas_common.fileio import atomic_write_text, atomic_write_with
+from search_spaces import ArchSpec
 
 from . import rundir
 from .config import SearchConfig

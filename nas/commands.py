@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hwnas_common import HwnasError
 from latency_predictors.host import host_note
-from search_spaces import WEIGHT_MODES, HwnasError, get_space, read_arch
+from search_spaces import WEIGHT_MODES, get_space, read_arch
 
 from .budget import parse_budgets
 from .calibrate_budget import calibrate_strength

@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from search_spaces import WEIGHT_MODES, HwnasError
+from hwnas_common import HwnasError
+from search_spaces import WEIGHT_MODES
 
 from .latency_loss import LOSSES
 

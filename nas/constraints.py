@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix, LatencyTable, latency_matrix, load_table
-from search_spaces import HwnasError, Space
+from search_spaces import Space
 
 from .derive import DeviceBudget, solve
 

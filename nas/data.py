@@ -34,8 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search_spaces import HwnasError
-from search_spaces.fileio import atomic_write_with
+from hwnas_common import HwnasError
+from hwnas_common.fileio import atomic_write_with
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",

@@ -46,7 +46,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from search_spaces import HwnasError
+from hwnas_common import HwnasError
 
 _MARGIN = 1e-9  # relative rounding margin of the pruning tests (keeps more, never fewer)
 

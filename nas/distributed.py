@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from search_spaces import HwnasError
+from hwnas_common import HwnasError
 
 
 class RanksDiverged(HwnasError):

@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from hwnas_common import HwnasError
 from latency_predictors import expected_latency
-from search_spaces import HwnasError, Supernet
+from search_spaces import Supernet
 
 from .config import PROXYLESS_ARCH_LR, SearchConfig
 from .constraints import Constraint

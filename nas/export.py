@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwnas_common import HwnasError
+from hwnas_common.fileio import atomic_path, atomic_write_text, atomic_write_with
 from latency_predictors.backends import export_onnx
-from search_spaces import ArchSpec, HwnasError, build
-from search_spaces.fileio import atomic_path, atomic_write_text, atomic_write_with
+from search_spaces import ArchSpec, build
 
 FORMATS = ("onnx", "torchscript", "json", "pt")
 

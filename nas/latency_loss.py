@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from search_spaces import HwnasError
+from hwnas_common import HwnasError
 
 PAPER_TARGET_MS = 80.0  # ProxylessNAS's mobile target (ref_values['mobile']['1.00'])
 DEFAULT_BETA = 0.3

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from torch import nn
 
-from search_spaces import HwnasError
+from hwnas_common import HwnasError
 
 from .nni_space import import_nni, layer_labels
 

@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from hwnas_common import HwnasError
 from search_spaces import (
     ArchSpec,
-    HwnasError,
     Space,
     get_space,
     make_candidate,

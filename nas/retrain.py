@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from search_spaces import ArchSpec, ChildNet, HwnasError, build, get_space
+from hwnas_common import HwnasError
+from search_spaces import ArchSpec, ChildNet, build, get_space
 
 from . import rundir
 from .data import Batches, channel_stats, load_dataset

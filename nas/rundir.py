@@ -1,4 +1,4 @@
-"""Everything a search run writes, each file atomically (``search_spaces.fileio``).
+"""Everything a search run writes, each file atomically (``hwnas_common.fileio``).
 
 ``RUN_DIR/``: ``checkpoint.pt`` (every epoch), ``metrics.csv``, ``arch.json``, ``latency.json``
 and ``latency.csv`` (per-layer breakdown per device), ``accuracy.png``, ``latency.png``,
@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from search_spaces import ArchSpec, HwnasError, Space, Supernet, get_space
-from search_spaces.fileio import atomic_path, atomic_write_text, atomic_write_with
+from hwnas_common import HwnasError
+from hwnas_common.fileio import atomic_path, atomic_write_text, atomic_write_with
+from search_spaces import ArchSpec, Space, Supernet, get_space
 
 from .constraints import Constraint
 

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from search_spaces import ArchSpec, HwnasError, Supernet, get_space
-from search_spaces.fileio import atomic_write_text, remove_stale_temporaries
+from hwnas_common import HwnasError
+from hwnas_common.fileio import atomic_write_text, remove_stale_temporaries
+from search_spaces import ArchSpec, Supernet, get_space
 
 from . import distributed, rundir
 from .config import SearchConfig

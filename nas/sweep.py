@@ -24,8 +24,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix
-from search_spaces import ArchSpec, HwnasError, Space, Supernet
+from search_spaces import ArchSpec, Space, Supernet
 
 from .engine import top1_accuracy
 

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
+from hwnas_common import HwnasError
+from hwnas_common.fileio import atomic_write_text, atomic_write_with
 from latency_predictors import LatencyMatrix, latency_matrix, load_table
-from search_spaces import ArchSpec, HwnasError, Supernet
-from search_spaces.fileio import atomic_write_text, atomic_write_with
+from search_spaces import ArchSpec, Supernet
 
 from . import rundir
 from .config import SearchConfig

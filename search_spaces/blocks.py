@@ -25,29 +25,22 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .errors import HwnasError
+from hwnas_common import Registry
+
 from .interactions import depthwise, make_interaction
 from .spec import LayerSpec
 
-CANDIDATE_BUILDERS: dict[str, Callable[[LayerSpec, int, int], nn.Module]] = {}
+CandidateBuilder = Callable[[LayerSpec, int, int], nn.Module]
+CANDIDATE_BUILDERS: Registry[CandidateBuilder] = Registry("candidate op")
 
 
-def register_candidate(op: str):
+def register_candidate(op: str) -> Callable[[CandidateBuilder], CandidateBuilder]:
     """Decorator: register the builder of the candidate op ``op`` (duplicates are errors)."""
-
-    def decorate(builder: Callable[[LayerSpec, int, int], nn.Module]):
-        if op in CANDIDATE_BUILDERS:
-            raise ValueError(f"candidate op {op!r} is already registered")
-        CANDIDATE_BUILDERS[op] = builder
-        return builder
-
-    return decorate
+    return CANDIDATE_BUILDERS.decorator(op)
 
 
 def make_candidate(layer: LayerSpec, channels: int, branches: int) -> nn.Module:
     """Build the module of one candidate at a layer with ``channels`` channels."""
-    if layer.op not in CANDIDATE_BUILDERS:
-        raise HwnasError(f"unknown candidate op {layer.op!r}; valid: {sorted(CANDIDATE_BUILDERS)}")
     return CANDIDATE_BUILDERS[layer.op](layer, channels, branches)
 
 

@@ -6,7 +6,8 @@ import argparse
 
 import torch
 
-from .errors import HwnasError
+from hwnas_common.errors import HwnasError
+
 from .space import SPACES, get_space
 
 

@@ -29,28 +29,25 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .errors import HwnasError
+from hwnas_common import HwnasError, Registry
 
-INTERACTIONS: dict[str, type[nn.Module]] = {}
+INTERACTIONS: Registry[type[nn.Module]] = Registry("interaction")
 
 
 def register_interaction(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: register an interaction operator under ``name`` (duplicates are errors)."""
-
-    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in INTERACTIONS:
-            raise ValueError(f"interaction {name!r} is already registered")
-        INTERACTIONS[name] = cls
-        return cls
-
-    return decorate
+    """Class decorator: register an interaction operator under ``name`` (duplicates are errors).
+    An operator whose cost depends on the number of branches r sets ``uses_branches = True``."""
+    return INTERACTIONS.decorator(name)
 
 
 def make_interaction(name: str, channels: int, kernel: int, branches: int) -> nn.Module:
     """Instantiate the interaction operator registered as ``name``."""
-    if name not in INTERACTIONS:
-        raise HwnasError(f"unknown interaction {name!r}; valid: {sorted(INTERACTIONS)}")
     return INTERACTIONS[name](channels, kernel, branches)
+
+
+def uses_branches(name: str) -> bool:
+    """Whether interaction ``name`` has r branches (its latency-table rows are keyed by r)."""
+    return bool(getattr(INTERACTIONS[name], "uses_branches", False))
 
 
 def depthwise(channels: int, kernel: int) -> nn.Conv2d:
@@ -97,6 +94,7 @@ class QuadInteraction(nn.Module):
 
 
 class _KernelInteraction(nn.Module):
+    uses_branches = True
     """Shared part of the InfiNet kernel operators: r-branch features Za, Zb and the linear path."""
 
     def __init__(self, channels: int, kernel: int, branches: int) -> None:

@@ -27,12 +27,17 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from hwnas_common import HwnasError, Registry
+
 from .blocks import make_candidate
-from .errors import HwnasError
 from .space import FixedPart, Space, get_space
 from .spec import ArchSpec, LayerSpec
 
 WEIGHT_MODES = ("shared", "separate")
+
+
+FixedPartBuilder = Callable[[FixedPart], nn.Module]
+FIXED_PARTS: Registry[FixedPartBuilder] = Registry("fixed part")
 
 
 def make_fixed_part(part: FixedPart) -> nn.Module:
@@ -41,18 +46,31 @@ def make_fixed_part(part: FixedPart) -> nn.Module:
     The stem and every downsample end in BatchNorm + GELU, so a net whose searchable layers
     are all ``skip`` is still a nonlinear CNN (a linear skeleton made every skip remove the
     only nonlinearity of its stage)."""
-    if part.kind.startswith("stem:"):
-        k = 3 if part.kind == "stem:conv3x3" else part.stride
-        return nn.Sequential(nn.Conv2d(part.c_in, part.c_out, k, part.stride, padding=k // 2 if
-                                       part.stride == 1 else 0), nn.BatchNorm2d(part.c_out),
-                             nn.GELU())
-    if part.kind == "downsample":
-        return nn.Sequential(nn.BatchNorm2d(part.c_in), nn.Conv2d(part.c_in, part.c_out, 2, 2),
-                             nn.BatchNorm2d(part.c_out), nn.GELU())
-    if part.kind == "head":
-        return nn.Sequential(nn.BatchNorm2d(part.c_in), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                             nn.Linear(part.c_in, part.c_out))
-    raise HwnasError(f"unknown fixed part kind {part.kind!r}")
+    return FIXED_PARTS[part.kind](part)
+
+
+@FIXED_PARTS.decorator("stem:conv3x3")
+def _conv_stem(part: FixedPart) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(part.c_in, part.c_out, 3, part.stride, padding=1),
+                         nn.BatchNorm2d(part.c_out), nn.GELU())
+
+
+@FIXED_PARTS.decorator("stem:patch4")
+def _patch_stem(part: FixedPart) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(part.c_in, part.c_out, part.stride, part.stride),
+                         nn.BatchNorm2d(part.c_out), nn.GELU())
+
+
+@FIXED_PARTS.decorator("downsample")
+def _downsample(part: FixedPart) -> nn.Module:
+    return nn.Sequential(nn.BatchNorm2d(part.c_in), nn.Conv2d(part.c_in, part.c_out, 2, 2),
+                         nn.BatchNorm2d(part.c_out), nn.GELU())
+
+
+@FIXED_PARTS.decorator("head")
+def _head(part: FixedPart) -> nn.Module:
+    return nn.Sequential(nn.BatchNorm2d(part.c_in), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(part.c_in, part.c_out))
 
 
 def slice_weight(tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:

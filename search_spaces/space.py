@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import HwnasError
+from hwnas_common import HwnasError, Registry
+
 from .interactions import INTERACTIONS
 from .spec import ArchSpec, LayerSpec
 
@@ -159,19 +160,16 @@ def hybrid_candidates() -> tuple[LayerSpec, ...]:
     return (*interaction_candidates(), *mbconv_candidates()[1:])
 
 
-SPACES: dict[str, Space] = {}
+SPACES: Registry[Space] = Registry("space")
 
 
 def register_space(space: Space) -> Space:
-    if space.name in SPACES:
-        raise HwnasError(f"space {space.name!r} is already registered")
-    SPACES[space.name] = space
-    return space
+    """Add ``space`` under its name (a name already taken is an error)."""
+    return SPACES.register(space.name, space)
 
 
 def get_space(name: str) -> Space:
-    if name not in SPACES:
-        raise HwnasError(f"unknown space {name!r}; valid: {sorted(SPACES)}")
+    """The space registered as ``name`` (one error naming the valid ones otherwise)."""
     return SPACES[name]
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HwnasError
+from hwnas_common.errors import HwnasError
+
 from .interactions import INTERACTIONS
 
 OPS = ("skip", "block", "mbconv")

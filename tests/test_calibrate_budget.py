@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from cli import main
+from hwnas_common import HwnasError
 from nas import calibrate_budget
 from nas.calibrate_budget import calibrate_strength
 from nas.rundir import load_checkpoint
 from nas.search import search as real_search
-from search_spaces import HwnasError
 
 from .test_search_cli import _fails, _search
 from .test_search_engine import tiny_config, tiny_constraint, tiny_table

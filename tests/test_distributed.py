@@ -18,10 +18,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from hwnas_common import HwnasError
 from nas import search
 from nas.distributed import Group, RanksDiverged
 from nas.rundir import load_checkpoint
-from search_spaces import HwnasError
 from tests.test_search_engine import tiny_config, tiny_constraint
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hwnas_common.errors import HwnasError
 from latency_predictors import make_table, new_metadata, predict_latency, required_keys
 from latency_predictors.analytical import (
     DEVICE_MODELS,
@@ -28,7 +29,6 @@ from latency_predictors.calibrate import (
 from latency_predictors.keys import op_class
 from latency_predictors.validate import validate_table
 from search_spaces import SPACES, LayerSpec, Space, build, register_space
-from search_spaces.errors import HwnasError
 from tests.fakes import FakeBackend
 
 CAL = Space("latency-cal", input=(3, 8, 8), stem="conv3x3", width=4, depths=(2, 2),

@@ -173,8 +173,8 @@ def test_validate_spread_sampler_measures_searched_like_archs(capsys, tables, tm
 
 
 def test_validate_unknown_sampler_is_one_error(tables):
+    from hwnas_common import HwnasError
     from latency_predictors import load_table, validate_table
-    from search_spaces import HwnasError
 
     with pytest.raises(HwnasError, match="unknown sampler 'gauss'"):
         validate_table(load_table("meas"), CLI_SPACE, n=1, sampler="gauss")

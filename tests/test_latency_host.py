@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hwnas_common.errors import HwnasError
 from latency_predictors import predict_latency
 from latency_predictors.adapt import adapt_table, check_writable
 from latency_predictors.host import (
@@ -12,7 +13,6 @@ from latency_predictors.host import (
     host_mismatch,
     same_host,
 )
-from search_spaces.errors import HwnasError
 from tests.test_latency_calibrate import CAL, Affine, table
 
 ZEN3 = {"model name": "AMD EPYC 7B13", "cpu family": "25", "model": "1",

@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 
+from hwnas_common.errors import HwnasError
 from latency_predictors import (
     expected_latency,
     latency_matrix,
@@ -16,7 +17,6 @@ from latency_predictors import (
     required_keys,
 )
 from search_spaces import SPACES, LayerSpec, Space, register_space
-from search_spaces.errors import HwnasError
 
 
 def metadata(**overrides):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from hwnas_common.errors import HwnasError
 from latency_predictors import latency_matrix, load_table, required_keys
 from latency_predictors.backends import OrtBackend, make_backend, summarize
 from latency_predictors.keys import key_label
 from latency_predictors.profile import partial_path, pass_spread, profile_table, space_ops
 from search_spaces import LayerSpec, Space
-from search_spaces.errors import HwnasError
 
 SMALL = Space("latency-small", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
               candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),

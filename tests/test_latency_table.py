@@ -8,9 +8,9 @@ import math
 import pandas as pd
 import pytest
 
+from hwnas_common.errors import HwnasError
 from latency_predictors import COLUMNS, load_table, make_table, save_table
 from latency_predictors.table import REQUIRED_METADATA, known_tables, table_paths
-from search_spaces.errors import HwnasError
 
 
 def metadata(**overrides):

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from hwnas_common import HwnasError
 from nas.budget import parse_budget, parse_budgets
 from nas.derive import DeviceBudget, min_latency, solve, total_latency
-from search_spaces import HwnasError
 
 
 @pytest.mark.parametrize(("text", "ms"), [("30ms", 30.0), ("1.5s", 1500.0), ("800us", 0.8),

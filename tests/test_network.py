@@ -7,11 +7,11 @@ import itertools
 import pytest
 import torch
 
+from hwnas_common import HwnasError
 from search_spaces import (
     SPACES,
     WEIGHT_MODES,
     ChildNet,
-    HwnasError,
     LayerSpec,
     Supernet,
     build,

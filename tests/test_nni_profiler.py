@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from hwnas_common import HwnasError
 from latency_predictors import (
     KEY_COLUMNS,
     expected_latency,
@@ -18,7 +19,6 @@ from latency_predictors import (
 )
 from nas.nni_profiler import latency_penalty, latency_profiler
 from nas.nni_space import layer_labels, nni_model_space, spec_to_sample
-from search_spaces import HwnasError
 
 from .test_nni_space import TINY as SPACE
 

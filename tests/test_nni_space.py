@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from hwnas_common import HwnasError
 from nas.nni_space import (
     freeze_spec,
     layer_labels,
@@ -16,7 +17,7 @@ from nas.nni_space import (
     sample_to_spec,
     spec_to_sample,
 )
-from search_spaces import SPACES, HwnasError, LayerSpec, Space, build, get_space, register_space
+from search_spaces import SPACES, LayerSpec, Space, build, get_space, register_space
 
 pytest.importorskip("nni.nas.nn.pytorch", reason="NNI 3.0 (with pytorch-lightning) not installed")
 

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix, make_table, new_metadata, required_keys, save_table
 from nas import SearchConfig, search
 from nas.constraints import Constraint
 from nas.engine import SearchEngine
 from nas.rundir import load_checkpoint
-from search_spaces import SPACES, HwnasError, LayerSpec, Space, register_space
+from search_spaces import SPACES, LayerSpec, Space, register_space
 
 TINY_NAME = "test-search-tiny"
 TINY = SPACES.get(TINY_NAME) or register_space(Space(

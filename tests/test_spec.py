@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search_spaces import SPACES, ArchSpec, HwnasError, LayerSpec, get_space
+from hwnas_common import HwnasError
+from search_spaces import SPACES, ArchSpec, LayerSpec, get_space
 
 
 @settings(max_examples=200, deadline=None)
@@ -92,7 +93,7 @@ def test_validation_against_space() -> None:
 def test_atomic_write_is_whole_or_nothing_with_normal_permissions(tmp_path) -> None:
     import os
 
-    from search_spaces.fileio import atomic_path, atomic_write_text
+    from hwnas_common.fileio import atomic_path, atomic_write_text
 
     target = tmp_path / "a.txt"
     atomic_write_text(target, "hello")

@@ -11,6 +11,7 @@ import optuna
 import pytest
 import torch
 
+from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix
 from nas.sweep import (
     CONSTRAINT,
@@ -22,7 +23,7 @@ from nas.sweep import (
     study_points,
     sweep,
 )
-from search_spaces import HwnasError, build, get_space
+from search_spaces import build, get_space
 
 SPACE = get_space("proxyless-cifar")
 
