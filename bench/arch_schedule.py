@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from nas import SearchConfig, search
-from nas.rundir import load_checkpoint
+from nas.run.checkpoint import load_checkpoint
 from search_spaces import get_space
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from nas import SearchConfig, load_constraints
-from nas.calibrate_budget import calibrate_strength
+from nas.tune.calibrate_budget import calibrate_strength
 from search_spaces import get_space
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from nas.rundir import load_checkpoint
+from nas.run.checkpoint import load_checkpoint
 
 BASE = ["search", "--quick", "--device", "cpu", "--budget", "0.6ms", "--checkpoint-minutes",
         "0.02"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from nas.export import export_model
+from nas.deploy.export import export_model
 from search_spaces import SPACES, build, get_space
 
 

@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 from nas import SearchConfig
-from nas.engine import default_device, top1_accuracy
-from nas.rundir import load_checkpoint
-from nas.search import prepare_data
-from nas.sweep import recalibrate_batchnorm
+from nas.run.checkpoint import load_checkpoint
+from nas.run.data import prepare_data
+from nas.run.distributed import default_device
+from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
 from search_spaces import ArchSpec, Supernet, get_space
 
 

@@ -33,9 +33,9 @@ from nni_common import macs_matrix, quiet_lightning
 from torch.utils.data import TensorDataset
 
 from latency_predictors import expected_latency
-from nas.nni_profiler import latency_penalty, latency_profiler
-from nas.nni_space import nni_model_space
-from nas.nni_strategy import ProxylessRun, run_proxyless
+from nas.nni.profiler import latency_penalty, latency_profiler
+from nas.nni.space import nni_model_space
+from nas.nni.strategy import ProxylessRun, run_proxyless
 from search_spaces import SPACES, LayerSpec, Space, register_space
 
 SMALL = Space("nni-penalty-small", input=(3, 16, 16), stem="conv3x3", width=8, depths=(1, 1, 1),

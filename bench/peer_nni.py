@@ -117,9 +117,9 @@ def hwnas_steps(args: argparse.Namespace, weights: str = "shared") -> dict:
     Weight step: one sampled path per layer, SGD. Arch step: two sampled paths per layer, gate
     gradient plus autograd through the expected latency (mul_log loss, one device), Adam on α.
     """
-    from nas.config import SearchConfig
-    from nas.constraints import Constraint
-    from nas.engine import SearchEngine
+    from nas.core.config import SearchConfig
+    from nas.core.constraints import Constraint
+    from nas.core.engine import SearchEngine
 
     space = get_space(args.space)
     matrix, budget = latency_setup(space)
@@ -140,9 +140,9 @@ def hwnas_steps(args: argparse.Namespace, weights: str = "shared") -> dict:
 def nni_steps(args: argparse.Namespace) -> dict:
     import pytorch_lightning as pl
 
-    from nas.nni_profiler import latency_penalty, latency_profiler
-    from nas.nni_space import nni_model_space
-    from nas.nni_strategy import run_proxyless
+    from nas.nni.profiler import latency_penalty, latency_profiler
+    from nas.nni.space import nni_model_space
+    from nas.nni.strategy import run_proxyless
 
     quiet_lightning()
     matrix, budget = latency_setup(get_space(args.space))

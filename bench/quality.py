@@ -39,10 +39,11 @@ import torch
 from hwnas_common.fileio import atomic_write_text
 from latency_predictors import latency_matrix, load_table, make_backend, measure_latency
 from nas import SearchConfig, search, solve
-from nas.constraints import Constraint
-from nas.engine import default_device, top1_accuracy
-from nas.retrain import Recipe, train_child
-from nas.search import Splits, prepare_data
+from nas.core.constraints import Constraint
+from nas.deploy.retrain import Recipe, train_child
+from nas.run.data import Splits, prepare_data
+from nas.run.distributed import default_device
+from nas.run.evaluate import top1_accuracy
 from search_spaces import ArchSpec, build, get_space
 
 SEARCH_ARMS = {"shared": ("cifar", "shared"), "separate": ("cifar", "separate"),
@@ -67,7 +68,7 @@ def random_spec(table: str, budget: float, generator: torch.Generator) -> ArchSp
     constraint = Constraint(latency_matrix(space, load_table(table)), budget, table)
     uniform = torch.rand(space.num_layers, len(space.candidates), generator=generator)
     gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
-    return space.spec_from_indices(solve(gumbel.tolist(), [constraint.device_budget()]))
+    return space.spec_from_indices(solve(gumbel.tolist(), [constraint]))
 
 
 def train_and_score(spec: ArchSpec, splits: Splits, recipe: Recipe) -> dict[str, float]:

@@ -34,11 +34,12 @@ from scipy import stats
 from hwnas_common.fileio import atomic_write_text
 from latency_predictors import latency_matrix, load_table
 from nas import SearchConfig, solve
-from nas.constraints import Constraint
-from nas.engine import SearchEngine, default_device, top1_accuracy
-from nas.retrain import Recipe, train_child
-from nas.search import prepare_data
-from nas.sweep import recalibrate_batchnorm
+from nas.core.constraints import Constraint
+from nas.core.engine import SearchEngine
+from nas.deploy.retrain import Recipe, train_child
+from nas.run.data import prepare_data
+from nas.run.distributed import default_device
+from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
 from search_spaces import ArchSpec, Supernet, build, get_space
 
 
@@ -55,7 +56,7 @@ def spread_archs(table: str, n: int, seed: int) -> list[ArchSpec]:
         uniform = torch.rand(space.num_layers, len(space.candidates), generator=generator)
         gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
         specs.append(space.spec_from_indices(solve(gumbel.tolist(),
-                                                   [constraint.device_budget()])))
+                                                   [constraint])))
     return specs
 
 

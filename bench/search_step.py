@@ -44,8 +44,8 @@ def _rss_kb() -> int:
 def _engine(space, device, weights):
     from latency_predictors import LatencyMatrix
     from nas import SearchConfig
-    from nas.constraints import Constraint
-    from nas.engine import SearchEngine
+    from nas.core.constraints import Constraint
+    from nas.core.engine import SearchEngine
     from search_spaces import Supernet
 
     rows = [[0.0] + [1.0] * (len(space.candidates) - 1) for _ in range(space.num_layers)]

@@ -50,6 +50,9 @@ class Registry(Mapping[str, T], Generic[T]):
             raise HwnasError(f"unknown {self.kind} {name!r}; valid: {sorted(self._entries)}")
         return self._entries[name]
 
+    def get(self, name: str, default: T | None = None) -> T | None:  # type: ignore[override]
+        return self._entries.get(name, default)
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

@@ -43,10 +43,27 @@ class LatencyMatrix:
     offset_ms: float = 0.0
 
     def total(self, choices: Sequence[int]) -> float:
-        """Latency of the architecture choosing candidate ``choices[l]`` at layer l."""
+        """Latency of the architecture choosing candidate ``choices[l]`` at layer l: the one
+        total of hwnas, summed left to right from ``fixed_ms`` (the knapsack's order)."""
         if len(choices) != len(self.per_layer):
             raise HwnasError(f"need {len(self.per_layer)} choices, got {len(choices)}")
-        return self.fixed_ms + sum(row[c] for row, c in zip(self.per_layer, choices, strict=True))
+        total = self.fixed_ms
+        for row, c in zip(self.per_layer, choices, strict=True):
+            total += row[c]
+        return total
+
+    def predict(self, spec: ArchSpec) -> LatencyPrediction:
+        """The breakdown of ``spec`` (an architecture of this matrix's space)."""
+        space = get_space(self.space)
+        space.validate(spec)
+        choices = [space.candidate_index(layer) for layer in spec.layers]
+        layers = [(index, layer.token, self.per_layer[index][choice])
+                  for index, (layer, choice) in enumerate(zip(spec.layers, choices, strict=True))]
+        fixed = dict(self.fixed_parts)
+        if self.calibrated:
+            fixed["calibration offset"] = self.offset_ms
+        return LatencyPrediction(self.total(choices), layers, fixed, self.device,
+                                 self.provenance, self.calibrated)
 
     def tensor(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``per_layer`` as a (layers, candidates) tensor."""
@@ -133,25 +150,21 @@ class LatencyPrediction:
                   for index, token, value in self.layers]
         return "\n".join(lines)
 
+    @property
+    def fixed_ms(self) -> float:
+        """The fixed parts (stem, downsamples, head, calibration offset) together."""
+        return sum(self.fixed_parts.values())
+
     def to_dict(self) -> dict:
         return {"total_ms": self.total_ms, "device": self.device, "provenance": self.provenance,
-                "calibrated": self.calibrated, "fixed_parts": dict(self.fixed_parts),
+                "calibrated": self.calibrated, "fixed_ms": self.fixed_ms,
+                "fixed_parts": dict(self.fixed_parts),
                 "layers": [{"index": i, "token": t, "ms": v} for i, t, v in self.layers]}
 
 
 def predict_latency(spec: ArchSpec, table: LatencyTable) -> LatencyPrediction:
     """Predicted batch-1 latency of ``spec`` on the device of ``table``."""
-    space = get_space(spec.space)
-    space.validate(spec)
-    matrix = latency_matrix(space, table)
-    choices = [space.candidate_index(layer) for layer in spec.layers]
-    layers = [(index, layer.token, matrix.per_layer[index][choice])
-              for index, (layer, choice) in enumerate(zip(spec.layers, choices, strict=True))]
-    fixed = dict(matrix.fixed_parts)
-    if matrix.calibrated:
-        fixed["calibration offset"] = matrix.offset_ms
-    return LatencyPrediction(matrix.total(choices), layers, fixed, matrix.device,
-                             matrix.provenance, matrix.calibrated)
+    return latency_matrix(get_space(spec.space), table).predict(spec)
 
 
 def expected_latency(probs: Sequence[torch.Tensor], matrix: LatencyMatrix) -> torch.Tensor:

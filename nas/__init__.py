@@ -7,14 +7,14 @@ Public API::
     result.spec, result.latency_ms, result.run_dir
 """
 
-from .budget import parse_budget, parse_budgets
-from .config import SearchConfig
-from .constraints import Constraint, load_constraints
-from .derive import DeviceBudget, solve
-from .engine import SearchEngine
-from .search import RunResult, derive, search
+from nas.core.budget import parse_budget, parse_budgets
+from nas.core.config import SearchConfig
+from nas.core.constraints import Constraint, load_constraints
+from nas.core.derive import derive_arch, solve
+from nas.core.engine import SearchEngine
+from nas.run.search import RunResult, search
 
 __all__ = [
-    "Constraint", "DeviceBudget", "RunResult", "SearchConfig", "SearchEngine", "derive",
+    "Constraint", "RunResult", "SearchConfig", "SearchEngine", "derive_arch",
     "load_constraints", "parse_budget", "parse_budgets", "search", "solve",
 ]

@@ -11,18 +11,17 @@ from typing import Any
 
 from hwnas_common import HwnasError
 from latency_predictors.host import host_note
+from nas.core.budget import parse_budgets
+from nas.core.config import SearchConfig
+from nas.core.constraints import load_constraints
+from nas.core.latency_loss import LOSSES
+from nas.deploy.export import FORMATS, export_model, load_checkpoint, save_trained
+from nas.deploy.retrain import INITS, inherited_child, retrain, train_arch
+from nas.run.distributed import is_main_process
+from nas.run.search import search
+from nas.tune.calibrate_budget import calibrate_strength
+from nas.tune.sweep_run import sweep_run
 from search_spaces import WEIGHT_MODES, get_space, read_arch
-
-from .budget import parse_budgets
-from .calibrate_budget import calibrate_strength
-from .config import SearchConfig
-from .constraints import load_constraints
-from .distributed import is_main_process
-from .export import FORMATS, export_model, load_checkpoint, save_trained
-from .latency_loss import LOSSES
-from .retrain import INITS, inherited_child, retrain, train_arch
-from .search import search
-from .sweep_run import sweep_run
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "json": ".json", "pt": ".pt"}
 _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "micro_batches",

@@ -13,10 +13,10 @@ import torch
 
 from cli import main
 from hwnas_common import HwnasError
-from nas import calibrate_budget
-from nas.calibrate_budget import calibrate_strength
-from nas.rundir import load_checkpoint
-from nas.search import search as real_search
+from nas.run.checkpoint import load_checkpoint
+from nas.run.search import search as real_search
+from nas.tune import calibrate_budget
+from nas.tune.calibrate_budget import calibrate_strength
 
 from .test_search_cli import _fails, _search
 from .test_search_engine import tiny_config, tiny_constraint, tiny_table

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from hwnas_common import HwnasError
-from nas import data
-from nas.data import Batches, adapt, load_dataset, load_path, random_crop_flip, split_holdout
+from nas.run import data
+from nas.run.data import Batches, adapt, load_dataset, load_path, random_crop_flip, split_holdout
 
 
 def _tree(root: Path, splits=("train", "test"), size=(6, 5)) -> None:

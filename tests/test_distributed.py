@@ -20,8 +20,8 @@ import torch.multiprocessing as mp
 
 from hwnas_common import HwnasError
 from nas import search
-from nas.distributed import Group, RanksDiverged
-from nas.rundir import load_checkpoint
+from nas.run.checkpoint import load_checkpoint
+from nas.run.distributed import Group, RanksDiverged
 from tests.test_search_engine import tiny_config, tiny_constraint
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cli
-from nas.export import export_model, load_checkpoint
+from nas.deploy.export import export_model, load_checkpoint
 from search_spaces import build, get_space
 
 

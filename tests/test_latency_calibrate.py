@@ -128,8 +128,12 @@ class PerKernel(FakeBackend):
         return np.full(self.repeats, value)
 
 
-def test_per_kernel_calibration_recovers_a_kernel_bias(monkeypatch):
-    monkeypatch.setitem(SPACES, KERNELS.name, KERNELS)
+def test_per_kernel_calibration_recovers_a_kernel_bias():
+    with SPACES.registered(KERNELS.name, KERNELS):
+        _check_per_kernel()
+
+
+def _check_per_kernel() -> None:
     truth = table(KERNELS)
     calibrated = calibrate(truth, KERNELS, n=16, backend=PerKernel(truth), progress=False)
     entry = calibrated.calibration(KERNELS.name)

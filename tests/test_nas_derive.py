@@ -10,8 +10,10 @@ import time
 import pytest
 
 from hwnas_common import HwnasError
-from nas.budget import parse_budget, parse_budgets
-from nas.derive import DeviceBudget, min_latency, solve, total_latency
+from latency_predictors import LatencyMatrix
+from nas.core.budget import parse_budget, parse_budgets
+from nas.core.constraints import Constraint
+from nas.core.derive import min_latency, solve
 
 
 @pytest.mark.parametrize(("text", "ms"), [("30ms", 30.0), ("1.5s", 1500.0), ("800us", 0.8),
@@ -31,16 +33,26 @@ def test_parse_budgets_list() -> None:
     assert parse_budgets("30ms,3ms") == [30.0, 3.0]
 
 
+def _device(name: str, budget_ms: float, fixed_ms: float, rows) -> Constraint:
+    """A device of a made-up space: its latency rows and its budget."""
+    matrix = LatencyMatrix("toy", name, "measured", False, fixed_ms, [list(r) for r in rows])
+    return Constraint(matrix, budget_ms, name)
+
+
+def total_latency(budget: Constraint, choice) -> float:
+    return budget.matrix.total(choice)
+
+
 def _instance(rng: random.Random, layers: int, cands: int, devices: int):
     scores = [[math.log(rng.random() + 1e-9) for _ in range(cands)] for _ in range(layers)]
     budgets = []
     for d in range(devices):
         rows = tuple(tuple([0.0] + [round(rng.uniform(0.05, 1.0), rng.choice([1, 3, 6]))
                                     for _ in range(cands - 1)]) for _ in range(layers))
-        base = DeviceBudget(f"dev{d}", 0.0, rng.uniform(0, 0.5), rows)
-        lo, hi = min_latency(base), base.fixed_ms + sum(max(r) for r in rows)
-        budgets.append(DeviceBudget(f"dev{d}", rng.uniform(0.95 * lo, lo + 0.5 * (hi - lo)),
-                                    base.fixed_ms, rows))
+        base = _device(f"dev{d}", 0.0, rng.uniform(0, 0.5), rows)
+        lo, hi = min_latency(base), base.matrix.fixed_ms + sum(max(r) for r in rows)
+        budgets.append(_device(f"dev{d}", rng.uniform(0.95 * lo, lo + 0.5 * (hi - lo)),
+                                    base.matrix.fixed_ms, rows))
     return scores, budgets
 
 
@@ -101,7 +113,7 @@ def test_knapsack_with_a_budget_floor_matches_brute_force(devices: int) -> None:
 def test_knapsack_budget_exactly_reachable() -> None:
     # The only feasible choice sits exactly on the budget: no rounding may drop it.
     rows = ((0.1, 0.2), (0.2, 0.1), (0.3, 0.7))
-    budget = DeviceBudget("d", 0.1 + 0.2 + 0.1 + 0.3, 0.1, rows)
+    budget = _device("d", 0.1 + 0.2 + 0.1 + 0.3, 0.1, rows)
     scores = [[0.0, 1.0], [1.0, 0.0], [0.0, 5.0]]
     choice = solve(scores, [budget])
     assert total_latency(budget, choice) <= budget.budget_ms
@@ -110,7 +122,7 @@ def test_knapsack_budget_exactly_reachable() -> None:
 
 def test_infeasible_names_smallest_latency_per_device() -> None:
     rows = ((0.0, 1.0), (0.5, 2.0))
-    budgets = [DeviceBudget("vpu", 0.4, 0.2, rows), DeviceBudget("cpu", 10.0, 0.2, rows)]
+    budgets = [_device("vpu", 0.4, 0.2, rows), _device("cpu", 10.0, 0.2, rows)]
     with pytest.raises(HwnasError) as err:
         solve([[0.0, 0.0], [0.0, 0.0]], budgets)
     message = str(err.value)
@@ -124,8 +136,8 @@ def test_knapsack_is_fast_on_a_realistic_size(layers: int, cands: int, devices: 
                                               floor: float) -> None:
     rng = random.Random(7)
     scores, budgets = _instance(rng, layers, cands, devices)
-    budgets = [DeviceBudget(b.device, (min_latency(b) + b.budget_ms) / 2, b.fixed_ms,
-                            b.per_layer) for b in budgets]
+    budgets = [_device(b.source, (min_latency(b) + b.budget_ms) / 2, b.matrix.fixed_ms,
+                       b.matrix.per_layer) for b in budgets]
     start = time.perf_counter()
     choice = solve(scores, budgets, floor)
     assert time.perf_counter() - start < 2.0  # a search derives after every epoch

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from nas.gradient import pair_alpha_grad, rescale_pair, sample_pairs
+from nas.core.gradient import pair_alpha_grad, rescale_pair, sample_pairs
 from search_spaces import LayerSpec, MixedOp, Space
 
 TINY = Space("test-gradient-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1,),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hwnas_common import HwnasError
-from nas.latency_loss import PAPER_TARGET_MS, add_linear, hinge_log, latency_loss, mul_log
+from nas.core.latency_loss import PAPER_TARGET_MS, add_linear, hinge_log, latency_loss, mul_log
 
 
 def test_mul_log_equals_the_paper_at_80_ms() -> None:

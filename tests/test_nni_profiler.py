@@ -17,8 +17,8 @@ from latency_predictors import (
     predict_latency,
     required_keys,
 )
-from nas.nni_profiler import latency_penalty, latency_profiler
-from nas.nni_space import layer_labels, nni_model_space, spec_to_sample
+from nas.nni.profiler import latency_penalty, latency_profiler
+from nas.nni.space import layer_labels, nni_model_space, spec_to_sample
 
 from .test_nni_space import TINY as SPACE
 

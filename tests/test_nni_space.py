@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hwnas_common import HwnasError
-from nas.nni_space import (
+from nas.nni.space import (
     freeze_spec,
     layer_labels,
     nni_model_space,
@@ -117,7 +117,7 @@ def test_bad_samples_are_clear_errors() -> None:
 
 
 def test_importing_nas_and_the_interop_modules_does_not_import_nni() -> None:
-    code = ("import sys, nas, nas.nni_space, nas.nni_profiler; "
+    code = ("import sys, nas, nas.nni.space, nas.nni.profiler; "
             "loaded = [m for m in sys.modules if m == 'nni' or m.startswith('nni.')]; "
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from latency_predictors import LatencyMatrix
-from nas.nni_profiler import latency_penalty, latency_profiler
-from nas.nni_space import layer_labels, nni_model_space, spec_to_sample
-from nas.nni_strategy import run_proxyless
+from nas.nni.profiler import latency_penalty, latency_profiler
+from nas.nni.space import layer_labels, nni_model_space, spec_to_sample
+from nas.nni.strategy import run_proxyless
 from search_spaces import SPACES, LayerSpec, Space, register_space
 
 pytest.importorskip("nni.nas.strategy", reason="NNI 3.0 (with pytorch-lightning) not installed")

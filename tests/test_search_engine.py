@@ -15,9 +15,9 @@ import torch
 from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix, make_table, new_metadata, required_keys, save_table
 from nas import SearchConfig, search
-from nas.constraints import Constraint
-from nas.engine import SearchEngine
-from nas.rundir import load_checkpoint
+from nas.core.constraints import Constraint
+from nas.core.engine import SearchEngine
+from nas.run.checkpoint import load_checkpoint
 from search_spaces import SPACES, LayerSpec, Space, register_space
 
 TINY_NAME = "test-search-tiny"
@@ -135,7 +135,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path: Path,
     def nan_loss(**_):
         return lambda logits, labels: logits.sum() * float("nan")
 
-    monkeypatch.setattr("nas.engine.nn.CrossEntropyLoss", nan_loss)
+    monkeypatch.setattr("nas.core.engine.nn.CrossEntropyLoss", nan_loss)
     with pytest.raises(HwnasError, match="nan"):
         search(tiny_config(tmp_path / "run", resume=True), [tiny_constraint(4.0)])
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
@@ -184,14 +184,14 @@ def test_scheduled_search_ends_with_decisive_probabilities(tmp_path: Path, weigh
 
 def test_latency_breakdown_adds_up_to_the_total_with_a_calibration_offset() -> None:
     from latency_predictors import latency_matrix, load_table
-    from nas.rundir import latency_breakdown
+    from nas.run.report import latency_breakdown
     from search_spaces import get_space
 
     space = get_space("cifar")
     matrix = latency_matrix(space, load_table("cpu"))
     assert matrix.offset_ms != 0  # the shipped table is calibrated with an offset
     spec = space.sample(torch.Generator().manual_seed(3))
-    (entry,) = latency_breakdown(space, spec, [Constraint(matrix, 5.0, "cpu")])
+    (entry,) = latency_breakdown(spec, [Constraint(matrix, 5.0, "cpu")])
     parts = sum(entry["fixed_parts"].values()) + sum(layer["ms"] for layer in entry["layers"])
     assert parts == pytest.approx(entry["total_ms"], rel=1e-12)
     assert entry["fixed_ms"] == pytest.approx(sum(entry["fixed_parts"].values()), rel=1e-12)

@@ -13,13 +13,13 @@ import torch
 
 from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix
-from nas.sweep import (
+from nas.run.evaluate import recalibrate_batchnorm
+from nas.tune.sweep import (
     CONSTRAINT,
     SweepPoint,
     best_per_budget,
     create_study,
     pareto_front,
-    recalibrate_batchnorm,
     study_points,
     sweep,
 )
@@ -101,7 +101,7 @@ def test_batchnorm_recalibration_is_an_exact_average() -> None:
 
 WORKER = """
 import sys
-from nas.sweep import sweep
+from nas.tune.sweep import sweep
 from tests.test_sweep import SPACE, toy_accuracy, toy_matrix
 sweep(SPACE, toy_matrix(), [4.0], toy_accuracy, n_trials=8, seed=int(sys.argv[2]),
       storage=sys.argv[1], study_name="shared", population=4)

@@ -33,14 +33,13 @@ import optuna
 
 from hwnas_common import HwnasError
 from hwnas_common.fileio import atomic_write_text, atomic_write_with
+from nas.core.config import SearchConfig
+from nas.core.constraints import Constraint
+from nas.core.latency_loss import DEFAULT_BETA, DEFAULT_LAMBDA
+from nas.run import checkpoint, report
+from nas.run.distributed import is_distributed
+from nas.run.search import RunResult, search
 from search_spaces import ArchSpec
-
-from . import rundir
-from .config import SearchConfig
-from .constraints import Constraint
-from .distributed import is_distributed
-from .latency_loss import DEFAULT_BETA, DEFAULT_LAMBDA
-from .search import RunResult, search
 
 STRENGTH_RANGES = {"mul_log": (0.01, 3.0), "hinge_log": (0.01, 3.0),
                    "add_linear": (0.01, 10.0)}  # log-uniform
@@ -100,14 +99,14 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
 def _warm_up(config: SearchConfig, constraints: Sequence[Constraint], folder: Path) -> Path:
     """Where the checkpoint after the warm-up epochs is (run once, resumable); with no
     warm-up epochs it does not exist and trials start from scratch."""
-    checkpoint = folder / rundir.CHECKPOINT
+    path = folder / checkpoint.CHECKPOINT
     if config.warmup_epochs == 0:
-        return checkpoint
-    done = checkpoint.is_file() and rundir.load_checkpoint(folder)["epoch"] >= config.warmup_epochs
+        return path
+    done = path.is_file() and checkpoint.load_checkpoint(folder)["epoch"] >= config.warmup_epochs
     if not done:
-        search(dataclasses.replace(config, out=str(folder), resume=checkpoint.is_file()),
+        search(dataclasses.replace(config, out=str(folder), resume=path.is_file()),
                constraints, stop_after_epoch=config.warmup_epochs)
-    return checkpoint
+    return path
 
 
 def _trial_dir(number: int) -> str:
@@ -117,10 +116,10 @@ def _trial_dir(number: int) -> str:
 def _run_trial(config: SearchConfig, constraints: Sequence[Constraint], base: Path,
                warmup: Path, study: optuna.Study, number: int, strength: float) -> None:
     folder = base / _trial_dir(number)
-    if not (folder / rundir.CHECKPOINT).is_file() and warmup.is_file():
-        atomic_write_with(folder / rundir.CHECKPOINT,
+    if not (folder / checkpoint.CHECKPOINT).is_file() and warmup.is_file():
+        atomic_write_with(folder / checkpoint.CHECKPOINT,
                           lambda tmp: shutil.copyfile(warmup, tmp))
-    resume = (folder / rundir.CHECKPOINT).is_file()
+    resume = (folder / checkpoint.CHECKPOINT).is_file()
     if config.progress:
         print(f"calibration trial {number}: loss strength {strength:.4g}", flush=True)
     search(dataclasses.replace(config, out=str(folder), resume=resume, loss_strength=strength),
@@ -176,7 +175,7 @@ def _adopt(trial_dir: Path, out: Path, config: SearchConfig, best: optuna.trial.
     summary["calibration"] = {"loss": config.loss, "strength": best.params["strength"],
                               "abs_budget_gap": best.value, "trial": best.number,
                               "trials": trials, "csv": "calibration/calibration.csv"}
-    rundir.write_summary(out, summary)
+    report.write_summary(out, summary)
     return RunResult(out, ArchSpec.from_json((out / "arch.json").read_text()),
                      summary["predicted_latency_ms"], summary["budgets_ms"],
                      summary["test_accuracy_inherited"],

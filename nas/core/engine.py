@@ -19,39 +19,24 @@ mean losses and average them over the ranks before the optimiser step.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from hwnas_common import HwnasError
 from latency_predictors import expected_latency
+from nas.core.config import PROXYLESS_ARCH_LR, SearchConfig
+from nas.core.constraints import Constraint
+from nas.core.gradient import pair_alpha_grad, rescale_pair, sample_pairs
+from nas.core.latency_loss import latency_loss
+from nas.run.distributed import Group, default_device
+from nas.run.evaluate import top1_accuracy
 from search_spaces import Supernet
-
-from .config import PROXYLESS_ARCH_LR, SearchConfig
-from .constraints import Constraint
-from .distributed import Group
-from .gradient import pair_alpha_grad, rescale_pair, sample_pairs
-from .latency_loss import latency_loss
 
 
 class NonFiniteLoss(HwnasError):
     """The loss became NaN or infinite."""
-
-
-def top1_accuracy(forward: Callable[[torch.Tensor], torch.Tensor],
-                  batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Share of ``batches`` whose arg-max logit of ``forward(images)`` is the label (0 if empty)."""
-    correct = total = 0
-    with torch.no_grad():
-        for images, labels in batches:
-            correct += int((forward(images).argmax(dim=1) == labels).sum())
-            total += labels.numel()
-    return correct / max(1, total)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class SearchEngine:

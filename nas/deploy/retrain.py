@@ -17,11 +17,11 @@ from torch import nn
 from tqdm import tqdm
 
 from hwnas_common import HwnasError
+from nas.run import checkpoint
+from nas.run.data import Batches, channel_stats, load_dataset
+from nas.run.distributed import default_device
+from nas.run.evaluate import top1_accuracy
 from search_spaces import ArchSpec, ChildNet, build, get_space
-
-from . import rundir
-from .data import Batches, channel_stats, load_dataset
-from .engine import default_device, top1_accuracy
 
 INITS = ("scratch", "inherit")
 
@@ -52,7 +52,7 @@ def inherited_child(run_dir: Path, spec: ArchSpec) -> ChildNet:
     if spec.space != config["space"]:
         raise HwnasError(f"{run_dir} searched space {config['space']!r}; the architecture is "
                          f"of space {spec.space!r}, so it cannot inherit its weights")
-    return rundir.load_supernet(run_dir).child(spec).train()
+    return checkpoint.load_supernet(run_dir).child(spec).train()
 
 
 def train_arch(spec: ArchSpec, dataset: str, epochs: int, init: ChildNet | None = None,

@@ -28,16 +28,15 @@ from tqdm import tqdm
 
 from hwnas_common import HwnasError
 from hwnas_common.fileio import atomic_write_text, remove_stale_temporaries
+from nas.core.config import SearchConfig
+from nas.core.constraints import Constraint, load_constraints
+from nas.core.derive import check_feasible, derive_arch
+from nas.core.engine import SearchEngine
+from nas.deploy.retrain import Recipe, train_child
+from nas.run import checkpoint, distributed, report
+from nas.run.data import Batches, Splits, load_dataset, prepare_data
+from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
 from search_spaces import ArchSpec, Supernet, get_space
-
-from . import distributed, rundir
-from .config import SearchConfig
-from .constraints import Constraint, check_feasible, load_constraints
-from .data import Batches, channel_stats, load_dataset, split_holdout
-from .derive import solve
-from .engine import SearchEngine, top1_accuracy
-from .retrain import Recipe, train_child
-from .sweep import recalibrate_batchnorm
 
 
 @dataclass(frozen=True)
@@ -53,32 +52,6 @@ class RunResult:
     retrained_accuracy: float | None = None  # after ``config.retrain_epochs`` of fine-tuning
 
 
-@dataclass
-class Splits:
-    weight: Batches
-    arch: Batches
-    test: Batches
-
-
-def prepare_data(config: SearchConfig, device: torch.device) -> Splits:
-    """The weight, architecture (held-out) and test splits of a run's data, as searched."""
-    space = get_space(config.space)
-    data = load_dataset(config.dataset, limit=config.data_limit, shape=space.input,
-                        classes=space.num_classes)
-    if int(data.train_y.max()) >= space.num_classes:
-        raise HwnasError(f"data set {data.name!r} has {len(data.classes)} classes, space "
-                         f"{space.name!r} has a {space.num_classes}-way head")
-    weight_idx, arch_idx = split_holdout(len(data.train_y), config.arch_fraction, config.seed)
-    mean, std = channel_stats(data.train_x[weight_idx], space.input)
-
-    def batches(x: torch.Tensor, y: torch.Tensor) -> Batches:
-        return Batches(x, y, space.input, device, mean, std)
-
-    return Splits(batches(data.train_x[weight_idx], data.train_y[weight_idx]),
-                   batches(data.train_x[arch_idx], data.train_y[arch_idx]),
-                   batches(data.test_x, data.test_y))
-
-
 def _check_run_dir(config: SearchConfig) -> tuple[Path, bool]:
     """The run directory and whether there is a checkpoint to resume from. ``--resume`` on a
     run killed before its first checkpoint starts it afresh (and says so); it also deletes the
@@ -86,7 +59,7 @@ def _check_run_dir(config: SearchConfig) -> tuple[Path, bool]:
     run_dir = Path(config.out)
     if config.resume:
         remove_stale_temporaries(run_dir)
-    exists = (run_dir / rundir.CHECKPOINT).exists() or (run_dir / "summary.json").exists()
+    exists = (run_dir / checkpoint.CHECKPOINT).exists() or (run_dir / "summary.json").exists()
     if exists and not config.resume:
         raise HwnasError(f"{run_dir} already holds a run; pass --resume to continue it or "
                          "choose another --out")
@@ -103,13 +76,13 @@ def _cycle(batches: Batches, batch_size: int, generator: torch.Generator) -> Ite
         yield from batches.epoch(min(batch_size, len(batches)), generator, augment=False)
 
 
-Checkpoint = Callable[[dict[str, Any]], None]
+SaveProgress = Callable[[dict[str, Any]], None]
 
 
 def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int, data_gen: torch.Generator,
                partial: dict[str, Any] | None = None,
-               checkpoint: Checkpoint | None = None) -> dict[str, float]:
-    """Train one epoch; every ``checkpoint_minutes`` hand ``checkpoint`` the epoch's progress.
+               save_progress: SaveProgress | None = None) -> dict[str, float]:
+    """Train one epoch; every ``checkpoint_minutes`` hand ``save_progress`` the epoch's progress.
 
     The progress (``partial``) is the steps done, their losses and the data-order generator's
     state at the epoch's start. Resuming from it replays the epoch's data pipeline (order and
@@ -141,9 +114,9 @@ def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int, data_gen: torch
         if arch_batch is not None:
             arch_losses.append(engine.arch_step(*arch_batch))
         bar.update()
-        if checkpoint and step + 1 < steps and (
+        if save_progress and step + 1 < steps and (
                 time.monotonic() - last_save >= 60 * config.checkpoint_minutes):
-            checkpoint({"step": step + 1, "weight_losses": weight_losses,
+            save_progress({"step": step + 1, "weight_losses": weight_losses,
                         "arch_losses": arch_losses, "data_start": partial["data_start"],
                         "seconds": partial["seconds"] + time.perf_counter() - start})
             last_save = time.monotonic()
@@ -159,7 +132,7 @@ def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[st
     is log K); ``derived_prob`` the mean probability of the budget-derived net's choice per
     layer: both say how decisive α has become."""
     argmax = [int(a.argmax()) for a in engine.supernet.arch_parameters()]
-    derived = derive(engine)
+    derived = derive_arch(engine.supernet, engine.constraints, engine.config.budget_floor)
     chosen = [engine.supernet.space.candidate_index(layer) for layer in derived.layers]
     probs = engine.probs().detach().double()
     entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(dim=1).mean())
@@ -190,21 +163,10 @@ def _epoch_line(row: dict[str, Any]) -> str:
             f"{row['seconds']:.1f} s")
 
 
-def derive(engine: SearchEngine) -> ArchSpec:
-    """The most probable architecture that meets every budget and, when one can, uses at least
-    ``budget_floor`` of each (exact knapsack on log p)."""
-    with torch.no_grad():
-        scores = [torch.log_softmax(a.double(), 0).tolist()
-                  for a in engine.supernet.arch_parameters()]
-    choice = solve(scores, [c.device_budget() for c in engine.constraints],
-                   engine.config.budget_floor)
-    return engine.supernet.space.spec_from_indices(choice)
-
-
 def _checkpoint(engine: SearchEngine, epoch: int, history: list, probs: list,
                 data_gen: torch.Generator) -> dict[str, Any]:
     return {"engine": engine.state_dict(), "epoch": epoch, "history": history, "probs": probs,
-            "data_generator": data_gen.get_state(), "rng": rundir.rng_states(),
+            "data_generator": data_gen.get_state(), "rng": checkpoint.rng_states(),
             "config": engine.config.identity()}
 
 
@@ -222,7 +184,7 @@ def _restore(engine: SearchEngine, state: dict[str, Any], data_gen: torch.Genera
                          "repeat the original options")
     engine.load_state_dict(state["engine"])
     data_gen.set_state(state["data_generator"])
-    rundir.set_rng_states(state["rng"])
+    checkpoint.set_rng_states(state["rng"])
 
 
 def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None, *,
@@ -247,9 +209,9 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
     space = get_space(config.space)
     if constraints is None:
         constraints = load_constraints(space, config.devices, config.budgets_ms)
-    check_feasible(space, constraints)
+    check_feasible(space.num_layers, len(space.candidates), constraints)
     run_dir, resume = _check_run_dir(config)
-    state = rundir.load_checkpoint(run_dir) if resume else None
+    state = checkpoint.load_checkpoint(run_dir) if resume else None
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -275,7 +237,7 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
     probs = list(state["probs"]) if state else []
     for epoch in range(state["epoch"] if state else 0, config.total_epochs):
         def save_partial(progress: dict[str, Any], epoch: int = epoch) -> None:
-            rundir.save_checkpoint(run_dir, {**_checkpoint(engine, epoch, history, probs,
+            checkpoint.save_checkpoint(run_dir, {**_checkpoint(engine, epoch, history, probs,
                                                            data_gen), "partial_epoch": progress})
 
         losses = _run_epoch(engine, splits, epoch, data_gen, partial,
@@ -289,9 +251,9 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
             if config.progress:
                 tqdm.write(_epoch_line(history[-1]), file=sys.stderr)
             probs.append(engine.probs().tolist())
-            rundir.save_checkpoint(run_dir, _checkpoint(engine, epoch + 1, history, probs,
+            checkpoint.save_checkpoint(run_dir, _checkpoint(engine, epoch + 1, history, probs,
                                                         data_gen))
-            rundir.write_metrics(run_dir, history)
+            report.write_metrics(run_dir, history)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             return None
     return _finish(engine, splits, run_dir, history, probs) if group.is_main else None
@@ -329,17 +291,17 @@ def finetune_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec) -> f
 def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
             probs: list) -> RunResult:
     space, constraints, config = engine.supernet.space, engine.constraints, engine.config
-    spec = derive(engine)
+    spec = derive_arch(engine.supernet, engine.constraints, engine.config.budget_floor)
     accuracy = inherited_accuracy(engine, splits, spec)
     retrained = finetune_accuracy(engine, splits, spec) if config.retrain_epochs else None
-    breakdown = rundir.latency_breakdown(space, spec, constraints)
+    breakdown = report.latency_breakdown(spec, constraints)
     atomic_write_text(run_dir / "arch.json", spec.to_json() + "\n")
-    rundir.write_latency(run_dir, breakdown)
-    rundir.write_plots(run_dir, history, probs, space.tokens, constraints)
+    report.write_latency(run_dir, breakdown)
+    report.write_plots(run_dir, history, probs, space.tokens, constraints)
     result = RunResult(run_dir, spec, {b["table"]: b["total_ms"] for b in breakdown},
                        {c.source: c.budget_ms for c in constraints}, accuracy,
                        [c.source for c in constraints if c.estimated], retrained)
-    rundir.write_summary(run_dir, {
+    report.write_summary(run_dir, {
         "arch": spec.to_string(), "space": space.name, "seed": config.seed,
         "config": config.to_dict(), "tables": [c.describe() for c in constraints],
         "predicted_latency_ms": result.latency_ms, "budgets_ms": result.budgets_ms,

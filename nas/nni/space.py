@@ -6,7 +6,7 @@ layer whose candidates are built by :func:`search_spaces.make_candidate` and key
 (``skip``, ``quad_k7_e4``, ...). So an NNI sample is ``{"layer0": "quad_k7_e4", "layer1": "skip",
 ...}``, and a model frozen from a sample loads the state dict of ``build(spec)`` as it is::
 
-    from nas.nni_space import nni_model_space, sample_to_spec, spec_to_sample
+    from nas.nni.space import nni_model_space, sample_to_spec, spec_to_sample
     model_space = nni_model_space("cifar")
     sample = spec_to_sample(spec)                 # {label: token}
     model = model_space.freeze(sample)            # same modules as build(spec)

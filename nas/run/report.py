@@ -1,9 +1,8 @@
-"""Everything a search run writes, each file atomically (``hwnas_common.fileio``).
-
-``RUN_DIR/``: ``checkpoint.pt`` (every epoch), ``metrics.csv``, ``arch.json``, ``latency.json``
-and ``latency.csv`` (per-layer breakdown per device), ``accuracy.png``, ``latency.png``,
-``arch.png`` (entropy of p and the derived net's probability), ``probs.png``,
-``summary.json``.
+"""The reports a search run writes into ``RUN_DIR/``, each file atomically: ``metrics.csv``,
+``latency.json`` and ``latency.csv`` (per-layer breakdown per device), ``accuracy.png``,
+``latency.png``, ``arch.png`` (entropy of p and the derived net's probability), ``probs.png``,
+``summary.json`` (with package versions and the git revision). The checkpoint is
+:mod:`nas.run.checkpoint`'s.
 """
 
 from __future__ import annotations
@@ -12,90 +11,19 @@ import csv
 import io
 import json
 import platform
-import random
 import subprocess
-import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from hwnas_common import HwnasError
-from hwnas_common.fileio import atomic_path, atomic_write_text, atomic_write_with
-from search_spaces import ArchSpec, Space, Supernet, get_space
+from hwnas_common.fileio import atomic_path, atomic_write_text
+from nas.core.constraints import Constraint
+from search_spaces import ArchSpec
 
-from .constraints import Constraint
-
-CHECKPOINT = "checkpoint.pt"
 PACKAGES = ("hwnas", "torch", "numpy", "onnx", "onnxruntime", "pandas", "optuna", "matplotlib")
-
-
-def rng_states() -> dict[str, Any]:
-    """torch / CUDA / numpy / python RNG states, in a form ``torch.load(weights_only)`` reads."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    states: dict[str, Any] = {"torch": torch.get_rng_state(),
-                              "python": [version, list(internal), gauss],
-                              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
-                                        has_gauss, cached]}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    atomic_write_with(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The checkpoint of a run; one clear error if it is missing, truncated or foreign."""
-    path = run_dir / CHECKPOINT
-    if not path.is_file():
-        raise HwnasError(f"{run_dir}: no search checkpoint ({CHECKPOINT}) in it")
-    try:
-        with warnings.catch_warnings():  # a foreign pickle warns before it fails
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        missing = {"engine", "epoch", "history", "data_generator", "rng", "config"} - set(state)
-    except Exception as err:  # truncated, corrupt or not a torch file
-        raise HwnasError(f"{path}: corrupt checkpoint ({type(err).__name__}); delete it to "
-                         "start over") from None
-    if missing:
-        raise HwnasError(f"{path}: not a search checkpoint (missing {sorted(missing)})")
-    return state
-
-
-def checkpoint_config(state: dict[str, Any]) -> dict[str, Any]:
-    """The search config a checkpoint records; runs from before weight sharing had one set of
-    weights per candidate, and their checkpoints say nothing about it."""
-    return {"weights": "separate", **state["config"]}
-
-
-def load_supernet(run_dir: Path, state: dict[str, Any] | None = None) -> Supernet:
-    """The supernet a search run trained, from its checkpoint (eval mode); one clear error when
-    the checkpoint comes from an hwnas whose supernet differs (e.g. before weight sharing)."""
-    state = state or load_checkpoint(run_dir)
-    config = checkpoint_config(state)
-    supernet = Supernet(get_space(config["space"]), config["weights"])
-    try:
-        supernet.load_state_dict(state["engine"]["supernet"])
-    except RuntimeError:
-        raise HwnasError(f"{run_dir}: its checkpoint holds a supernet of another hwnas version "
-                         "(different parameters); run the search again") from None
-    return supernet.eval()
 
 
 def write_metrics(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:
@@ -107,21 +35,11 @@ def write_metrics(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "metrics.csv", buffer.getvalue())
 
 
-def latency_breakdown(space: Space, spec: ArchSpec,
-                      constraints: Sequence[Constraint]) -> list[dict[str, Any]]:
-    """Per device: total, budget, provenance, fixed parts and per-layer latency of ``spec``."""
-    choice = [space.candidate_index(layer) for layer in spec.layers]
-    result = []
-    for c in constraints:
-        layers = [{"index": i, "token": layer.token, "ms": c.matrix.per_layer[i][k]}
-                  for i, (layer, k) in enumerate(zip(spec.layers, choice, strict=True))]
-        parts = dict(c.matrix.fixed_parts)
-        if c.matrix.offset_ms:  # so that the parts and layers add up to the total
-            parts["calibration offset"] = c.matrix.offset_ms
-        result.append({"table": c.source, "device": c.device, "provenance": c.matrix.provenance,
-                       "budget_ms": c.budget_ms, "total_ms": c.matrix.total(choice),
-                       "fixed_ms": c.matrix.fixed_ms, "fixed_parts": parts, "layers": layers})
-    return result
+def latency_breakdown(spec: ArchSpec, constraints: Sequence[Constraint]) -> list[dict[str, Any]]:
+    """Per device: the table, the budget and ``spec``'s :class:`LatencyPrediction` (total,
+    fixed parts with the calibration offset, per-layer latency), as ``hwnas predict`` shows it."""
+    return [{"table": c.source, "budget_ms": c.budget_ms, **c.matrix.predict(spec).to_dict()}
+            for c in constraints]
 
 
 def write_latency(run_dir: Path, breakdown: list[dict[str, Any]]) -> None:

@@ -23,13 +23,13 @@ import torch
 from hwnas_common import HwnasError
 from hwnas_common.fileio import atomic_write_text, atomic_write_with
 from latency_predictors import LatencyMatrix, latency_matrix, load_table
+from nas.core.config import SearchConfig
+from nas.core.constraints import Constraint
+from nas.core.derive import derive_arch
+from nas.run import checkpoint
+from nas.run.data import prepare_data
+from nas.tune.sweep import SweepPoint, SweepResult, supernet_evaluator, sweep
 from search_spaces import ArchSpec, Supernet
-
-from . import rundir
-from .config import SearchConfig
-from .derive import DeviceBudget, solve
-from .search import prepare_data
-from .sweep import SweepPoint, SweepResult, supernet_evaluator, sweep
 
 
 @dataclass(frozen=True)
@@ -41,25 +41,22 @@ class SweepRun:
 
 
 def _load_run(run_dir: Path) -> tuple[SearchConfig, Supernet]:
-    state = rundir.load_checkpoint(run_dir)
-    fields = rundir.checkpoint_config(state)
+    state = checkpoint.load_checkpoint(run_dir)
+    fields = checkpoint.checkpoint_config(state)
     config = SearchConfig(**{**fields, "devices": tuple(fields["devices"]),
                              "budgets_ms": tuple(fields["budgets_ms"]), "progress": False})
-    return config, rundir.load_supernet(run_dir, state)
+    return config, checkpoint.load_supernet(run_dir, state)
 
 
 def _derived_per_budget(supernet: Supernet, matrix: LatencyMatrix, budgets: Sequence[float],
                         floor: float) -> dict[float, ArchSpec | None]:
-    """The search's derivation at each budget: the most probable architecture that fits and
-    uses ``floor`` of the budget when one can (exact knapsack on log p); None where the budget
-    is below the smallest achievable latency."""
-    with torch.no_grad():
-        scores = [torch.log_softmax(a.double(), 0).tolist() for a in supernet.arch_parameters()]
+    """The search's derivation at each budget (:func:`nas.core.derive.derive_arch`); None where
+    the budget is below the smallest achievable latency."""
     derived: dict[float, ArchSpec | None] = {}
     for budget in budgets:
-        device = DeviceBudget(matrix.device, budget, matrix.fixed_ms, matrix.per_layer)
         try:
-            derived[budget] = supernet.space.spec_from_indices(solve(scores, [device], floor))
+            derived[budget] = derive_arch(supernet, [Constraint(matrix, budget, matrix.device)],
+                                          floor)
         except HwnasError:
             derived[budget] = None
     return derived

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwnas_common import HwnasError
+from nas.core.latency_loss import LOSSES
 from search_spaces import WEIGHT_MODES
-
-from .latency_loss import LOSSES
 
 PROXYLESS_ARCH_LR = 1e-3  # ProxylessNAS's Adam lr for α on ImageNet
 ARCH_TRAVEL = 10.0  # default lr × architecture steps; chosen by bench/arch_schedule.py

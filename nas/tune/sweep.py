@@ -16,45 +16,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix
+from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
 from search_spaces import ArchSpec, Space, Supernet
-
-from .engine import top1_accuracy
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 LATENCY_ATTR = "latency_ms"
 CONSTRAINT = "latency_over_budget_ms"  # feasible when <= 0
 _OPEN_ATTEMPTS = 5
-
-
-def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
-                          ) -> nn.Module:
-    """Re-estimate every BatchNorm's running statistics as an exact average over ``batches``.
-
-    A child taken from the supernet carries statistics accumulated over *all* paths; its own
-    statistics differ (OFA, Cai et al. 2020, §3.2). Leaves the model in eval mode.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: exact mean over the batches
-    model.train()
-    with torch.no_grad():
-        for images, _ in batches:
-            model(images)
-    for m, momentum in zip(norms, saved, strict=True):
-        m.momentum = momentum
-    return model.eval()
 
 
 def supernet_evaluator(supernet: Supernet, calibration: Batches, evaluation: Batches

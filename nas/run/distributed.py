@@ -129,3 +129,8 @@ def is_main_process() -> bool:
 def close() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def default_device() -> torch.device:
+    """CUDA when this process sees a GPU, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

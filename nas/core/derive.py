@@ -1,5 +1,10 @@
 """Budget-constrained derivation: an exact multiple-choice knapsack over the layers.
 
+``derive_arch(supernet, constraints, floor)`` is what a search ends with; ``solve`` is the
+knapsack on any scores; ``check_feasible`` is its infeasibility test before a search starts.
+Every device enters as a :class:`nas.core.constraints.Constraint`: its latency matrix (the one
+latency record, :class:`latency_predictors.LatencyMatrix`) and its budget.
+
 Pick one candidate ``c_l`` per layer to maximise ``Σ_l log p_l[c_l]`` subject to, for every
 device d, ``fixed_d + Σ_l LAT_d(l, c_l) ≤ budget_d``. ProxylessNAS (Cai et al., ICLR 2019)
 takes the argmax of every layer and gives no guarantee; this derivation always meets the budgets.
@@ -29,7 +34,7 @@ Why it is exact:
    device) is dropped: swapping it for its dominator never hurts score or feasibility. (Not
    with a floor, where a slower candidate may be needed to reach it.)
 4. Leaves are accepted with the exact ``≤ budget`` test (and ``≥ floor · budget``) on the same
-   left-to-right sums as :func:`total_latency`, so the result is feasible by construction and
+   left-to-right sums as :meth:`LatencyMatrix.total`, so the result is feasible by construction and
    optimal among all feasible choices (up to the 1e-9 relative rounding of summed
    log-probabilities).
 5. With a floor, a prefix is also dropped when even the slowest completion stays below the
@@ -44,58 +49,43 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
 
 from hwnas_common import HwnasError
+from search_spaces import ArchSpec, Supernet
+
+if TYPE_CHECKING:
+    from nas.core.constraints import Constraint
 
 _MARGIN = 1e-9  # relative rounding margin of the pruning tests (keeps more, never fewer)
 
 
-@dataclass(frozen=True)
-class DeviceBudget:
-    """The latency model of one device for one space, and its budget (all in ms).
-
-    ``per_layer[l][c]``: latency of candidate c at layer l (skip = 0), calibration included.
-    """
-
-    device: str
-    budget_ms: float
-    fixed_ms: float
-    per_layer: tuple[tuple[float, ...], ...]
-
-
-def total_latency(budget: DeviceBudget, choice: Sequence[int]) -> float:
-    """``fixed + Σ_l per_layer[l][choice[l]]``, summed left to right."""
-    total = budget.fixed_ms
-    for row, c in zip(budget.per_layer, choice, strict=True):
-        total += row[c]
-    return total
-
-
-def min_latency(budget: DeviceBudget) -> float:
+def min_latency(budget: Constraint) -> float:
     """The smallest latency any architecture can reach on this device."""
-    return total_latency(budget, [min(range(len(row)), key=row.__getitem__)
-                                  for row in budget.per_layer])
+    return budget.matrix.total([min(range(len(row)), key=row.__getitem__)
+                                for row in budget.matrix.per_layer])
 
 
-def _check_shapes(scores: Sequence[Sequence[float]], budgets: Sequence[DeviceBudget]) -> None:
+def _check_shapes(scores: Sequence[Sequence[float]], budgets: Sequence[Constraint]) -> None:
     if not budgets:
         raise HwnasError("derivation needs at least one (device, budget) pair")
     shape = [len(row) for row in scores]
     for budget in budgets:
-        if [len(row) for row in budget.per_layer] != shape:
-            raise HwnasError(f"latency matrix of {budget.device!r} has shape "
-                             f"{[len(r) for r in budget.per_layer]}, scores have {shape}")
+        if [len(row) for row in budget.matrix.per_layer] != shape:
+            raise HwnasError(f"latency matrix of {budget.source!r} has shape "
+                             f"{[len(r) for r in budget.matrix.per_layer]}, scores have {shape}")
     if any(not math.isfinite(s) for row in scores for s in row):
         raise HwnasError("derivation scores must be finite log-probabilities")
 
 
 def _layer_options(layer: int, scores: Sequence[Sequence[float]],
-                   budgets: Sequence[DeviceBudget], prune: bool = True
+                   budgets: Sequence[Constraint], prune: bool = True
                    ) -> list[tuple[float, tuple[float, ...], int]]:
     """The candidates of one layer (with ``prune``: those not dominated by another), as
     (score, latencies, index)."""
-    options = sorted(((scores[layer][c], tuple(b.per_layer[layer][c] for b in budgets), c)
+    options = sorted(((scores[layer][c], tuple(b.matrix.per_layer[layer][c] for b in budgets), c)
                       for c in range(len(scores[layer]))), key=lambda o: (-o[0], o[1], o[2]))
     if not prune:
         return options
@@ -107,7 +97,7 @@ def _layer_options(layer: int, scores: Sequence[Sequence[float]],
     return kept
 
 
-def _value_to_go(scores: Sequence[Sequence[float]], budget: DeviceBudget,
+def _value_to_go(scores: Sequence[Sequence[float]], budget: Constraint,
                  cap: float) -> list[tuple[list[float], list[float]]]:
     """Per layer l: the exact frontier of (suffix latency, best suffix score) on one device.
 
@@ -117,7 +107,7 @@ def _value_to_go(scores: Sequence[Sequence[float]], budget: DeviceBudget,
     frontier: list[tuple[float, float]] = [(0.0, 0.0)]
     result = [([0.0], [0.0])]
     for layer in reversed(range(len(scores))):
-        row = budget.per_layer[layer]
+        row = budget.matrix.per_layer[layer]
         grown = sorted(((row[c] + lat, scores[layer][c] + score)
                         for c in range(len(row)) for lat, score in frontier
                         if row[c] + lat <= cap), key=lambda s: (s[0], -s[1]))
@@ -132,17 +122,17 @@ def _value_to_go(scores: Sequence[Sequence[float]], budget: DeviceBudget,
 class _BranchAndBound:
     """Depth-first search over layers, options in order of their bound (see module doc)."""
 
-    def __init__(self, scores: Sequence[Sequence[float]], budgets: Sequence[DeviceBudget],
+    def __init__(self, scores: Sequence[Sequence[float]], budgets: Sequence[Constraint],
                  floor: float = 0.0):
         self.budgets = budgets
         self.layers = len(scores)
         self.options = [_layer_options(layer, scores, budgets, prune=not floor)
                         for layer in range(self.layers)]
         self.lower = [floor * b.budget_ms for b in budgets]
-        self.slowest_togo = [[sum(max(row) for row in b.per_layer[layer:])
+        self.slowest_togo = [[sum(max(row) for row in b.matrix.per_layer[layer:])
                               for layer in range(self.layers + 1)] for b in budgets]
-        self.togo = [_value_to_go(scores, b, (b.budget_ms - b.fixed_ms) * (1 + _MARGIN) + _MARGIN)
-                     for b in budgets]
+        self.togo = [_value_to_go(scores, b, (b.budget_ms - b.matrix.fixed_ms) * (1 + _MARGIN)
+                                  + _MARGIN) for b in budgets]
         self.best_score = -math.inf
         self.best: list[int] | None = None
 
@@ -181,8 +171,8 @@ class _BranchAndBound:
             choice.pop()
 
 
-def _infeasible(budgets: Sequence[DeviceBudget]) -> HwnasError:
-    parts = [f"{b.device}: smallest achievable {min_latency(b):.4g} ms vs budget "
+def _infeasible(budgets: Sequence[Constraint]) -> HwnasError:
+    parts = [f"{b.source}: smallest achievable {min_latency(b):.4g} ms vs budget "
              f"{b.budget_ms:.4g} ms" for b in budgets]
     alone = all(min_latency(b) <= b.budget_ms for b in budgets)
     head = ("no architecture meets all budgets at once" if alone
@@ -190,7 +180,7 @@ def _infeasible(budgets: Sequence[DeviceBudget]) -> HwnasError:
     return HwnasError(f"{head} ({'; '.join(parts)})")
 
 
-def solve(scores: Sequence[Sequence[float]], budgets: Sequence[DeviceBudget],
+def solve(scores: Sequence[Sequence[float]], budgets: Sequence[Constraint],
           floor: float = 0.0) -> list[int]:
     """The candidate index per layer maximising Σ scores under every device budget (exact).
 
@@ -203,7 +193,22 @@ def solve(scores: Sequence[Sequence[float]], budgets: Sequence[DeviceBudget],
         raise HwnasError(f"the budget floor must be in [0, 1), got {floor}")
     for level in dict.fromkeys((floor, 0.0)):
         search = _BranchAndBound(scores, budgets, level)
-        search.visit(0, 0.0, tuple(b.fixed_ms for b in budgets), [])
+        search.visit(0, 0.0, tuple(b.matrix.fixed_ms for b in budgets), [])
         if search.best is not None:
             return search.best
     raise _infeasible(budgets)
+
+
+def derive_arch(supernet: Supernet, constraints: Sequence[Constraint],
+                floor: float = 0.0) -> ArchSpec:
+    """The most probable architecture of ``supernet`` (exact knapsack on log p) that meets every
+    budget and, when one can, uses at least ``floor`` of each."""
+    with torch.no_grad():
+        scores = [torch.log_softmax(a.double(), 0).tolist() for a in supernet.arch_parameters()]
+    return supernet.space.spec_from_indices(solve(scores, constraints, floor))
+
+
+def check_feasible(num_layers: int, num_candidates: int,
+                   constraints: Sequence[Constraint]) -> None:
+    """Raise the knapsack's infeasibility error if no architecture meets every budget."""
+    solve([[0.0] * num_candidates for _ in range(num_layers)], constraints)

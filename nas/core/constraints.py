@@ -1,4 +1,8 @@
-"""(device table, budget) pairs of a search: the latency model the loss and derivation use."""
+"""(device table, budget) pairs of a search: the latency model the loss and derivation use.
+
+A :class:`Constraint` is the one record of a device in a search: its
+:class:`latency_predictors.LatencyMatrix` for the searched space, its budget, the table name the
+user gave and the table's identity for the run summary."""
 
 from __future__ import annotations
 
@@ -10,9 +14,8 @@ from typing import Any
 
 from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix, LatencyTable, latency_matrix, load_table
+from nas.core.derive import check_feasible
 from search_spaces import Space
-
-from .derive import DeviceBudget, solve
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,6 @@ class Constraint:
     @property
     def estimated(self) -> bool:
         return self.matrix.provenance == "estimated"
-
-    def device_budget(self) -> DeviceBudget:
-        return DeviceBudget(self.source, self.budget_ms, self.matrix.fixed_ms,
-                            tuple(tuple(row) for row in self.matrix.per_layer))
 
     def describe(self) -> dict[str, Any]:
         """What a run summary records about this table."""
@@ -79,11 +78,5 @@ def load_constraints(space: Space, devices: Sequence[str],
         table = load_table(device)
         constraints.append(Constraint(latency_matrix(space, table), budget, device,
                                       table_identity(table, space.name)))
-    check_feasible(space, constraints)
+    check_feasible(space.num_layers, len(space.candidates), constraints)
     return constraints
-
-
-def check_feasible(space: Space, constraints: Sequence[Constraint]) -> None:
-    """Raise the knapsack's infeasibility error if no architecture meets every budget."""
-    zero = [[0.0] * len(space.candidates) for _ in range(space.num_layers)]
-    solve(zero, [c.device_budget() for c in constraints])

@@ -1,4 +1,5 @@
-"""Image classification data for the search: readers, a uint8 cache, and in-memory batches.
+"""Image classification data for the search: readers, a uint8 cache, in-memory batches, and
+a run's splits (``prepare_data``).
 
 Sources (``load_dataset``):
 
@@ -36,6 +37,8 @@ import torch.nn.functional as F
 
 from hwnas_common import HwnasError
 from hwnas_common.fileio import atomic_write_with
+from nas.core.config import SearchConfig
+from search_spaces import get_space
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
@@ -342,3 +345,31 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None) -> torc
     batch = torch.arange(b, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class Splits:
+    """A run's data as the search sees it: weight steps, architecture steps, test."""
+
+    weight: Batches
+    arch: Batches
+    test: Batches
+
+
+def prepare_data(config: SearchConfig, device: torch.device) -> Splits:
+    """The weight, architecture (held-out) and test splits of a run's data, as searched."""
+    space = get_space(config.space)
+    data = load_dataset(config.dataset, limit=config.data_limit, shape=space.input,
+                        classes=space.num_classes)
+    if int(data.train_y.max()) >= space.num_classes:
+        raise HwnasError(f"data set {data.name!r} has {len(data.classes)} classes, space "
+                         f"{space.name!r} has a {space.num_classes}-way head")
+    weight_idx, arch_idx = split_holdout(len(data.train_y), config.arch_fraction, config.seed)
+    mean, std = channel_stats(data.train_x[weight_idx], space.input)
+
+    def batches(x: torch.Tensor, y: torch.Tensor) -> Batches:
+        return Batches(x, y, space.input, device, mean, std)
+
+    return Splits(batches(data.train_x[weight_idx], data.train_y[weight_idx]),
+                   batches(data.train_x[arch_idx], data.train_y[arch_idx]),
+                   batches(data.test_x, data.test_y))

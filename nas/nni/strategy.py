@@ -23,9 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from nas.nni.space import as_space, import_nni, nni_model_space, sample_to_spec
 from search_spaces import ArchSpec, Space
-
-from .nni_space import as_space, import_nni, nni_model_space, sample_to_spec
 
 
 @dataclass

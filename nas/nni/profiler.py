@@ -10,8 +10,8 @@ so NNI can evaluate it on a sample (``profile``), filter samples by it
 (``ExpectationProfilerPenalty``, NNI's one-shot latency penalty)::
 
     from latency_predictors import latency_matrix, load_table
-    from nas.nni_space import nni_model_space
-    from nas.nni_profiler import latency_profiler
+    from nas.nni.space import nni_model_space
+    from nas.nni.profiler import latency_profiler
     model_space = nni_model_space("cifar")
     profiler = latency_profiler(model_space, latency_matrix(space, load_table("cpu")))
     profiler.profile(sample)                    # == predict_latency(spec, table).total_ms
@@ -26,18 +26,10 @@ from typing import Any, Protocol
 from torch import nn
 
 from hwnas_common import HwnasError
-
-from .nni_space import import_nni, layer_labels
-
-
-class LatencyMatrixLike(Protocol):
-    """What the profiler reads of a :class:`latency_predictors.LatencyMatrix`."""
-
-    fixed_ms: float
-    per_layer: Sequence[Sequence[float]]  # [layer][candidate] ms in ``space.candidates`` order
+from nas.nni.space import import_nni, layer_labels
 
 
-def latency_expression(model_space: nn.Module, matrix: LatencyMatrixLike) -> Any:
+def latency_expression(model_space: nn.Module, matrix: LatencyMatrix) -> Any:
     """The NNI ``MutableExpression`` ``fixed_ms + Σ_l lat[l][choice_l]`` over the layer choices."""
     mutable = import_nni("nni.mutable")
     space = model_space.space
@@ -65,7 +57,7 @@ def _profiler_class() -> type:
     class TableLatencyProfiler(profiler.ExpressionProfiler):
         """Predicted latency (ms) of a sample from an hwnas latency matrix (table sum)."""
 
-        def __init__(self, model_space: nn.Module, matrix: LatencyMatrixLike) -> None:
+        def __init__(self, model_space: nn.Module, matrix: LatencyMatrix) -> None:
             super().__init__(model_space)
             self.matrix = matrix
             self.expression = latency_expression(model_space, matrix)
@@ -75,7 +67,7 @@ def _profiler_class() -> type:
     return TableLatencyProfiler
 
 
-def latency_profiler(model_space: nn.Module, matrix: LatencyMatrixLike) -> Any:
+def latency_profiler(model_space: nn.Module, matrix: LatencyMatrix) -> Any:
     """An NNI ``ExpressionProfiler`` of ``model_space`` (from :func:`nni_model_space`)."""
     return _profiler_class()(model_space, matrix)
 

@@ -1,0 +1,84 @@
+"""A search run's checkpoint (``RUN_DIR/checkpoint.pt``): RNG states, save and load with one
+clear error for a missing, truncated or foreign file, the config it records, and the supernet it
+holds. Loaded with ``torch.load(weights_only=True)``: a checkpoint is never unpickled code."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwnas_common import HwnasError
+from hwnas_common.fileio import atomic_write_with
+from search_spaces import Supernet, get_space
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def rng_states() -> dict[str, Any]:
+    """torch / CUDA / numpy / python RNG states, in a form ``torch.load(weights_only)`` reads."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    states: dict[str, Any] = {"torch": torch.get_rng_state(),
+                              "python": [version, list(internal), gauss],
+                              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
+                                        has_gauss, cached]}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    atomic_write_with(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The checkpoint of a run; one clear error if it is missing, truncated or foreign."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise HwnasError(f"{run_dir}: no search checkpoint ({CHECKPOINT}) in it")
+    try:
+        with warnings.catch_warnings():  # a foreign pickle warns before it fails
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        missing = {"engine", "epoch", "history", "data_generator", "rng", "config"} - set(state)
+    except Exception as err:  # truncated, corrupt or not a torch file
+        raise HwnasError(f"{path}: corrupt checkpoint ({type(err).__name__}); delete it to "
+                         "start over") from None
+    if missing:
+        raise HwnasError(f"{path}: not a search checkpoint (missing {sorted(missing)})")
+    return state
+
+
+def checkpoint_config(state: dict[str, Any]) -> dict[str, Any]:
+    """The search config a checkpoint records; runs from before weight sharing had one set of
+    weights per candidate, and their checkpoints say nothing about it."""
+    return {"weights": "separate", **state["config"]}
+
+
+def load_supernet(run_dir: Path, state: dict[str, Any] | None = None) -> Supernet:
+    """The supernet a search run trained, from its checkpoint (eval mode); one clear error when
+    the checkpoint comes from an hwnas whose supernet differs (e.g. before weight sharing)."""
+    state = state or load_checkpoint(run_dir)
+    config = checkpoint_config(state)
+    supernet = Supernet(get_space(config["space"]), config["weights"])
+    try:
+        supernet.load_state_dict(state["engine"]["supernet"])
+    except RuntimeError:
+        raise HwnasError(f"{run_dir}: its checkpoint holds a supernet of another hwnas version "
+                         "(different parameters); run the search again") from None
+    return supernet.eval()
