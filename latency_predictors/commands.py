@@ -92,6 +92,10 @@ def _tables(args: argparse.Namespace) -> int:
     if args.action == "show":
         if table.metadata.get("host_fingerprint"):
             print(f"  measured on {describe_host(table.metadata['host_fingerprint'])}")
+        if reference := table.metadata.get("reference"):
+            print(f"  reference kernel ({reference['kernel']}): {reference['ms']:.4f} ms, "
+                  f"drifted {reference['range_pct']:.1f} % (5th-95th percentile) while "
+                  "measured; measurements are normalised to it")
         _warn_other_host(table)
         error = table.metadata.get("analytical_error")
         if error and "whole_network_mape_apriori" in error:

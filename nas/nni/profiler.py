@@ -20,12 +20,12 @@ so NNI can evaluate it on a sample (``profile``), filter samples by it
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from torch import nn
 
 from hwnas_common import HwnasError
+from latency_predictors import LatencyMatrix
 from nas.nni.space import import_nni, layer_labels
 
 
