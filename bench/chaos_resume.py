@@ -10,7 +10,7 @@ measured from the (re)start, so kills land in start-up, mid-epoch, in a checkpoi
 the derivation or the final reports. After every kill the files on disk are checked (every
 JSON parses, the checkpoint loads, no partial write is visible under a final name) and the job
 is resumed; once it finishes, its result must equal the uninterrupted run's, with no temporary
-file left behind. Searches use ``--checkpoint-minutes 0.02`` so that kills fall between
+file left behind. Searches use ``--checkpoint-minutes 0.1`` so that kills fall between
 mid-epoch checkpoints too.
 
 - ``search``: ``hwnas search --quick``; required: the same ``arch.json`` and metrics (up to
@@ -41,7 +41,7 @@ import torch
 from nas.run.checkpoint import load_checkpoint
 
 BASE = ["search", "--quick", "--device", "cpu", "--budget", "0.6ms", "--checkpoint-minutes",
-        "0.02"]
+        "0.1"]
 
 
 def command(job: str, out: Path, search_dir: Path, resume: bool) -> list[str]:
