@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hwnas_common.errors import HwnasError
+from hwnas_common import HwnasError
+from hwnas_common.cli_types import int_arg
 from search_spaces import SPACES, get_space, read_arch
 
 from .adapt import ADAPT_NETS, adapt_table, check_writable
 from .backends import BACKENDS, make_backend
 from .calibrate import (
-    calibrate,
-    check_calibration_size,
     describe_calibration,
     measure_latency,
     table_reference_ms,
@@ -30,7 +29,7 @@ from .profile import (
     PROFILE_REPEATS,
     default_out,
     describe_pass_spread,
-    profile_table,
+    profile_device,
 )
 from .table import LatencyTable, known_tables, load_table, save_table
 from .validate import SAMPLERS, validate_table
@@ -51,29 +50,9 @@ def _warn_other_host(table: LatencyTable) -> None:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    if args.calibrate:
-        check_calibration_size(args.calibrate)  # before a profile that may take minutes
-    out = Path(args.out) if args.out else default_out(args.name)
-    table = None
-    for space in args.space.split(","):
-        table = profile_table(get_space(space), args.backend, args.ep, args.name, out,
-                              args.repeats, args.warmup, args.threads, not args.quiet,
-                              args.method, args.passes)
-        spread = (table.metadata.get("pass_spread") or {}).get(space)
-        if spread:
-            print(f"profiled {space}: {describe_pass_spread(spread)}"
-                  + (": the machine was busy, consider profiling again on a quiet one"
-                     if spread["ops_over_10pct"] else ""))
-        if args.calibrate:
-            table = calibrate(table, space, n=args.calibrate, progress=not args.quiet)
-            calib = table.calibration(space)
-            print(f"calibrated {space}: {describe_calibration(calib)}; MAPE "
-                  f"{calib['mape_before']:.2f}"
-                  f" % -> {calib['mape_after']:.2f} %, within ±10 %: "
-                  f"{calib['within_10pct_after']:.0f} % ({calib['fitted_on_n']} archs, "
-                  "cross-validated)")
-            save_table(table, out)
-    print(f"wrote {out}: {table.describe()}")
+    print(profile_device(args.space.split(","), args.backend, args.ep, args.name, args.out,
+                         args.repeats, args.warmup, args.threads, args.method, args.passes,
+                         args.calibrate, not args.quiet).format())
     return 0
 
 
@@ -218,17 +197,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="device name of the table")
     p.add_argument("--out", default=None, help="table path (NAME.csv + NAME.json); default "
                    "$HWNAS_TABLES/NAME.csv or ~/.hwnas/tables/NAME.csv")
-    p.add_argument("--repeats", type=int, default=PROFILE_REPEATS,
+    p.add_argument("--repeats", type=int_arg, default=PROFILE_REPEATS,
                    help=f"timed runs per op and pass (default {PROFILE_REPEATS})")
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
-    p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
-    p.add_argument("--passes", type=int, default=PROFILE_PASSES,
+    p.add_argument("--warmup", type=int_arg, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--threads", type=int_arg, default=1, help="runtime threads (default 1)")
+    p.add_argument("--passes", type=int_arg, default=PROFILE_PASSES,
                    help="round-robin passes over the ops; each op keeps its median pass after "
                    f"normalising by the reference kernel (default {PROFILE_PASSES})")
     p.add_argument("--method", choices=["chain", "alone"], default="alone",
                    help="alone: each op timed by itself (default); chain: candidates timed as "
                    "(T(4 copies) - T(2 copies)) / 2")
-    p.add_argument("--calibrate", type=int, default=0, metavar="N",
+    p.add_argument("--calibrate", type=int_arg, default=0, metavar="N",
                    help="fit the whole-network calibration on N random architectures "
                    "(default 0: none; 40 is a good start)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -237,12 +216,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tables", help="list, show, check or adapt latency tables")
     p.add_argument("action", choices=["list", "show", "check", "adapt"])
     p.add_argument("target", nargs="?", help="table name (show, adapt) or file (check)")
-    p.add_argument("--rows", type=int, default=20, help="rows shown by 'show' (default 20)")
+    p.add_argument("--rows", type=int_arg, default=20, help="rows shown by 'show' (default 20)")
     p.add_argument("--name", help="adapt: name of the adapted table")
     p.add_argument("--out", help="adapt: table path (default $HWNAS_TABLES/NAME.csv)")
     p.add_argument("--space", help="adapt: space(s) to refit, comma-separated (default: all "
                    "of the table's)")
-    p.add_argument("-n", type=int, default=ADAPT_NETS,
+    p.add_argument("-n", type=int_arg, default=ADAPT_NETS,
                    help=f"adapt: networks measured per space (default {ADAPT_NETS})")
     p.add_argument("--quiet", action="store_true", help="adapt: no progress bar")
     p.set_defaults(func=_tables)
@@ -258,9 +237,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="(default onnxruntime)")
     p.add_argument("--ep", default=None, help="execution provider, as for profile "
                    "(default: the backend's CPU)")
-    p.add_argument("--threads", type=int, default=1, help="(default 1)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs (default 10)")
-    p.add_argument("--repeats", type=int, default=100, help="timed runs (default 100)")
+    p.add_argument("--threads", type=int_arg, default=1, help="(default 1)")
+    p.add_argument("--warmup", type=int_arg, default=10, help="untimed runs (default 10)")
+    p.add_argument("--repeats", type=int_arg, default=100, help="timed runs (default 100)")
     p.add_argument("--device", default=None, help="also show this table's prediction "
                    "(default: a measured table of this host covering the space, if any)")
     p.set_defaults(func=_measure)
@@ -268,8 +247,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("validate", help="predictor error on random architectures")
     p.add_argument("--device", required=True, help="table name or file (measured)")
     p.add_argument("--space", default="cifar", help="(default cifar)")
-    p.add_argument("-n", type=int, default=50, help="networks measured (default 50)")
-    p.add_argument("--seed", type=int, default=1000, help="(default 1000)")
+    p.add_argument("-n", type=int_arg, default=50, help="networks measured (default 50)")
+    p.add_argument("--seed", type=int_arg, default=1000, help="(default 1000)")
     p.add_argument("--sampler", choices=SAMPLERS, default="spread",
                    help="spread: a random skip share, like searched networks (default); "
                    "uniform: every layer uniform over the candidates")

@@ -36,7 +36,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from hwnas_common.fileio import atomic_write_text
 from search_spaces import Space, get_space, make_candidate, make_fixed_part
 
 from .backends import Backend, make_backend, reference_summary, summarize
+from .calibrate import calibrate, check_calibration_size, describe_calibration
 from .host import host_fingerprint
 from .keys import candidate_key, fixed_key, key_label
 from .table import (
@@ -283,3 +285,52 @@ def _metadata(old: dict[str, Any], settings: dict[str, Any], space: str, seconds
     elif "host_fingerprint" in old:
         meta["host_fingerprint"] = old["host_fingerprint"]
     return meta
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """What ``hwnas profile`` did: the saved table, where, and per space the pass agreement and
+    (with a calibration) the fitted model."""
+
+    table: LatencyTable
+    out: Path
+    spaces: tuple[str, ...]
+
+    def format(self) -> str:
+        lines = []
+        for space in self.spaces:
+            spread = (self.table.metadata.get("pass_spread") or {}).get(space)
+            if spread:
+                busy = (": the machine was busy, consider profiling again on a quiet one"
+                        if spread["ops_over_10pct"] else "")
+                lines.append(f"profiled {space}: {describe_pass_spread(spread)}{busy}")
+            calib = self.table.calibration(space)
+            if calib:
+                lines.append(f"calibrated {space}: {describe_calibration(calib)}; MAPE "
+                             f"{calib['mape_before']:.2f} % -> {calib['mape_after']:.2f} %, "
+                             f"within ±10 %: {calib['within_10pct_after']:.0f} % "
+                             f"({calib['fitted_on_n']} archs, cross-validated)")
+        return "\n".join([*lines, f"wrote {self.out}: {self.table.describe()}"])
+
+
+def profile_device(spaces: Sequence[str], backend: str = "onnxruntime", ep: str | None = None,
+                   name: str | None = None, out: str | os.PathLike | None = None,
+                   repeats: int = PROFILE_REPEATS, warmup: int = 10, threads: int = 1,
+                   method: str = "alone", passes: int = PROFILE_PASSES, calibrate_n: int = 0,
+                   progress: bool = True) -> ProfileResult:
+    """``hwnas profile``: profile every space of ``spaces`` into one table (see
+    :func:`profile_table`) and, with ``calibrate_n``, fit each space's calibration on that many
+    networks; the table is saved after each step, so a kill keeps what is done."""
+    if calibrate_n:
+        check_calibration_size(calibrate_n)  # before a profile that may take minutes
+    out = table_paths(out or default_out(name or f"{backend}-{ep}"))[0]
+    table = None
+    for space in spaces:
+        table = profile_table(get_space(space), backend, ep, name, out, repeats, warmup,
+                              threads, progress, method, passes)
+        if calibrate_n:
+            table = calibrate(table, space, n=calibrate_n, progress=progress)
+            save_table(table, out)
+    if table is None:
+        raise HwnasError("hwnas profile needs at least one space")
+    return ProfileResult(table, out, tuple(spaces))

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from hwnas_common import HwnasError
+from hwnas_common.cli_types import float_arg, int_arg
 from latency_predictors.host import host_note
 from nas.core.budget import parse_budgets
-from nas.core.config import SearchConfig
+from nas.core.config import SearchConfig, default_run_dir
 from nas.core.constraints import load_constraints
 from nas.core.latency_loss import LOSSES
 from nas.deploy.export import FORMATS, export_model, load_checkpoint, save_trained
@@ -28,13 +26,6 @@ _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "m
                  "loss", "loss_strength", "seed", "data_limit", "resume", "weights", "arch_lr",
                  "arch_every", "retrain_epochs", "retrain_images", "checkpoint_minutes",
                  "budget_floor")
-
-
-def default_run_dir(dataset: str, space: str, devices: Sequence[str], budget: str) -> str:
-    """``runs/DATA-SPACE-DEVICES-BUDGETS``, e.g. ``runs/fashion-mnist-cifar-cpu-1ms``; a data
-    set given as a path is named by its file or folder name without suffixes."""
-    data = Path(dataset).name.split(".")[0] or "data"
-    return f"runs/{data}-{space}-{'-'.join(devices)}-{budget.replace(',', '-')}"
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -76,8 +67,7 @@ def _search(args: argparse.Namespace) -> int:
         epochs = f"{config.retrain_epochs} epoch{'s' if config.retrain_epochs != 1 else ''}"
         print(f"test accuracy after fine-tuning {epochs} from the inherited weights: "
               f"{result.retrained_accuracy:.4f}")
-    if args.calibrate_budget is not None:
-        chosen = json.loads((result.run_dir / "summary.json").read_text())["calibration"]
+    if (chosen := result.calibration) is not None:
         print(f"calibrated {config.loss} strength: {chosen['strength']:.4g} (|E[LAT]/budget - 1|"
               f" = {chosen['abs_budget_gap']:.3f}, best of {chosen['trials']} trials; "
               f"{chosen['csv']})")
@@ -152,21 +142,6 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parsed(convert: Callable[[str], Any], what: str) -> Callable[[str], Any]:
-    """An argparse ``type`` whose failure is one line naming what was expected."""
-    def parse(text: str) -> Any:
-        try:
-            return convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-
-    return parse
-
-
-_int = _parsed(int, "an integer")
-_float = _parsed(float, "a number")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="ProxylessNAS search under latency budgets")
     p.add_argument("--space", help="search space (default cifar)")
@@ -180,33 +155,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        ("batch-size", "global batch"), ("seed", "seeds data split and paths"),
                        ("data-limit", "cap on train and test images (default: all)")):
         default = defaults[flag.replace("-", "_")]
-        p.add_argument(f"--{flag}", type=_int, help=what if default is None
+        p.add_argument(f"--{flag}", type=int_arg, help=what if default is None
                        else f"{what} (default {default})")
     p.add_argument("--weights", choices=WEIGHT_MODES, help="supernet weights: shared "
                    "(entangled: one set per family, sliced per kernel and expansion; default) "
                    "or separate (one set per candidate)")
-    p.add_argument("--arch-lr", type=_float, help="Adam lr of α (default: scheduled so that lr "
+    p.add_argument("--arch-lr", type=float_arg, help="Adam lr of α (default: scheduled so that lr "
                    "× architecture steps = 10)")
-    p.add_argument("--arch-every", type=_int, help="weight steps per architecture step "
+    p.add_argument("--arch-every", type=int_arg, help="weight steps per architecture step "
                    "(default 5)")
-    p.add_argument("--retrain-epochs", type=_int, help="fine-tune the found net from its "
+    p.add_argument("--retrain-epochs", type=int_arg, help="fine-tune the found net from its "
                    "inherited weights for this many epochs and report its accuracy (default 0)")
-    p.add_argument("--retrain-images", type=_int, help="fine-tune on this many training images "
+    p.add_argument("--retrain-images", type=int_arg, help="fine-tune on this many training images "
                    "(default: the search's weight split)")
-    p.add_argument("--micro-batches", type=_int, help="split each batch into this many "
+    p.add_argument("--micro-batches", type=int_arg, help="split each batch into this many "
                    "shards (gradient accumulation; default 1); under torchrun, per process")
     p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default hinge_log)")
-    p.add_argument("--loss-strength", type=_float, help="β of mul_log and hinge_log (default "
+    p.add_argument("--loss-strength", type=float_arg, help="β of mul_log and hinge_log (default "
                    "0.3) or λ of add_linear (default 0.1)")
-    p.add_argument("--budget-floor", type=_float, help="derive the most probable net that "
+    p.add_argument("--budget-floor", type=float_arg, help="derive the most probable net that "
                    "uses at least this share of every budget, when one exists (default 0.9; 0: "
                    "the most probable net under the budget)")
-    p.add_argument("--calibrate-budget", type=_int, metavar="TRIALS", help="tune the loss "
+    p.add_argument("--calibrate-budget", type=int_arg, metavar="TRIALS", help="tune the loss "
                    "strength with Optuna over TRIALS searches so E[LAT] lands at the budget")
     p.add_argument("--out", help="run directory (default runs/DATA-SPACE-DEVICES-BUDGETS)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its checkpoint")
-    p.add_argument("--checkpoint-minutes", type=_float, help="also checkpoint within an epoch "
+    p.add_argument("--checkpoint-minutes", type=float_arg, help="also checkpoint within an epoch "
                    "this often, so a kill loses minutes, not an epoch (default 5; 0: after "
                    "every step)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (1 + 2 "
@@ -220,12 +195,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("arch", help="ArchSpec JSON file (e.g. a sweep's best_*.json) or RUN_DIR")
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), "
                    "cifar10, synthetic or a PATH")
-    p.add_argument("--epochs", type=_int, default=5, help="(default 5)")
+    p.add_argument("--epochs", type=int_arg, default=5, help="(default 5)")
     p.add_argument("--init", default="scratch", help="scratch (default), or a search RUN_DIR "
                    "whose supernet weights the net inherits")
-    p.add_argument("--batch-size", type=_int, default=64, help="(default 64)")
-    p.add_argument("--seed", type=_int, default=0, help="(default 0)")
-    p.add_argument("--data-limit", type=_int, help="cap on train and test images")
+    p.add_argument("--batch-size", type=int_arg, default=64, help="(default 64)")
+    p.add_argument("--seed", type=int_arg, default=0, help="(default 0)")
+    p.add_argument("--data-limit", type=int_arg, help="cap on train and test images")
     p.add_argument("--out", help="weights file (default ARCH.pt, or RUN_DIR/model.pt)")
     p.set_defaults(func=_train)
     p = subparsers.add_parser("export", help="export an architecture (ONNX, TorchScript, ...); "
@@ -233,15 +208,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("arch", help="ARCH.json, a MODEL.pt from `hwnas train`, or a search RUN_DIR")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="(default onnx)")
     p.add_argument("--out", help="output file (default: next to ARCH.json / in RUN_DIR)")
-    p.add_argument("--train-epochs", type=_int, default=5, help="RUN_DIR only (default 5)")
+    p.add_argument("--train-epochs", type=int_arg, default=5, help="RUN_DIR only (default 5)")
     p.add_argument("--init", choices=INITS, default="inherit", help="RUN_DIR only")
     p.set_defaults(func=_export)
     p = subparsers.add_parser("sweep", help="NSGA-II budget sweep on a searched supernet")
     p.add_argument("run_dir", help="a search RUN_DIR (its supernet and data are reused)")
     p.add_argument("--device", required=True, help="latency table name or path")
     p.add_argument("--budgets", required=True, help="comma-separated, e.g. 10ms,20ms,30ms")
-    p.add_argument("--trials", type=_int, default=100, help="trials added by this worker")
-    p.add_argument("--seed", type=_int, default=0, help="(default 0)")
+    p.add_argument("--trials", type=int_arg, default=100, help="trials added by this worker")
+    p.add_argument("--seed", type=int_arg, default=0, help="(default 0)")
     p.add_argument("--storage", help="Optuna RDB URL shared by workers, e.g. sqlite:///s.db")
     p.add_argument("--study", help="study name inside --storage")
     p.add_argument("--out", help="output folder (default RUN_DIR/sweep-DEVICE)")

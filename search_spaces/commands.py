@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from hwnas_common.cli_types import int_arg
 from hwnas_common.errors import HwnasError
 
 from .space import SPACES, get_space
@@ -33,8 +34,8 @@ def _space(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("space", help="describe a search space or sample architectures")
     p.add_argument("name", nargs="?", default="cifar", help=f"one of {sorted(SPACES)}")
-    p.add_argument("--sample", type=int, default=0, metavar="N",
+    p.add_argument("--sample", type=int_arg, default=0, metavar="N",
                    help="print N random ArchSpecs as JSON lines (default 0: the space's "
                    "summary)")
-    p.add_argument("--seed", type=int, default=0, help="(default 0)")
+    p.add_argument("--seed", type=int_arg, default=0, help="(default 0)")
     p.set_defaults(func=_space)

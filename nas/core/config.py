@@ -8,7 +8,9 @@ it runs 40 warm-up + 120 search epochs on 1.28 M images, we default to 10 + 30 o
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hwnas_common import HwnasError
@@ -134,3 +136,10 @@ class SearchConfig:
         3,000 images, then one epoch of fine-tuning the net it found on 45,000, so the
         reported accuracy means something."""
         return cls(devices, budgets_ms, **{**SHORT, **overrides})
+
+
+def default_run_dir(dataset: str, space: str, devices: Sequence[str], budget: str) -> str:
+    """``runs/DATA-SPACE-DEVICES-BUDGETS``, e.g. ``runs/fashion-mnist-cifar-cpu-1ms``; a data
+    set given as a path is named by its file or folder name without suffixes."""
+    data = Path(dataset).name.split(".")[0] or "data"
+    return f"runs/{data}-{space}-{'-'.join(devices)}-{budget.replace(',', '-')}"

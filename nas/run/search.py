@@ -50,6 +50,7 @@ class RunResult:
     test_accuracy: float  # ``spec`` with the supernet's weights, BatchNorm re-estimated
     estimated_tables: list[str]
     retrained_accuracy: float | None = None  # after ``config.retrain_epochs`` of fine-tuning
+    calibration: dict[str, Any] | None = None  # --calibrate-budget: the chosen loss strength
 
 
 def _check_run_dir(config: SearchConfig) -> tuple[Path, bool]:

@@ -179,5 +179,6 @@ def _adopt(trial_dir: Path, out: Path, config: SearchConfig, best: optuna.trial.
     return RunResult(out, ArchSpec.from_json((out / "arch.json").read_text()),
                      summary["predicted_latency_ms"], summary["budgets_ms"],
                      summary["test_accuracy_inherited"],
-                     [t["table"] for t in summary["tables"] if t["provenance"] == "estimated"])
+                     [t["table"] for t in summary["tables"] if t["provenance"] == "estimated"],
+                     summary.get("test_accuracy_finetuned"), summary["calibration"])
 
