@@ -196,9 +196,12 @@ def graph_latency_ms(model_bytes: bytes, device: DeviceModel) -> float:
 
 def estimate_table(device: DeviceModel | str, spaces: list[Space | str],
                    analytical_error: dict[str, Any] | None = None,
-                   costs: dict[tuple, list[NodeCost]] | None = None) -> LatencyTable:
+                   costs: dict[tuple, list[NodeCost]] | None = None,
+                   anchoring: dict[str, Any] | None = None) -> LatencyTable:
     """An ``estimated`` table of ``device`` covering ``spaces`` (``costs``: precomputed
-    :func:`row_costs` of those spaces, to share the ONNX exports between devices)."""
+    :func:`row_costs` of those spaces, to share the ONNX exports between devices;
+    ``anchoring``: :meth:`latency_predictors.anchors.AnchorFit.summary` of the fit that gave
+    ``device`` its parameters, None for datasheet parameters)."""
     device = get_device_model(device) if isinstance(device, str) else device
     spaces = [get_space(s) if isinstance(s, str) else s for s in spaces]
     costs = costs if costs is not None else row_costs(spaces)
@@ -210,11 +213,16 @@ def estimate_table(device: DeviceModel | str, spaces: list[Space | str],
                         runtime_version="1", mode=device.description, threads=0,
                         dtype="float16" if device.dtype_bytes == 2 else "float32",
                         spaces=sorted(s.name for s in spaces), model=device.to_dict(),
-                        notes="estimated by latency_predictors.analytical (roofline with "
-                              "datasheet parameters); replace it by a measured table from "
-                              "`hwnas profile` on the real device")
+                        notes="estimated by latency_predictors.analytical (roofline, "
+                              + (f"parameters fitted on {anchoring['n_anchors']} published "
+                                 "batch-1 latencies in latency_predictors/anchors.csv"
+                                 if anchoring else "datasheet parameters, a-priori, unanchored")
+                              + "); replace it by a measured table from `hwnas profile` on "
+                              "the real device")
     if analytical_error:
         meta["analytical_error"] = analytical_error
+    if anchoring:
+        meta["anchoring"] = anchoring
     return make_table(rows, meta, device.name)
 
 
