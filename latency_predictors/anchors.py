@@ -199,7 +199,9 @@ def _solve(features: _Features, rows: np.ndarray, target_us: np.ndarray
 def _with_params(device: DeviceModel, index: tuple[int, int, int], node_us: float,
                  inference_us: float) -> DeviceModel:
     eff = {kind: round(float(EFF_GRID[i]), 5) for kind, i in zip(KINDS, index, strict=True)}
-    return replace(device, eff=eff, node_overhead_us=round(node_us, 3),
+    return replace(device, description=f"{device.description}; parameters fitted on "
+                   "published batch-1 latencies (anchors.csv)", eff=eff,
+                   node_overhead_us=round(node_us, 3),
                    inference_overhead_us=round(inference_us, 2))
 
 
