@@ -272,5 +272,5 @@ def describe_anchoring(anchoring: dict[str, Any] | None) -> str:
     """The label an estimated table carries: anchored (N, LOO MAPE) or a-priori."""
     if not anchoring:
         return "a-priori, unanchored"
-    return (f"anchored on {anchoring['n_anchors']} published figures, leave-one-out MAPE "
-            f"{anchoring['loo_mape']:.1f} %")
+    return (f"anchored on {anchoring['n_anchors']} {anchoring.get('what', 'published figures')}"
+            f", leave-one-out MAPE {anchoring['loo_mape']:.1f} %")
