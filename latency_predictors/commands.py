@@ -39,7 +39,8 @@ _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not 
 
 def _warn_estimated(table) -> None:
     if table.estimated:
-        print(f"{_ESTIMATED} ({table.device}).")
+        print(f"{_ESTIMATED} ({table.device}; "
+              f"{describe_anchoring(table.metadata.get('anchoring'))}).")
 
 
 def _warn_other_host(table: LatencyTable) -> None:

@@ -136,3 +136,13 @@ def test_anchors_listing_shows_fit_and_leave_one_out(capsys):
     assert cli.main(["tables", "anchors", "cortex-a76"]) == 0
     out = capsys.readouterr().out
     assert "6 anchors fitted on" in out and "leave-one-out" in out and "(not fitted)" in out
+
+
+def test_search_and_predict_say_how_an_estimated_table_is_anchored(capsys):
+    from nas.constraints import table_identity
+
+    assert table_identity(load_table("h100"), "cifar")["anchoring"] == "a-priori, unanchored"
+    assert table_identity(load_table("a100"), "cifar")["anchoring"].startswith("anchored on 8")
+    assert "anchoring" not in table_identity(load_table("cpu"), "cifar")
+    assert cli.main(["tables", "show", "h100", "--rows", "1"]) == 0
+    assert "a-priori, unanchored" in capsys.readouterr().out
