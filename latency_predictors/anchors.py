@@ -151,6 +151,10 @@ class _Features:
     roofline with the device's memory time), and its node count."""
 
     def __init__(self, device: DeviceModel, node_lists: Sequence[list[NodeCost]]) -> None:
+        def costed(nodes: list[NodeCost]) -> list[NodeCost]:
+            return [n for n in nodes if not (n.fusable and device.fuse_activations)]
+
+        node_lists = [costed(nodes) for nodes in node_lists]
         self.compute = np.zeros((len(node_lists), len(KINDS), len(EFF_GRID)))
         self.nodes = np.array([len(nodes) for nodes in node_lists], float)
         for i, nodes in enumerate(node_lists):

@@ -24,6 +24,8 @@ Sources of the definitions:
 - ``efficientnet-b0`` (224 px), ``efficientnet-b4`` (380 px): Tan & Le 2019, Table 1 and
   the compound scaling (width 1.4, depth 1.8 for B4); Table 2: 0.39 B and 4.2 B FLOPs.
 - ``shufflenet-v2-1.0``: Ma et al. 2018, Table 5 (146 M FLOPs, counted as multiply-adds).
+- ``googlenet``: torchvision's GoogLeNet (Szegedy et al. 2015, Table 1, with batch norm and a
+  3x3 conv in the "5x5" branch, as torchvision builds it).
 - ``squeezenet-1.0``: Iandola et al. 2016, Table 1; ``alexnet``: torchvision's single-tower
   variant (the one nn-Meter predicted).
 """
@@ -46,6 +48,7 @@ PUBLISHED_MACS: dict[str, tuple[float, str]] = {
     "resnet-18": (1800.0, "He et al. 2016, Table 1"),
     "resnext-101-32x4d": (7800.0, "Xie et al. 2017, Table 5"),
     "shufflenet-v2-1.0": (146.0, "Ma et al. 2018, Table 5"),
+    "googlenet": (1500.0, "Szegedy et al. 2015, section 1 (1.5 billion multiply-adds)"),
     "efficientnet-b0": (390.0, "Tan & Le 2019, Table 2"),
     "efficientnet-b4": (4200.0, "Tan & Le 2019, Table 2"),
 }
@@ -278,6 +281,45 @@ class _Fire(nn.Module):
         return torch.cat([self.e1(s), self.e3(s)], 1)
 
 
+class _Inception(nn.Module):
+    def __init__(self, c_in: int, c1: int, c3r: int, c3: int, c5r: int, c5: int,
+                 pool: int) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList([
+            nn.Sequential(*_conv_bn(c_in, c1, 1)),
+            nn.Sequential(*_conv_bn(c_in, c3r, 1), *_conv_bn(c3r, c3, 3)),
+            nn.Sequential(*_conv_bn(c_in, c5r, 1), *_conv_bn(c5r, c5, 3)),
+            nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), *_conv_bn(c_in, pool, 1))])
+
+    def forward(self, x):
+        import torch
+
+        return torch.cat([branch(x) for branch in self.branches], 1)
+
+
+# GoogLeNet inception modules (Szegedy et al. 2015, Table 1); "M" = max pooling 3x3/2
+_GOOGLENET = [(192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 64), "M",
+              (480, 192, 96, 208, 16, 48, 64), (512, 160, 112, 224, 24, 64, 64),
+              (512, 128, 128, 256, 24, 64, 64), (512, 112, 144, 288, 32, 64, 64),
+              (528, 256, 160, 320, 32, 128, 128), "M2", (832, 256, 160, 320, 32, 128, 128),
+              (832, 384, 192, 384, 48, 128, 128)]
+
+
+def googlenet() -> nn.Module:
+    """torchvision's GoogLeNet without the auxiliary heads (inference), 224x224."""
+    layers = _conv_bn(3, 64, 7, 2) + [nn.MaxPool2d(3, 2, ceil_mode=True)]
+    layers += _conv_bn(64, 64, 1) + _conv_bn(64, 192, 3) + [nn.MaxPool2d(3, 2, ceil_mode=True)]
+    for block in _GOOGLENET:
+        if block == "M":
+            layers.append(nn.MaxPool2d(3, 2, ceil_mode=True))
+        elif block == "M2":
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+        else:
+            layers.append(_Inception(*block))
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, 1000)]
+    return nn.Sequential(*layers).eval()
+
+
 def squeezenet_1_0() -> nn.Module:
     """SqueezeNet 1.0 (Iandola et al. 2016, Table 1), 224x224."""
     pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)  # noqa: E731
@@ -314,6 +356,7 @@ REFERENCE_NETS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] 
     "efficientnet-b0": (lambda: efficientnet(1.0, 1.0), (3, 224, 224)),
     "efficientnet-b4": (lambda: efficientnet(1.4, 1.8), (3, 380, 380)),
     "shufflenet-v2-1.0": (shufflenet_v2_1_0, (3, 224, 224)),
+    "googlenet": (googlenet, (3, 224, 224)),
     "squeezenet-1.0": (squeezenet_1_0, (3, 224, 224)),
     "alexnet": (alexnet, (3, 224, 224)),
 }
