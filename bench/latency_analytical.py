@@ -11,9 +11,15 @@ predictions next to published figures (QuadraNet Table III).
    VPU / A100 GPU) and to its end-to-end latency measured here.
 
 With ``--write-tables DIR`` it also writes the estimated tables (a100, vpu, cortex-a76, h100)
-for the four spaces, with the x86 error in their metadata. CPU-heavy: run it as
+for the six spaces, with the x86 error in their metadata: each device with anchors
+(``latency_predictors/anchors.csv``) gets its parameters fitted on them
+(``latency_predictors.anchors.fit_anchored``, leave-one-out error in the table's
+``anchoring``); one without (h100) keeps its datasheet parameters and is labelled a-priori,
+unanchored. ``--tables-only`` skips steps 1-4 (no timing on this CPU) and carries the x86
+error over from the shipped tables. CPU-heavy: run it as
 
     flock /tmp/hwnas-cpu.lock python bench/latency_analytical.py [--write-tables DIR]
+    python bench/latency_analytical.py --tables-only --write-tables latency_predictors/tables
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import json
 
 import numpy as np
 import torch
-from torch import nn
 
 from latency_predictors import load_table, save_table
 from latency_predictors.analytical import (
@@ -35,11 +40,18 @@ from latency_predictors.analytical import (
     predict_rows,
     row_costs,
 )
+from latency_predictors.anchors import (
+    device_anchors,
+    fit_anchored,
+    load_anchors,
+    reference_costs,
+)
 from latency_predictors.backends import export_onnx, summarize
 from latency_predictors.calibrate import backend_for, measure_archs
 from latency_predictors.host import describe_host, host_fingerprint
 from latency_predictors.keys import fixed_key, layer_keys
 from latency_predictors.profile import space_ops
+from latency_predictors.reference_nets import mobilenet_v2
 from search_spaces import get_space
 from search_spaces.stats import count_macs
 
@@ -49,35 +61,6 @@ QUADRANET = {"Proxyless-CPU": (333, 299.6, 53.1, 1.8), "Proxyless-VPU": (275, 37
 ESTIMATED = ("a100", "vpu", "cortex-a76", "h100")
 SPACES = ("cifar", "proxyless-cifar", "hybrid-cifar", "imagenet", "proxyless-imagenet",
           "hybrid-imagenet")
-
-
-def mobilenet_v2(num_classes: int = 1000) -> nn.Module:
-    """MobileNetV2 (Sandler et al. 2018, Table 2), width 1.0, 224x224."""
-    def conv(c_in, c_out, k, s, groups=1, act=True):
-        layers = [nn.Conv2d(c_in, c_out, k, s, k // 2, groups=groups, bias=False),
-                  nn.BatchNorm2d(c_out)]
-        return layers + ([nn.ReLU6()] if act else [])
-
-    class Inverted(nn.Module):
-        def __init__(self, c_in, c_out, s, t):
-            super().__init__()
-            hidden = c_in * t
-            layers = (conv(c_in, hidden, 1, 1) if t != 1 else []) + conv(
-                hidden, hidden, 3, s, hidden) + conv(hidden, c_out, 1, 1, act=False)
-            self.body, self.res = nn.Sequential(*layers), s == 1 and c_in == c_out
-
-        def forward(self, x):
-            return x + self.body(x) if self.res else self.body(x)
-
-    blocks, c_in = conv(3, 32, 3, 2), 32
-    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
-        for i in range(n):
-            blocks.append(Inverted(c_in, c, s if i == 0 else 1, t))
-            c_in = c
-    blocks += conv(c_in, 1280, 1, 1) + [nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                       nn.Linear(1280, num_classes)]
-    return nn.Sequential(*blocks).eval()
 
 
 def mape(pred: dict, meas: dict, keys) -> float:
@@ -139,13 +122,45 @@ def mobilenet_report(measured_table: str) -> dict:
     return report
 
 
+def write_tables(folder: str, costs: dict, error: dict) -> None:
+    """The estimated tables, fitted on their anchors where there are any."""
+    anchors = load_anchors()
+    fitted = {a.device for a in anchors if a.fit}
+    ref_costs = reference_costs(sorted({a.net for a in anchors if a.fit}))
+    for name in ESTIMATED:
+        anchoring, model = None, get_device_model(name)
+        if name in fitted:
+            fit = fit_anchored(model, device_anchors(name, anchors), ref_costs)
+            model, anchoring = fit.model, fit.summary()
+            print(f"{name}: fitted on {len(fit.anchors)} anchors, in-sample MAPE "
+                  f"{fit.fit_mape:.1f} %, leave-one-out MAPE {fit.loo_mape:.1f} %, "
+                  f"{anchoring['params']}")
+        table = estimate_table(model, list(SPACES), analytical_error=error, costs=costs,
+                               anchoring=anchoring)
+        if name == "h100":
+            table.metadata["notes"] += (
+                "; no GPU was lent to the session that made it: a measured table from "
+                "`hwnas profile --backend torch --ep cuda --name h100` on the H100 "
+                "replaces it (bench/gpu_tables.sh)")
+        print("wrote", save_table(table, f"{folder}/{name}"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measured", default="cpu", help="measured table of this CPU")
     parser.add_argument("-n", type=int, default=20, help="end-to-end archs for the x86 check")
     parser.add_argument("--write-tables", default=None, metavar="DIR")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="only --write-tables, carrying the shipped tables' x86 error over")
     args = parser.parse_args()
+    torch.set_num_threads(1)
     costs = row_costs(list(SPACES))
+    if args.tables_only:
+        if not args.write_tables:
+            parser.error("--tables-only needs --write-tables DIR")
+        write_tables(args.write_tables, costs,
+                     load_table("a100").metadata.get("analytical_error") or {})
+        return
     errors = x86_errors(args.measured, args.n, costs)
     print("x86 check of the analytical model:", json.dumps(errors, indent=1))
     mbv2 = mobilenet_report(args.measured)
@@ -160,15 +175,7 @@ def main() -> None:
               f"{est['cortex-a76'] / cpu:.2f}), VPU {vpu:6.1f} ms ({est['vpu'] / vpu:.2f}), "
               f"A100 {gpu:4.1f} ms ({est['a100'] / gpu:.2f})")
     if args.write_tables:
-        error = {**errors, "mobilenet_v2": mbv2}
-        for name in ESTIMATED:
-            table = estimate_table(name, list(SPACES), analytical_error=error, costs=costs)
-            if name == "h100":
-                table.metadata["notes"] += (
-                    "; no GPU was lent to the session that made it: a measured table from "
-                    "`hwnas profile --backend torch --ep cuda --name h100` on the H100 "
-                    "replaces it")
-            print("wrote", save_table(table, f"{args.write_tables}/{name}"))
+        write_tables(args.write_tables, costs, {**errors, "mobilenet_v2": mbv2})
 
 
 if __name__ == "__main__":

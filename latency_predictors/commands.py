@@ -16,6 +16,7 @@ from hwnas_common.cli_types import int_arg
 from search_spaces import SPACES, get_space, read_arch
 
 from .adapt import ADAPT_NETS, adapt_table, check_writable
+from .anchors import describe_anchoring, device_anchors, load_anchors
 from .backends import BACKENDS, make_backend
 from .calibrate import (
     describe_calibration,
@@ -40,7 +41,8 @@ _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not 
 
 def _warn_estimated(table) -> None:
     if table.estimated:
-        print(f"{_ESTIMATED} ({table.device}).")
+        print(f"{_ESTIMATED} ({table.device}; "
+              f"{describe_anchoring(table.metadata.get('anchoring'))}).")
 
 
 def _warn_other_host(table: LatencyTable) -> None:
@@ -65,6 +67,8 @@ def _tables(args: argparse.Namespace) -> int:
         raise HwnasError(f"hwnas tables {args.action} needs a table name or file")
     if args.action == "adapt":
         return _adapt(args)
+    if args.action == "anchors":
+        return _anchors(args)
     table = load_table(args.target)
     print(table.describe())
     _warn_estimated(table)
@@ -82,6 +86,8 @@ def _tables(args: argparse.Namespace) -> int:
                   f"{error['whole_network_mape_apriori']:.1f} % with datasheet parameters, "
                   f"{error.get('whole_network_mape_fitted', float('nan')):.1f} % with "
                   "efficiencies fitted there")
+        if table.estimated:
+            print(f"  {_anchoring_summary(table)}")
         for space in table.metadata["spaces"]:
             print(f"  {space}: {_space_summary(table, space)}")
         print(table.frame.to_string(index=False, max_rows=args.rows))
@@ -90,6 +96,39 @@ def _tables(args: argparse.Namespace) -> int:
         if space in SPACES:
             check_coverage(get_space(space), table)
     print(f"OK: {args.target} is a valid table covering {table.metadata['spaces']}")
+    return 0
+
+
+def _anchoring_summary(table: LatencyTable) -> str:
+    """One line: the estimated table's anchoring (anchors, parameters, leave-one-out MAPE)."""
+    anchoring = table.metadata.get("anchoring")
+    if not anchoring:
+        return ("a-priori, unanchored: datasheet parameters, no published latency to fit on "
+                "(hwnas tables anchors lists the devices that have some)")
+    return (f"{describe_anchoring(anchoring)} (in-sample {anchoring['fit_mape']:.1f} %); "
+            f"fitted parameters {anchoring['params']}; per anchor: hwnas tables anchors "
+            f"{table.device}")
+
+
+def _anchors(args: argparse.Namespace) -> int:
+    """The published latencies of one device, and what its estimated table predicts for them."""
+    anchors = load_anchors(args.anchors)
+    fitted = device_anchors(args.target, anchors)
+    others = [a for a in anchors if a.device == args.target and not a.fit]
+    table = next((load_table(n) for n in known_tables() if n == args.target), None)
+    anchoring = (table.metadata.get("anchoring") or {}) if table is not None else {}
+    predicted = {(a["net"], a["published_ms"]): a for a in anchoring.get("anchors", [])}
+    print(f"{args.target}: {len(fitted)} anchors fitted on, {len(others)} for reference only; "
+          f"table: {describe_anchoring(anchoring) if table is not None else 'none'}")
+    for a in fitted:
+        row = predicted.get((a.net, a.latency_ms))
+        fit = (f"; table fit {row['fitted_ms']:.2f} ms, leave-one-out {row['loo_ms']:.2f} ms"
+               if row else "")
+        print(f"  {a.net}: {a.latency_ms:g} ms ({a.runtime}, {a.precision}){fit} [{a.source}: "
+              f"{a.where}]")
+    for a in others:
+        print(f"  (not fitted) {a.net}: {a.latency_ms:g} ms ({a.runtime}) [{a.source}]: "
+              f"{a.notes}")
     return 0
 
 
@@ -213,9 +252,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_profile)
 
-    p = subparsers.add_parser("tables", help="list, show, check or adapt latency tables")
-    p.add_argument("action", choices=["list", "show", "check", "adapt"])
-    p.add_argument("target", nargs="?", help="table name (show, adapt) or file (check)")
+    p = subparsers.add_parser("tables", help="list, show, check or adapt latency tables, or "
+                              "list a device's published anchors")
+    p.add_argument("action", choices=["list", "show", "check", "adapt", "anchors"])
+    p.add_argument("target", nargs="?", help="table name (show, adapt), file (check) or "
+                   "device (anchors)")
+    p.add_argument("--anchors", help="anchors: CSV of published latencies (default "
+                   "latency_predictors/anchors.csv)")
     p.add_argument("--rows", type=int_arg, default=20, help="rows shown by 'show' (default 20)")
     p.add_argument("--name", help="adapt: name of the adapted table")
     p.add_argument("--out", help="adapt: table path (default $HWNAS_TABLES/NAME.csv)")

@@ -18,7 +18,8 @@ On disk a table ``NAME`` is two files side by side (DESIGN §4; never pickles):
   (``measured`` or ``estimated``), runtime and version, execution mode, threads, batch size,
   dtype, warm-up and repeat counts, host, date, tool version, spaces covered; optionally
   ``calibration`` (per space: ``{scale, offset_ms, fitted_on_n, mape_before, mape_after, ...}``)
-  and ``analytical_error`` for estimated tables.
+  and, for estimated tables, ``analytical_error`` and ``anchoring`` (the fit on published
+  latencies: anchors, parameters, leave-one-out MAPE; absent for an a-priori table).
 
 Loading is strict: any malformed file raises :class:`HwnasError` in one line.
 """
@@ -54,6 +55,7 @@ GROUPINGS = ("class", "kernel")  # how a per-group calibration groups candidates
 OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "calibration": dict,  # space -> {scale, offset_ms, fitted_on_n, mape_before, ...}
     "analytical_error": dict,  # estimated tables: the model's error on a device we have
+    "anchoring": dict,  # estimated tables: the fit on published latencies (anchors.py)
     "profile_seconds": dict,  # space -> wall seconds the profile took
     "pass_spread": dict,  # space -> how far ops' normalised passes disagree (%)
     "reference": dict,  # the reference kernel's time the rows are normalised to (profile.py)
@@ -104,8 +106,12 @@ class LatencyTable:
         return self._lookup
 
     def describe(self) -> str:
-        """One line: name, device, provenance and runtime."""
-        tag = "ESTIMATED" if self.estimated else "measured"
+        """One line: name, device, provenance (estimated tables: anchored or a-priori) and
+        runtime."""
+        from .anchors import describe_anchoring
+
+        tag = (f"ESTIMATED ({describe_anchoring(self.metadata.get('anchoring'))})"
+               if self.estimated else "measured")
         threads = "" if self.estimated else f", {self.metadata['threads']} threads"
         return (f"{self.name or self.device}: device {self.device}, {tag}, "
                 f"{self.metadata['runtime']} {self.metadata['runtime_version']} "

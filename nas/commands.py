@@ -41,8 +41,9 @@ def _search(args: argparse.Namespace) -> int:
     main = is_main_process()  # under torchrun, rank 0 alone reports
     for c in constraints:
         if c.estimated and main:
-            print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model, "
-                  "not measured on the device")
+            print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model "
+                  f"({c.metadata.get('anchoring', 'a-priori, unanchored')}), not measured on the "
+                  "device")
         elif main:
             note = host_note(c.source, c.metadata)  # the identity load_constraints recorded
             if note:

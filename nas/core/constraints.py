@@ -14,6 +14,7 @@ from typing import Any
 
 from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix, LatencyTable, latency_matrix, load_table
+from latency_predictors.anchors import describe_anchoring
 from nas.core.derive import check_feasible
 from search_spaces import Space
 
@@ -53,6 +54,8 @@ def table_identity(table: LatencyTable, space: str) -> dict[str, Any]:
     digest = hashlib.sha256(table.frame.to_csv(index=False).encode())
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
     identity = {k: meta[k] for k in _IDENTITY_FIELDS if k in meta}
+    if table.estimated:  # "anchored on N published figures, ..." or "a-priori, unanchored"
+        identity["anchoring"] = describe_anchoring(meta.get("anchoring"))
     calib = table.calibration(space)
     if calib is not None:
         identity["calibration"] = {k: v for k, v in calib.items()
