@@ -1,10 +1,25 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack
+
 import pytest
 import torch
+
+from search_spaces import SPACES
+from tests.helpers import TEST_SPACES
 
 
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # faster than 2 for these tiny ops on a shared 2-core box
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _test_spaces() -> Iterator[None]:
+    """The test-only spaces exist for the session only, not from an import's side effect."""
+    with ExitStack() as stack:
+        for space in TEST_SPACES:
+            stack.enter_context(SPACES.registered(space.name, space))
+        yield

@@ -17,9 +17,9 @@ from nas.run.checkpoint import load_checkpoint
 from nas.run.search import search as real_search
 from nas.tune import calibrate_budget
 from nas.tune.calibrate_budget import calibrate_strength
-
-from .test_search_cli import _fails, _search
-from .test_search_engine import tiny_config, tiny_constraint, tiny_table
+from tests.helpers import cli_fails as _fails
+from tests.helpers import search_argv as _search
+from tests.helpers import tiny_config, tiny_constraint, tiny_table
 
 
 def _config(out: Path, **overrides):

@@ -22,7 +22,7 @@ from hwnas_common import HwnasError
 from nas import search
 from nas.run.checkpoint import load_checkpoint
 from nas.run.distributed import Group, RanksDiverged
-from tests.test_search_engine import tiny_config, tiny_constraint
+from tests.helpers import register_test_spaces, tiny_config, tiny_constraint
 
 
 def test_shards_split_the_global_batch_in_rank_order() -> None:
@@ -65,6 +65,7 @@ def test_average_and_divergence_check_over_two_gloo_processes(tmp_path: Path) ->
 
 def _search_worker(rank: int, store_path: str, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    register_test_spaces()  # a spawned rank does not run the session's fixtures
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank,
                             world_size=2)

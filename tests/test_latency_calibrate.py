@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hwnas_common.errors import HwnasError
-from latency_predictors import make_table, new_metadata, predict_latency, required_keys
+from latency_predictors import predict_latency, required_keys
 from latency_predictors.analytical import (
     DEVICE_MODELS,
     NodeCost,
@@ -28,34 +28,9 @@ from latency_predictors.calibrate import (
 )
 from latency_predictors.keys import op_class
 from latency_predictors.validate import validate_table
-from search_spaces import SPACES, LayerSpec, Space, build, register_space
-from tests.fakes import FakeBackend
-
-CAL = Space("latency-cal", input=(3, 8, 8), stem="conv3x3", width=4, depths=(2, 2),
-            candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
-                        LayerSpec("block", 5, 2, "star"), LayerSpec("mbconv", 3, 3)))
-if CAL.name not in SPACES:
-    register_space(CAL)
-
-
-def table(space=CAL, **extra):
-    rows = [dict(zip(("op", "c_in", "c_out", "height", "width", "stride", "branches"), key,
-                     strict=True), mean_ms=v, median_ms=v, std_ms=0.0, samples=1)
-            for v, key in enumerate(required_keys(space), start=1)]
-    return make_table(rows, new_metadata("fake", "measured", spaces=[space.name],
-                                         backend="onnxruntime", ep="cpu", **extra), "fake")
-
-
-class Affine(FakeBackend):
-    """'Measures' a ChildNet as 2 x its table sum + 0.3 ms (+ optional noise)."""
-
-    def __init__(self, truth, noise=0.0):
-        super().__init__()
-        self.truth, self.noise, self.rng = truth, noise, np.random.default_rng(0)
-
-    def time(self, module, input_shape):
-        value = 2.0 * predict_latency(module.spec, self.truth).total_ms + 0.3
-        return value * (1 + self.noise * self.rng.standard_normal(self.repeats))
+from search_spaces import build
+from tests.helpers import CAL, KERNELS, Affine, FakeBackend
+from tests.helpers import fake_table as table
 
 
 def test_calibration_recovers_affine_truth_out_of_sample():
@@ -104,13 +79,6 @@ def test_per_class_calibration_recovers_class_bias_affine_cannot():
     assert describe_calibration(entry).startswith("per-class: sum ×1.500, star ×0.800")
 
 
-# two classes at two kernel sizes each: a per-kernel truth no per-class fit can express
-KERNELS = Space("latency-kernels", input=(3, 8, 8), stem="conv3x3", width=4, depths=(2, 2),
-                candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
-                            LayerSpec("block", 7, 2, "sum"), LayerSpec("block", 3, 2, "star"),
-                            LayerSpec("block", 7, 2, "star")))
-
-
 class PerKernel(FakeBackend):
     """'Measures' a ChildNet with a kernel-dependent bias: k3 ops x1.3, k7 x0.6, + 0.2 ms."""
 
@@ -129,11 +97,6 @@ class PerKernel(FakeBackend):
 
 
 def test_per_kernel_calibration_recovers_a_kernel_bias():
-    with SPACES.registered(KERNELS.name, KERNELS):
-        _check_per_kernel()
-
-
-def _check_per_kernel() -> None:
     truth = table(KERNELS)
     calibrated = calibrate(truth, KERNELS, n=16, backend=PerKernel(truth), progress=False)
     entry = calibrated.calibration(KERNELS.name)

@@ -11,13 +11,7 @@ import cli
 from latency_predictors import load_table, make_table, new_metadata, required_keys, save_table
 from latency_predictors.commands import _space_summary
 from latency_predictors.table import LatencyTable
-from search_spaces import SPACES, LayerSpec, Space, register_space
-
-CLI_SPACE = Space("latency-cli", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
-                  candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
-                              LayerSpec("mbconv", 3, 3)))
-if CLI_SPACE.name not in SPACES:
-    register_space(CLI_SPACE)
+from tests.helpers import CLI_SPACE
 
 
 def run(capsys, *argv):

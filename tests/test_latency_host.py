@@ -13,7 +13,8 @@ from latency_predictors.host import (
     host_mismatch,
     same_host,
 )
-from tests.test_latency_calibrate import CAL, Affine, table
+from tests.helpers import CAL, Affine
+from tests.helpers import fake_table as table
 
 ZEN3 = {"model name": "AMD EPYC 7B13", "cpu family": "25", "model": "1",
         "flags": "fpu sse avx2 fma avx512f"}

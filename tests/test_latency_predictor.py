@@ -16,18 +16,12 @@ from latency_predictors import (
     predict_latency,
     required_keys,
 )
-from search_spaces import SPACES, LayerSpec, Space, register_space
+from tests.helpers import LATENCY_TINY as TINY
 
 
 def metadata(**overrides):
     return new_metadata(**{"device": "testdev", "provenance": "measured", **overrides})
 
-
-TINY = Space("latency-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
-             candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
-                         LayerSpec("block", 5, 2, "rbf")), branches=2)
-if TINY.name not in SPACES:
-    register_space(TINY)
 
 # hand-picked latencies (ms) of every key of TINY
 MS = {("stem:conv3x3", 3, 4, 8, 8, 1, 0): 0.5, ("downsample", 4, 8, 8, 8, 2, 0): 0.25,

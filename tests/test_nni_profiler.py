@@ -19,8 +19,7 @@ from latency_predictors import (
 )
 from nas.nni.profiler import latency_penalty, latency_profiler
 from nas.nni.space import layer_labels, nni_model_space, spec_to_sample
-
-from .test_nni_space import TINY as SPACE
+from tests.helpers import NNI_TINY as SPACE
 
 pytest.importorskip("nni.nas.profiler", reason="NNI 3.0 (with pytorch-lightning) not installed")
 

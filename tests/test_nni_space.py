@@ -17,17 +17,10 @@ from nas.nni.space import (
     sample_to_spec,
     spec_to_sample,
 )
-from search_spaces import SPACES, LayerSpec, Space, build, get_space, register_space
+from search_spaces import LayerSpec, build, get_space
+from tests.helpers import NNI_TINY as TINY
 
 pytest.importorskip("nni.nas.nn.pytorch", reason="NNI 3.0 (with pytorch-lightning) not installed")
-
-
-TINY = Space("nni-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 2),
-             candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
-                         LayerSpec("block", 5, 2, "rbf"), LayerSpec("block", 3, 4, "star")),
-             branches=2)
-if TINY.name not in SPACES:
-    register_space(TINY)
 
 
 @pytest.fixture(scope="module")

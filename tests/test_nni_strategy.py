@@ -12,17 +12,10 @@ from latency_predictors import LatencyMatrix
 from nas.nni.profiler import latency_penalty, latency_profiler
 from nas.nni.space import layer_labels, nni_model_space, spec_to_sample
 from nas.nni.strategy import run_proxyless
-from search_spaces import SPACES, LayerSpec, Space, register_space
+from tests.helpers import NNI_STRATEGY_TINY as SPACE
 
 pytest.importorskip("nni.nas.strategy", reason="NNI 3.0 (with pytorch-lightning) not installed")
 pytest.importorskip("pytorch_lightning", reason="NNI's one-shot strategies need pytorch-lightning")
-
-SPACE = Space("nni-strategy-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
-              candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
-                          LayerSpec("block", 3, 2, "star")), branches=2)
-if SPACE.name not in SPACES:
-    register_space(SPACE)
-
 
 def data(seed: int) -> TensorDataset:
     generator = torch.Generator().manual_seed(seed)

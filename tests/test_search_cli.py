@@ -8,26 +8,14 @@ from pathlib import Path
 import pytest
 
 from cli import main
-
-from .test_search_engine import TINY_NAME, tiny_table
+from tests.helpers import cli_fails as _fails
+from tests.helpers import search_argv as _search
+from tests.helpers import tiny_table
 
 
 @pytest.fixture
 def table(tmp_path: Path) -> str:
     return str(tiny_table(tmp_path / "tables"))
-
-
-def _fails(argv: list[str], capsys: pytest.CaptureFixture, match: str) -> None:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("hwnas: error:"), err
-    assert match in err, err
-    assert "Traceback" not in err
-
-
-def _search(out: Path, table: str, *extra: str) -> list[str]:
-    return ["search", "--space", TINY_NAME, "--dataset", "synthetic", "--device", table,
-            "--out", str(out), "--quick", *extra]
 
 
 @pytest.mark.parametrize(("budget", "match"), [("abc", "malformed budget"),

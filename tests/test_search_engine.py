@@ -1,7 +1,4 @@
-"""End-to-end searches on a tiny test-only space with synthetic data (CPU, seconds each).
-
-Also provides the tiny space, its latency matrix and a table file to the other search tests.
-"""
+"""End-to-end searches on a tiny test-only space with synthetic data (CPU, seconds each)."""
 
 from __future__ import annotations
 
@@ -13,42 +10,12 @@ import pytest
 import torch
 
 from hwnas_common import HwnasError
-from latency_predictors import LatencyMatrix, make_table, new_metadata, required_keys, save_table
 from nas import SearchConfig, search
 from nas.core.constraints import Constraint
 from nas.core.engine import SearchEngine
 from nas.run.checkpoint import load_checkpoint
-from search_spaces import SPACES, LayerSpec, Space, register_space
-
-TINY_NAME = "test-search-tiny"
-TINY = SPACES.get(TINY_NAME) or register_space(Space(
-    TINY_NAME, input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1), num_classes=4,
-    candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
-                LayerSpec("block", 3, 2, "star"), LayerSpec("block", 5, 2, "quad"))))
-ROWS = [[0.0, 1.0, 2.0, 3.0], [0.0, 1.5, 2.5, 3.5]]
-FIXED_MS = 0.5
-
-
-def tiny_constraint(budget_ms: float, rows: list[list[float]] = ROWS,
-                    name: str = "fake") -> Constraint:
-    matrix = LatencyMatrix(TINY_NAME, name, "estimated", False, FIXED_MS, rows)
-    return Constraint(matrix, budget_ms, name)
-
-
-def tiny_table(folder: Path, name: str = "fake") -> Path:
-    """A latency table file for the tiny space: 0.1 ms per fixed part, 1 ms per block row."""
-    rows = [dict(zip(("op", "c_in", "c_out", "height", "width", "stride", "branches"), key,
-                     strict=True), mean_ms=1.0 if "_k" in key[0] else 0.1,
-                 median_ms=1.0 if "_k" in key[0] else 0.1, std_ms=0.0, samples=1)
-            for key in required_keys(TINY)]
-    table = make_table(rows, new_metadata(name, "estimated", spaces=[TINY_NAME]), name)
-    return save_table(table, folder / f"{name}.csv")
-
-
-def tiny_config(out: Path, budget_ms: float = 4.0, **overrides) -> SearchConfig:
-    fields = dict(space=TINY_NAME, dataset="synthetic", out=str(out), epochs=2, warmup_epochs=1,
-                  batch_size=32, data_limit=256, progress=False, arch_every=1)
-    return SearchConfig(("fake",), (budget_ms,), **{**fields, **overrides})
+from tests.helpers import SEARCH_TINY as TINY
+from tests.helpers import tiny_config, tiny_constraint
 
 
 def test_tiny_search_writes_a_complete_run(tmp_path: Path) -> None:
@@ -145,7 +112,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path: Path,
 
 def test_two_device_search_meets_both_budgets(tmp_path: Path) -> None:
     other = [[0.0, 3.0, 1.0, 0.5], [0.0, 2.0, 0.2, 4.0]]  # a device with another cost ranking
-    config = SearchConfig(("fake", "other"), (3.0, 1.5), space=TINY_NAME, dataset="synthetic",
+    config = SearchConfig(("fake", "other"), (3.0, 1.5), space=TINY.name, dataset="synthetic",
                           out=str(tmp_path / "run"), epochs=1, warmup_epochs=1, batch_size=32,
                           data_limit=256, progress=False, arch_every=1)
     result = search(config, [tiny_constraint(3.0), tiny_constraint(1.5, other, "other")])

@@ -11,7 +11,8 @@ import cli
 from latency_predictors import latency_matrix, load_table
 from nas import search
 from search_spaces import ArchSpec
-from tests.test_search_engine import TINY, tiny_config, tiny_constraint, tiny_table
+from tests.helpers import SEARCH_TINY as TINY
+from tests.helpers import tiny_config, tiny_constraint, tiny_table
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,141 @@
+"""What several test modules share: the test-only spaces (registered for the whole session by
+``conftest.py``, or by ``register_test_spaces`` in a worker process), a tiny search setup,
+fake latency tables and a fake timing backend, and the CLI's one-line-error check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cli
+from latency_predictors import (
+    LatencyMatrix,
+    make_table,
+    new_metadata,
+    predict_latency,
+    required_keys,
+    save_table,
+)
+from latency_predictors.backends import Backend
+from nas import SearchConfig
+from nas.core.constraints import Constraint
+from search_spaces import SPACES, LayerSpec, Space
+
+# ---- test-only spaces --------------------------------------------------------------------
+SEARCH_TINY = Space(
+    "test-search-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1), num_classes=4,
+    candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
+                LayerSpec("block", 3, 2, "star"), LayerSpec("block", 5, 2, "quad")))
+CAL = Space("latency-cal", input=(3, 8, 8), stem="conv3x3", width=4, depths=(2, 2),
+            candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
+                        LayerSpec("block", 5, 2, "star"), LayerSpec("mbconv", 3, 3)))
+# two classes at two kernel sizes each: a per-kernel truth no per-class fit can express
+KERNELS = Space("latency-kernels", input=(3, 8, 8), stem="conv3x3", width=4, depths=(2, 2),
+                candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
+                            LayerSpec("block", 7, 2, "sum"), LayerSpec("block", 3, 2, "star"),
+                            LayerSpec("block", 7, 2, "star")))
+CLI_SPACE = Space("latency-cli", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
+                  candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
+                              LayerSpec("mbconv", 3, 3)))
+LATENCY_TINY = Space("latency-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
+                     candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
+                                 LayerSpec("block", 5, 2, "rbf")), branches=2)
+NNI_TINY = Space("nni-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 2),
+                 candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
+                             LayerSpec("block", 5, 2, "rbf"), LayerSpec("block", 3, 4, "star")),
+                 branches=2)
+NNI_STRATEGY_TINY = Space("nni-strategy-tiny", input=(3, 8, 8), stem="conv3x3", width=4,
+                          depths=(1, 1), branches=2,
+                          candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
+                                      LayerSpec("block", 3, 2, "star")))
+TEST_SPACES = (SEARCH_TINY, CAL, KERNELS, CLI_SPACE, LATENCY_TINY, NNI_TINY, NNI_STRATEGY_TINY)
+
+
+def register_test_spaces() -> None:
+    """Register the test spaces in a worker process (spawned ranks, subprocess scripts)."""
+    for space in TEST_SPACES:
+        if space.name not in SPACES:
+            SPACES.register(space.name, space)
+
+
+# ---- a tiny search ---------------------------------------------------------------------------
+ROWS = [[0.0, 1.0, 2.0, 3.0], [0.0, 1.5, 2.5, 3.5]]  # SEARCH_TINY's layers × candidates (ms)
+FIXED_MS = 0.5
+
+
+def tiny_constraint(budget_ms: float, rows: list[list[float]] = ROWS,
+                    name: str = "fake") -> Constraint:
+    matrix = LatencyMatrix(SEARCH_TINY.name, name, "estimated", False, FIXED_MS, rows)
+    return Constraint(matrix, budget_ms, name)
+
+
+def tiny_table(folder: Path, name: str = "fake") -> Path:
+    """A latency table file for SEARCH_TINY: 0.1 ms per fixed part, 1 ms per block row."""
+    rows = [dict(zip(("op", "c_in", "c_out", "height", "width", "stride", "branches"), key,
+                     strict=True), mean_ms=1.0 if "_k" in key[0] else 0.1,
+                 median_ms=1.0 if "_k" in key[0] else 0.1, std_ms=0.0, samples=1)
+            for key in required_keys(SEARCH_TINY)]
+    table = make_table(rows, new_metadata(name, "estimated", spaces=[SEARCH_TINY.name]), name)
+    return save_table(table, folder / f"{name}.csv")
+
+
+def tiny_config(out: Path, budget_ms: float = 4.0, **overrides) -> SearchConfig:
+    fields = dict(space=SEARCH_TINY.name, dataset="synthetic", out=str(out), epochs=2,
+                  warmup_epochs=1, batch_size=32, data_limit=256, progress=False, arch_every=1)
+    return SearchConfig(("fake",), (budget_ms,), **{**fields, **overrides})
+
+
+def search_argv(out: Path, table: str, *extra: str) -> list[str]:
+    """``hwnas search`` of SEARCH_TINY on synthetic data, quick."""
+    return ["search", "--space", SEARCH_TINY.name, "--dataset", "synthetic", "--device", table,
+            "--out", str(out), "--quick", *extra]
+
+
+def cli_fails(argv: list[str], capsys: pytest.CaptureFixture, match: str) -> None:
+    """The command exits 2 with one ``hwnas: error:`` line containing ``match``."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hwnas: error:"), err
+    assert match in err, err
+    assert "Traceback" not in err
+
+
+# ---- fake latency tables and timing ------------------------------------------------------
+def fake_table(space: Space = CAL, **extra):
+    """A measured-looking table of ``space``: row k (required_keys order) takes k ms."""
+    rows = [dict(zip(("op", "c_in", "c_out", "height", "width", "stride", "branches"), key,
+                     strict=True), mean_ms=v, median_ms=v, std_ms=0.0, samples=1)
+            for v, key in enumerate(required_keys(space), start=1)]
+    return make_table(rows, new_metadata("fake", "measured", spaces=[space.name],
+                                         backend="onnxruntime", ep="cpu", **extra), "fake")
+
+
+class FakeBackend(Backend):
+    """A backend whose ``time`` a test defines (no runtime), on a machine that never drifts:
+    the reference kernel always takes 1 ms."""
+
+    name = runtime = "fake"
+    runtime_version = mode = "fake"
+
+    def __init__(self, repeats: int = 5) -> None:
+        super().__init__("cpu", 1, 0, repeats)
+
+    def prepare(self, module, input_shape):
+        raise AssertionError("a fake backend is timed through time() only")
+
+    def reference_ms(self) -> float:
+        return 1.0
+
+
+class Affine(FakeBackend):
+    """'Measures' a ChildNet as 2 x its table sum + 0.3 ms (+ optional noise)."""
+
+    def __init__(self, truth, noise=0.0):
+        super().__init__()
+        self.truth, self.noise, self.rng = truth, noise, np.random.default_rng(0)
+
+    def time(self, module, input_shape):
+        value = 2.0 * predict_latency(module.spec, self.truth).total_ms + 0.3
+        return value * (1 + self.noise * self.rng.standard_normal(self.repeats))
