@@ -26,6 +26,23 @@ from search_spaces import ArchSpec
 PACKAGES = ("hwnas", "torch", "numpy", "onnx", "onnxruntime", "pandas", "optuna", "matplotlib")
 
 
+LATENCY_KINDS = ("expected", "argmax", "derived")  # E[LAT], the argmax net, the derived net
+
+
+def latency_column(kind: str, table: str) -> str:
+    """The ``metrics.csv`` column of one latency per epoch: ``expected_ms[cpu]`` etc."""
+    if kind not in LATENCY_KINDS:
+        raise ValueError(f"unknown latency column kind {kind!r}")
+    return f"{kind}_ms[{table}]"
+
+
+def latency_columns(row: dict[str, Any], kind: str) -> dict[str, float]:
+    """``{table: ms}`` of one kind of latency column in a metrics row."""
+    head = f"{kind}_ms["
+    return {key[len(head):-1]: float(value) for key, value in row.items()
+            if key.startswith(head) and key.endswith("]")}
+
+
 def write_metrics(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     fields = list(history[0]) if history else ["epoch"]
@@ -100,9 +117,9 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
     fig, ax = plt.subplots(figsize=(6, 4))
     for c in constraints:
         tag = " (ESTIMATED)" if c.estimated else ""
-        line = ax.plot(epochs, [row[f"expected_ms[{c.source}]"] for row in history],
+        line = ax.plot(epochs, [row[latency_column("expected", c.source)] for row in history],
                        label=f"E[LAT] {c.source}{tag}")[0]
-        ax.plot(epochs, [row[f"derived_ms[{c.source}]"] for row in history], marker="o",
+        ax.plot(epochs, [row[latency_column("derived", c.source)] for row in history], marker="o",
                 markersize=3, linestyle=":", color=line.get_color(),
                 label=f"derived net {c.source}")
         ax.axhline(c.budget_ms, color=line.get_color(), linestyle="--", label=f"budget {c.source}")

@@ -147,15 +147,15 @@ def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[st
                            "derived": derived.to_string(), "seconds": seconds}
     with torch.no_grad():
         for c, value in zip(engine.constraints, engine.expected_latencies(), strict=True):
-            row[f"expected_ms[{c.source}]"] = float(value)
-            row[f"argmax_ms[{c.source}]"] = c.matrix.total(argmax)
-            row[f"derived_ms[{c.source}]"] = c.matrix.total(chosen)
+            row[report.latency_column("expected", c.source)] = float(value)
+            row[report.latency_column("argmax", c.source)] = c.matrix.total(argmax)
+            row[report.latency_column("derived", c.source)] = c.matrix.total(chosen)
     return row
 
 
 def _epoch_line(row: dict[str, Any]) -> str:
-    latency = ", ".join(f"E[LAT] {k[len('expected_ms['):-1]} {v:.4g} ms"
-                        for k, v in row.items() if k.startswith("expected_ms["))
+    latency = ", ".join(f"E[LAT] {table} {ms:.4g} ms"
+                        for table, ms in report.latency_columns(row, "expected").items())
     arch = ("no architecture steps in warm-up" if row["arch_loss"] is None
             else f"arch loss {row['arch_loss']:.4f}")
     return (f"epoch {row['epoch']} ({row['phase']}): weight loss {row['weight_loss']:.4f}, "

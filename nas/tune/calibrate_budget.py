@@ -50,8 +50,8 @@ STUDY = "loss-strength"
 
 def budget_gap(history_row: dict, constraints: Sequence[Constraint]) -> float:
     """``max_d E_d / T_d − 1`` from an epoch row of ``metrics.csv`` (signed)."""
-    return max(history_row[f"expected_ms[{c.source}]"] / c.budget_ms
-               for c in constraints) - 1.0
+    expected = report.latency_columns(history_row, "expected")
+    return max(expected[c.source] / c.budget_ms for c in constraints) - 1.0
 
 
 def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
@@ -135,8 +135,9 @@ def _last_epoch(folder: Path) -> dict[str, float]:
     ``metrics.csv`` (loading the checkpoint for them would read every supernet weight)."""
     with open(folder / "metrics.csv", newline="") as file:
         *_, last = csv.DictReader(file)
-    return {key: float(value) for key, value in last.items()
-            if key == "heldout_acc" or key.startswith("expected_ms[")}
+    expected = report.latency_columns(last, "expected")
+    return {"heldout_acc": float(last["heldout_acc"]),
+            **{report.latency_column("expected", t): ms for t, ms in expected.items()}}
 
 
 def _finished(study: optuna.Study) -> int:
@@ -151,7 +152,7 @@ def _trial_rows(base: Path, study: optuna.Study,
         last = _last_epoch(folder)
         rows.append({"trial": t.number, "strength": t.params["strength"],
                      "gap": budget_gap(last, constraints),
-                     **{k: v for k, v in last.items() if k.startswith("expected_ms[")},
+                     **{k: v for k, v in last.items() if k != "heldout_acc"},
                      "heldout_acc": last["heldout_acc"],
                      "arch": ArchSpec.from_json((folder / "arch.json").read_text()).to_string()})
     return rows
