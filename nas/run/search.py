@@ -118,8 +118,8 @@ def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int, data_gen: torch
         if save_progress and step + 1 < steps and (
                 time.monotonic() - last_save >= 60 * config.checkpoint_minutes):
             save_progress({"step": step + 1, "weight_losses": weight_losses,
-                        "arch_losses": arch_losses, "data_start": partial["data_start"],
-                        "seconds": partial["seconds"] + time.perf_counter() - start})
+                           "arch_losses": arch_losses, "data_start": partial["data_start"],
+                           "seconds": partial["seconds"] + time.perf_counter() - start})
             last_save = time.monotonic()
     bar.close()
     return {"weight_loss": float(np.mean(weight_losses)) if weight_losses else math.nan,
@@ -177,7 +177,8 @@ LOSS_FIELDS = ("loss", "loss_strength")  # unused by warm-up epochs (no architec
 def _restore(engine: SearchEngine, state: dict[str, Any], data_gen: torch.Generator) -> None:
     """Load a checkpoint of the same run. A checkpoint taken during warm-up may continue with
     another latency loss or strength (warm-up never uses them; budget calibration relies on it)."""
-    ignore = LOSS_FIELDS if state["epoch"] <= engine.config.warmup_epochs else ()
+    begun = state["epoch"] + ("partial_epoch" in state)  # epochs with at least one step done
+    ignore = LOSS_FIELDS if begun <= engine.config.warmup_epochs else ()
     diff = sorted(k for k, v in engine.config.identity().items()
                   if k not in ignore and state["config"].get(k) != v)
     if diff:
@@ -253,7 +254,7 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
                 tqdm.write(_epoch_line(history[-1]), file=sys.stderr)
             probs.append(engine.probs().tolist())
             checkpoint.save_checkpoint(run_dir, _checkpoint(engine, epoch + 1, history, probs,
-                                                        data_gen))
+                                                            data_gen))
             report.write_metrics(run_dir, history)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             return None
