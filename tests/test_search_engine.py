@@ -93,6 +93,26 @@ def test_mid_epoch_checkpoint_resumes_to_the_same_run(tmp_path: Path, kill_at: i
         assert {**row_a, "seconds": 0} == {**row_b, "seconds": 0}
 
 
+def test_mid_search_epoch_checkpoint_keeps_the_loss_settings(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    real_step, calls = SearchEngine.weight_step, []
+
+    def dying_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 10:  # step 3 of the first search epoch
+            raise _Killed
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SearchEngine, "weight_step", dying_step)
+    with pytest.raises(_Killed):
+        search(tiny_config(tmp_path / "cut", checkpoint_minutes=0), [tiny_constraint(4.0)])
+    monkeypatch.setattr(SearchEngine, "weight_step", real_step)
+    with pytest.raises(HwnasError, match="different settings.*loss_strength"):
+        search(tiny_config(tmp_path / "cut", resume=True, loss_strength=1.0),
+               [tiny_constraint(4.0)])
+
+
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     config = tiny_config(tmp_path / "run")
