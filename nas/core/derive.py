@@ -28,8 +28,9 @@ Why it is exact:
    when no other state has latency ≤ and score ≥; no discretisation). A prefix whose latency
    plus the smallest possible latency of the remaining layers exceeds a budget has no
    feasible completion (``V_d = -inf``).
-2. Pruning only drops a subtree when its bound cannot beat the incumbent (a small relative
-   margin guards the bound against rounding; it keeps more nodes, never fewer).
+2. Pruning only drops a subtree when its bound cannot beat the incumbent by more than the
+   1e-9 relative rounding of summed log-probabilities; so ties (a uniform p after warm-up,
+   where every net scores the same) are not explored one by one.
 3. Within a layer, a candidate dominated by another one (score ≥ and latency ≤ on every
    device) is dropped: swapping it for its dominator never hurts score or feasibility. (Not
    with a floor, where a slower candidate may be needed to reach it.)
@@ -164,8 +165,8 @@ class _BranchAndBound:
                 children.append((bound, o_score, new_lat, index))
         children.sort(key=lambda c: -c[0])
         for bound, o_score, new_lat, index in children:
-            if bound + _MARGIN * (1 + abs(bound)) <= self.best_score:
-                break
+            if bound <= self.best_score + _MARGIN * (1 + abs(self.best_score)):
+                break  # cannot beat the incumbent by more than rounding
             choice.append(index)
             self.visit(layer + 1, score + o_score, new_lat, choice)
             choice.pop()
