@@ -90,6 +90,17 @@ def test_killed_calibration_resumes_the_interrupted_trial(tmp_path: Path,
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_calibration_continued_later_suggests_what_an_uninterrupted_one_does(
+        tmp_path: Path) -> None:
+    """Trials 0-2 in one process, trial 3 after a restart: the same strengths as 0-3 at once
+    (an optimiser seeded once per process drew other acquisition starts after a restart)."""
+    calibrate_strength(_config(tmp_path / "whole"), [tiny_constraint(2.0)], trials=4)
+    calibrate_strength(_config(tmp_path / "cut"), [tiny_constraint(2.0)], trials=3)
+    calibrate_strength(_config(tmp_path / "cut", resume=True), [tiny_constraint(2.0)], trials=4)
+    assert [r["strength"] for r in _rows(tmp_path / "cut")] == [
+        r["strength"] for r in _rows(tmp_path / "whole")]
+
+
 @pytest.mark.parametrize(("flags", "match"), [
     (["--calibrate-budget", "0"], "at least 1 trial"),
     (["--calibrate-budget", "2", "--loss-strength", "0.5"], "drop torchrun / --loss-strength"),

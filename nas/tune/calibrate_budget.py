@@ -74,9 +74,7 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
     warmup = _warm_up(config, constraints, base / "warmup")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=f"sqlite:///{base / 'study.db'}", study_name=STUDY,
-                                direction="minimize", load_if_exists=True,
-                                sampler=optuna.samplers.GPSampler(seed=config.seed,
-                                                                  n_startup_trials=2))
+                                direction="minimize", load_if_exists=True)
     low, high = STRENGTH_RANGES[config.loss]
     if not study.trials:
         study.enqueue_trial({"strength": DEFAULT_STRENGTH[config.loss]})  # the paper's value
@@ -87,6 +85,10 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
         else:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     while _finished(study) < trials:
+        # a sampler seeded by the trials finished so far: its suggestion depends on the study's
+        # history alone, so a run resumed after a kill suggests what an uninterrupted one would
+        study.sampler = optuna.samplers.GPSampler(seed=config.seed + _finished(study),
+                                                  n_startup_trials=2)
         trial = study.ask()
         _run_trial(config, constraints, base, warmup, study, trial.number,
                    trial.suggest_float("strength", low, high, log=True))
