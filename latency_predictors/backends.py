@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas_common.errors import HwnasError
+from hwnas_common import HwnasError, Registry
 
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
@@ -316,14 +316,13 @@ class OpenVinoBackend(Backend):
         return lambda: request.infer({0: x})
 
 
-BACKENDS: dict[str, type[Backend]] = {"onnxruntime": OrtBackend, "torch": TorchBackend,
-                                      "openvino": OpenVinoBackend}
+BACKENDS: Registry[type[Backend]] = Registry("backend")
+for _backend in (OrtBackend, TorchBackend, OpenVinoBackend):
+    BACKENDS.register(_backend.name, _backend)
 DEFAULT_EP = {"onnxruntime": "cpu", "torch": "cpu", "openvino": "CPU"}
 
 
 def make_backend(name: str, ep: str | None = None, threads: int = 1, warmup: int = 20,
                  repeats: int = 300) -> Backend:
     """The backend registered as ``name`` (``onnxruntime``, ``torch``, ``openvino``)."""
-    if name not in BACKENDS:
-        raise HwnasError(f"unknown backend {name!r}; valid: {sorted(BACKENDS)}")
     return BACKENDS[name](ep or DEFAULT_EP[name], threads, warmup, repeats)
