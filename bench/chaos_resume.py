@@ -90,6 +90,8 @@ def result(job: str, folder: Path) -> dict:
 
 def run(cmd: list[str], kill_after: float | None) -> tuple[str, float]:
     """Run ``cmd``; SIGKILL it after ``kill_after`` s. Returns (outcome, seconds)."""
+    if "--storage" in cmd:  # the sweep's sqlite study lives in its output folder
+        Path(cmd[cmd.index("--out") + 1]).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
