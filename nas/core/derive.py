@@ -39,7 +39,9 @@ Why it is exact:
    optimal among all feasible choices (up to the 1e-9 relative rounding of summed
    log-probabilities).
 5. With a floor, a prefix is also dropped when even the slowest completion stays below the
-   floor on some device; the bound of 1. ignores the floor, so it stays admissible.
+   floor on some device; the bound of 1. ignores the floor, so it stays admissible but can be
+   loose: the band search stops after ``FLOOR_NODE_LIMIT`` visits with the best band choice
+   found (exact when it ends sooner, as on every brute-force test instance).
 
 With one device ``V_1`` is the exact value-to-go, so the search walks straight to the optimum;
 with several devices the bound is the tightest single-device relaxation.
@@ -127,6 +129,7 @@ class _BranchAndBound:
                  floor: float = 0.0):
         self.budgets = budgets
         self.layers = len(scores)
+        self.node_limit: int | None = None
         self.options = [_layer_options(layer, scores, budgets, prune=not floor)
                         for layer in range(self.layers)]
         self.lower = [floor * b.budget_ms for b in budgets]
@@ -136,6 +139,17 @@ class _BranchAndBound:
                                   + _MARGIN) for b in budgets]
         self.best_score = -math.inf
         self.best: list[int] | None = None
+        self.nodes = 0  # visits so far; the search stops after node_limit
+
+    def start(self, node_limit: int | None = None) -> bool:
+        """Search from the root; False when stopped at ``node_limit`` visits, with ``best`` the
+        best choice found until then."""
+        self.node_limit = node_limit
+        try:
+            self.visit(0, 0.0, tuple(b.matrix.fixed_ms for b in self.budgets), [])
+        except _NodeLimit:
+            return False
+        return True
 
     def bound(self, layer: int, lat: tuple[float, ...]) -> float:
         """min over devices of the best suffix score that fits the rest of its budget."""
@@ -148,6 +162,9 @@ class _BranchAndBound:
         return value
 
     def visit(self, layer: int, score: float, lat: tuple[float, ...], choice: list[int]) -> None:
+        self.nodes += 1
+        if self.node_limit is not None and self.nodes > self.node_limit:
+            raise _NodeLimit
         if layer == self.layers:
             if score > self.best_score and all(
                     low <= v <= b.budget_ms
@@ -181,23 +198,41 @@ def _infeasible(budgets: Sequence[Constraint]) -> HwnasError:
     return HwnasError(f"{head} ({'; '.join(parts)})")
 
 
+class _NodeLimit(Exception):
+    """The branch and bound has visited its node limit."""
+
+
+FLOOR_NODE_LIMIT = 20_000  # a band search stops here (~1 s) with the best band net found
+
+
+def _meets_floor(choice: Sequence[int], budgets: Sequence[Constraint], floor: float) -> bool:
+    return all(b.matrix.total(choice) >= floor * b.budget_ms for b in budgets)
+
+
 def solve(scores: Sequence[Sequence[float]], budgets: Sequence[Constraint],
           floor: float = 0.0) -> list[int]:
     """The candidate index per layer maximising Σ scores under every device budget (exact).
 
-    With ``floor`` in (0, 1), the optimum among the choices that also use at least ``floor``
-    of every budget; when no choice can, the floor is dropped. Raises :class:`HwnasError`
-    naming the smallest achievable latency per device when no choice satisfies all budgets.
+    With ``floor`` in (0, 1): when the optimum uses less than ``floor`` of some budget, the
+    most probable choice that also uses at least ``floor`` of every budget. That band search
+    is exact when it ends within :data:`FLOOR_NODE_LIMIT` visits (it ignores the floor in its
+    bound, so a diffuse p on a large space can need more); otherwise it returns the best band
+    choice it found. When it finds none, the floor is dropped.
+    Raises :class:`HwnasError` naming the smallest achievable latency per device when no
+    choice satisfies all budgets.
     """
     _check_shapes(scores, budgets)
     if not 0 <= floor < 1:
         raise HwnasError(f"the budget floor must be in [0, 1), got {floor}")
-    for level in dict.fromkeys((floor, 0.0)):
-        search = _BranchAndBound(scores, budgets, level)
-        search.visit(0, 0.0, tuple(b.matrix.fixed_ms for b in budgets), [])
-        if search.best is not None:
-            return search.best
-    raise _infeasible(budgets)
+    plain = _BranchAndBound(scores, budgets)
+    plain.start()
+    if plain.best is None:
+        raise _infeasible(budgets)
+    if not floor or _meets_floor(plain.best, budgets, floor):
+        return plain.best
+    band = _BranchAndBound(scores, budgets, floor)
+    band.start(node_limit=FLOOR_NODE_LIMIT)
+    return band.best if band.best is not None else plain.best
 
 
 def derive_arch(supernet: Supernet, constraints: Sequence[Constraint],
