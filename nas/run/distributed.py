@@ -78,6 +78,11 @@ class Group:
             t.copy_(flat[offset:offset + t.numel()].view_as(t))
             offset += t.numel()
 
+    def barrier(self) -> None:
+        """Wait until every rank gets here (no-op in one process)."""
+        if self.world > 1:
+            dist.barrier()
+
     def broadcast(self, module: nn.Module) -> None:
         """Give every rank rank 0's parameters and buffers."""
         if self.world == 1:
