@@ -28,6 +28,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -89,6 +90,7 @@ def summarize(samples: np.ndarray, chunk: int = 5) -> dict[str, float | int]:
             "std_ms": float(samples.std()), "samples": int(samples.size)}
 
 
+T = TypeVar("T")
 REFERENCE_KERNEL = "conv3x3 32->32 + BN + GELU at 32x16x16"
 REFERENCE_SHAPE = (32, 16, 16)
 REFERENCE_REPEATS = 30  # ~1.5 ms on one x86 core: cheap next to any op's timing
@@ -111,6 +113,22 @@ def reference_summary(times_ms: Sequence[float]) -> dict[str, object]:
     low, high = np.percentile(times_ms, [5, 95])
     return {"kernel": REFERENCE_KERNEL, "ms": round(float(np.median(times_ms)), 6),
             "range_pct": round(float(100 * (high / low - 1)), 2)}
+
+
+def with_reference(backend: Backend, measure: Callable[[], T]) -> tuple[T, float]:
+    """``measure()`` and the reference kernel's time around it (the mean of before and after):
+    how the profiler times an op and how whole networks are measured."""
+    before = backend.reference_ms()
+    result = measure()
+    return result, (before + backend.reference_ms()) / 2
+
+
+def median_pass(passes: Sequence[tuple[float, float]]) -> int:
+    """Index of the (lower) median of ``(time, reference time)`` passes after normalising each
+    by its reference: a burst that hits the measurement but not the reference in one pass of
+    three is outvoted."""
+    order = sorted(range(len(passes)), key=lambda i: passes[i][0] / passes[i][1])
+    return order[(len(order) - 1) // 2]
 
 
 class Backend(ABC):

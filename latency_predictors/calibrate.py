@@ -33,7 +33,7 @@ from tqdm import tqdm
 from hwnas_common.errors import HwnasError
 from search_spaces import ArchSpec, Space, build, get_space
 
-from .backends import Backend, make_backend, summarize
+from .backends import Backend, make_backend, median_pass, summarize, with_reference
 from .keys import op_group
 from .predictor import LatencyMatrix, latency_matrix
 from .table import GROUPINGS, LatencyTable
@@ -107,14 +107,13 @@ def measure_archs(specs: Sequence[ArchSpec], backend: Backend, desc: str = "meas
                unit="run", file=sys.stderr, disable=not progress)
     for _ in range(passes):
         for i, spec in enumerate(specs):
-            before = backend.reference_ms()
-            value = float(measure_latency(spec, backend)["median_ms"])
-            runs[i].append((value, (before + backend.reference_ms()) / 2))
+            stats, reference = with_reference(backend, lambda s=spec: measure_latency(s, backend))
+            runs[i].append((float(stats["median_ms"]), reference))
             bar.update()
     bar.close()
     now = float(np.median([ref for r in runs for _, ref in r]))
     base = reference_ms or now
-    chosen = [sorted(r, key=lambda v: v[0] / v[1])[(len(r) - 1) // 2] for r in runs]
+    chosen = [r[median_pass(r)] for r in runs]
     return Measurements([value * base / ref for value, ref in chosen],
                         [value for value, _ in chosen], base, now)
 

@@ -49,7 +49,14 @@ from hwnas_common.errors import HwnasError
 from hwnas_common.fileio import atomic_write_text
 from search_spaces import Space, get_space, make_candidate, make_fixed_part
 
-from .backends import Backend, make_backend, reference_summary, summarize
+from .backends import (
+    Backend,
+    make_backend,
+    median_pass,
+    reference_summary,
+    summarize,
+    with_reference,
+)
 from .calibrate import calibrate, check_calibration_size, describe_calibration
 from .host import host_fingerprint
 from .keys import candidate_key, fixed_key, key_label
@@ -182,16 +189,17 @@ def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, out: Path,
             if len(measured.get(key_label(k), [])) <= p]
     for _, key, (factory, shape) in tqdm(work, desc=desc, unit="op", file=sys.stderr,
                                          disable=not progress):
-        before = timer.reference_ms()
         try:
-            row = measure_op(key, factory, shape, timer, state["method"])
+            row, reference = with_reference(
+                timer, lambda k=key, f=factory, sh=shape: measure_op(k, f, sh, timer,
+                                                                     state["method"]))
         except HwnasError:
             raise
         except Exception as err:  # a runtime failure on one op: name the op
             first = str(err).splitlines()[0] if str(err) else ""
             raise HwnasError(f"profiling {key_label(key)} with {timer.mode} failed: "
                              f"{type(err).__name__}: {first}") from err
-        row["reference_ms"] = (before + timer.reference_ms()) / 2
+        row["reference_ms"] = reference
         measured.setdefault(key_label(key), []).append([row[c] for c in _RECORD])
         state["seconds"] = seconds + time.perf_counter() - start
         atomic_write_text(partial_path(out), json.dumps(state))
@@ -201,9 +209,9 @@ def _measure(todo: list[tuple[OpKey, OpFactory]], timer: Backend, out: Path,
 def normalised_row(key: OpKey, records: list[list[float]], reference_ms: float) -> dict[str, Any]:
     """The table row of ``key`` from its measurements: each pass scaled by ``reference_ms /
     its reference time``, and the (lower) median pass kept."""
-    scaled = sorted((dict(zip(_RECORD, r, strict=True)) for r in records),
-                    key=lambda r: r["median_ms"] / r["reference_ms"])
-    chosen = scaled[(len(scaled) - 1) // 2]
+    ref = _RECORD.index("reference_ms")
+    chosen = dict(zip(_RECORD, records[median_pass([(r[0], r[ref]) for r in records])],
+                      strict=True))
     factor = reference_ms / chosen["reference_ms"]
     return {**dict(zip(KEY_COLUMNS, key, strict=True)),
             **{c: chosen[c] * factor for c in ("mean_ms", "median_ms", "std_ms")},
