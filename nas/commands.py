@@ -14,7 +14,14 @@ from nas.core.config import SearchConfig, default_run_dir
 from nas.core.constraints import load_constraints
 from nas.core.latency_loss import LOSSES
 from nas.deploy.export import FORMATS, export_model, load_checkpoint, save_trained
-from nas.deploy.retrain import INITS, inherited_child, retrain, train_arch
+from nas.deploy.retrain import (
+    INITS,
+    MODEL_FILE,
+    inherited_child,
+    load_finetuned,
+    retrain,
+    train_arch,
+)
 from nas.run.distributed import is_main_process
 from nas.run.search import search
 from nas.tune.calibrate_budget import calibrate_strength
@@ -67,16 +74,19 @@ def _search(args: argparse.Namespace) -> int:
     if result.retrained_accuracy is not None:
         epochs = f"{config.retrain_epochs} epoch{'s' if config.retrain_epochs != 1 else ''}"
         print(f"test accuracy after fine-tuning {epochs} from the inherited weights: "
-              f"{result.retrained_accuracy:.4f}")
+              f"{result.retrained_accuracy:.4f} (the net: {result.run_dir / MODEL_FILE})")
     if (chosen := result.calibration) is not None:
         print(f"calibrated {config.loss} strength: {chosen['strength']:.4g} (|E[LAT]/budget - 1|"
               f" = {chosen['abs_budget_gap']:.3f}, best of {chosen['trials']} trials; "
               f"{chosen['csv']})")
-    print(f"run directory: {result.run_dir}/ (arch.json; metrics.csv; latency.json|csv per "
-          "layer; accuracy, latency, arch and probs .png; summary.json; checkpoint.pt)")
-    print(f"next: hwnas export {result.run_dir} --format onnx  |  hwnas measure "
-          f"{result.run_dir}  |  hwnas sweep {result.run_dir} --device "
-          f"{config.devices[0]} --budgets ...")
+    finetuned = result.retrained_accuracy is not None
+    trained = f"{MODEL_FILE} (the fine-tuned net); " if finetuned else ""
+    print(f"run directory: {result.run_dir}/ ({trained}arch.json; metrics.csv; latency.json|csv "
+          "per layer; accuracy, latency, arch and probs .png; summary.json; checkpoint.pt)")
+    export = (f"hwnas export {result.run_dir} --format onnx (exports {MODEL_FILE})"
+              if finetuned else f"hwnas export {result.run_dir} --format onnx --train-epochs 5")
+    print(f"next: {export}  |  hwnas measure {result.run_dir}  |  hwnas sweep "
+          f"{result.run_dir} --device {config.devices[0]} --budgets ...")
     return 0
 
 
@@ -103,12 +113,23 @@ def _export(args: argparse.Namespace) -> int:
     if source.suffix == ".pt" and source.is_file():  # weights from `hwnas train`
         spec, model = load_checkpoint(source)
         out = Path(args.out) if args.out else source.with_suffix(SUFFIXES[args.format])
+    elif source.is_dir() and args.train_epochs is None:  # the net the search fine-tuned
+        net = load_finetuned(source)
+        spec, model = net.spec, net.model
+        print(f"exporting the fine-tuned net {net.path} ({net.describe()})")
+        out = Path(args.out) if args.out else source / f"model{SUFFIXES[args.format]}"
+        source = net.path
     elif source.is_dir():
+        print(f"training {args.train_epochs} epochs from {args.init} weights on the search's "
+              "training data (its data set and --data-limit), as asked by --train-epochs")
         trained = retrain(source, args.train_epochs, args.init)
         spec, model = trained.spec, trained.model
-        print(f"retrained {trained.epochs} epochs from {trained.init} weights: "
-              f"test accuracy {trained.test_accuracy:.4f}")
+        print(f"retrained {trained.epochs} epochs from {trained.init} weights on "
+              f"{trained.images:,} {trained.dataset} training images: test accuracy "
+              f"{trained.test_accuracy:.4f}")
         out = Path(args.out) if args.out else source / f"model{SUFFIXES[args.format]}"
+        if out.resolve() == (source / MODEL_FILE).resolve():  # keep the search's fine-tuned net
+            out = out.with_name(f"{out.stem}-export{out.suffix}")
     else:
         spec, model = read_arch(source), None
         out = Path(args.out) if args.out else source.with_suffix(SUFFIXES[args.format])
@@ -205,12 +226,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="weights file (default ARCH.pt, or RUN_DIR/model.pt)")
     p.set_defaults(func=_train)
     p = subparsers.add_parser("export", help="export an architecture (ONNX, TorchScript, ...); "
-                              "a RUN_DIR is retrained first")
-    p.add_argument("arch", help="ARCH.json, a MODEL.pt from `hwnas train`, or a search RUN_DIR")
+                              f"a RUN_DIR exports the net its search fine-tuned ({MODEL_FILE})")
+    p.add_argument("arch", help="ARCH.json, a MODEL.pt from `hwnas train`, or a search RUN_DIR "
+                   f"(its {MODEL_FILE})")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="(default onnx)")
     p.add_argument("--out", help="output file (default: next to ARCH.json / in RUN_DIR)")
-    p.add_argument("--train-epochs", type=int_arg, default=5, help="RUN_DIR only (default 5)")
-    p.add_argument("--init", choices=INITS, default="inherit", help="RUN_DIR only")
+    p.add_argument("--train-epochs", type=int_arg, help="RUN_DIR only: train the run's net for "
+                   "N epochs on the search's training data instead of exporting its "
+                   f"{MODEL_FILE}")
+    p.add_argument("--init", choices=INITS, default="inherit", help="RUN_DIR with "
+                   "--train-epochs: start from the supernet's weights (default) or scratch")
     p.set_defaults(func=_export)
     p = subparsers.add_parser("sweep", help="NSGA-II budget sweep on a searched supernet")
     p.add_argument("run_dir", help="a search RUN_DIR (its supernet and data are reused)")

@@ -117,3 +117,49 @@ def test_checkpoint_of_another_supernet_is_one_error(tmp_path: Path, table: str,
            capsys, "another hwnas version")
     _fails(["sweep", str(run), "--device", table, "--budgets", "30ms", "--trials", "1"], capsys,
            "another hwnas version")
+
+
+def test_search_keeps_its_fine_tuned_net_and_export_uses_it(
+        tmp_path: Path, table: str, capsys: pytest.CaptureFixture) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from nas.deploy.export import load_checkpoint
+
+    run = tmp_path / "run"
+    assert main(_search(run, table, "--budget", "30ms", "--retrain-epochs", "1")) == 0
+    out = capsys.readouterr().out
+    next_line = next(line for line in out.splitlines() if line.startswith("next:"))
+    assert "model.pt" in next_line and "--train-epochs" not in next_line
+    record = torch.load(run / "model.pt", weights_only=True)
+    summary = json.loads((run / "summary.json").read_text())
+    assert record["test_accuracy"] == summary["test_accuracy_finetuned"]
+    assert record["trained"]["epochs"] == 1 and record["trained"]["init"] == "inherit"
+    assert record["trained"]["dataset"] == "synthetic" and record["trained"]["images"] > 0
+    assert main(["export", str(run), "--format", "onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "exporting the fine-tuned net" in out and "retrain" not in out
+    spec, model = load_checkpoint(run / "model.pt")
+    x = torch.randn(1, *spec.input)
+    session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
+    assert main(["export", str(run), "--format", "pt"]) == 0  # never over the fine-tuned net
+    assert (run / "model-export.pt").is_file()
+    assert torch.load(run / "model.pt", weights_only=True)["test_accuracy"] == (
+        record["test_accuracy"])
+
+
+def test_export_of_a_run_without_fine_tuning(tmp_path: Path, table: str,
+                                             capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(_search(run, table, "--budget", "30ms")) == 0
+    out = capsys.readouterr().out
+    assert "--train-epochs" in next(line for line in out.splitlines() if line.startswith("next:"))
+    _fails(["export", str(run), "--format", "onnx"], capsys, "holds no fine-tuned net")
+    assert not (run / "model.onnx").exists()
+    assert main(["export", str(run), "--format", "onnx", "--train-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "on the search's training data" in out and "synthetic training images" in out

@@ -1,22 +1,27 @@
-"""Retrain the architecture a search derived, from scratch or from the supernet's weights.
+"""Retrain the architecture a search derived, from scratch or from the supernet's weights, and
+keep the net a search fine-tuned.
 
 The run directory names everything needed: ``arch.json`` (the derived ArchSpec),
 ``summary.json`` (data set, data limit, seed) and ``checkpoint.pt`` (the supernet, whose
-weights a child inherits through ``Supernet.child(spec)``).
+weights a child inherits through ``Supernet.child(spec)``). A search with ``retrain_epochs``
+also writes ``model.pt`` (:data:`MODEL_FILE`): the fine-tuned child with its test accuracy and
+recipe (:func:`save_finetuned`), which ``hwnas export RUN_DIR`` exports (:func:`load_finetuned`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from hwnas_common import HwnasError
+from nas.deploy.export import load_checkpoint, save_trained
 from nas.run import checkpoint
 from nas.run.data import Batches, channel_stats, load_dataset
 from nas.run.distributed import default_device
@@ -24,6 +29,7 @@ from nas.run.evaluate import top1_accuracy
 from search_spaces import ArchSpec, ChildNet, build, get_space
 
 INITS = ("scratch", "inherit")
+MODEL_FILE = "model.pt"  # a search's fine-tuned child, in its run directory
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class RetrainResult:
     test_accuracy: float
     epochs: int
     init: str
+    dataset: str = ""
+    images: int = 0  # training images it was trained on
 
 
 def _read_json(path: Path) -> dict:
@@ -75,7 +83,7 @@ def train_arch(spec: ArchSpec, dataset: str, epochs: int, init: ChildNet | None 
     train_child(model, train, Recipe(epochs, batch_size, lr, weight_decay, seed), progress)
     test_accuracy = top1_accuracy(model.eval(), test.in_order())
     return RetrainResult(spec, model.cpu().eval(), test_accuracy, epochs,
-                         "scratch" if init is None else "inherit")
+                         "scratch" if init is None else "inherit", dataset, len(train))
 
 
 def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
@@ -129,3 +137,46 @@ def train_child(model: nn.Module, train: Batches, recipe: Recipe, progress: bool
             opt.step()
             step += 1
     return model
+
+
+def save_finetuned(path: str | Path, spec: ArchSpec, model: nn.Module, test_accuracy: float,
+                   recipe: Recipe, dataset: str, images: int) -> Path:
+    """Write a search's fine-tuned child (``RUN_DIR/model.pt``) with its test accuracy and
+    recipe, in the format of ``hwnas train`` (:func:`nas.deploy.export.save_trained`)."""
+    return save_trained(path, spec, model, test_accuracy,
+                        {"dataset": dataset, "images": images, "init": "inherit", **asdict(recipe),
+                         "optimizer": "SGD nesterov 0.9, cosine lr, label smoothing 0.1"})
+
+
+@dataclass(frozen=True)
+class TrainedNet:
+    """A trained net read back: its architecture, weights and what it records of its training."""
+
+    path: Path
+    spec: ArchSpec
+    model: nn.Module  # on the CPU, eval mode
+    test_accuracy: float | None
+    trained: dict[str, Any]
+
+    def describe(self) -> str:
+        """``test accuracy 0.8771, fine-tuned 1 epoch on 45,000 fashion-mnist images``"""
+        how = self.trained
+        accuracy = ("test accuracy unrecorded" if self.test_accuracy is None
+                    else f"test accuracy {self.test_accuracy:.4f}")
+        if "epochs" not in how:
+            return accuracy
+        epochs = f"{how['epochs']} epoch{'s' if how['epochs'] != 1 else ''}"
+        images = f"{how['images']:,} " if how.get("images") else ""
+        return f"{accuracy}, trained {epochs} on {images}{how.get('dataset', '?')} images"
+
+
+def load_finetuned(run_dir: str | Path) -> TrainedNet:
+    """The fine-tuned child a search saved in ``run_dir`` (one clear error when it has none)."""
+    path = Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        raise HwnasError(f"{run_dir} holds no fine-tuned net ({MODEL_FILE}: the search ran with "
+                         "--retrain-epochs 0); export it with --train-epochs N to train it now, "
+                         f"or export {Path(run_dir) / 'arch.json'} for the architecture alone")
+    spec, model = load_checkpoint(path)
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    return TrainedNet(path, spec, model, record.get("test_accuracy"), record.get("trained") or {})

@@ -32,7 +32,7 @@ from nas.core.config import SearchConfig
 from nas.core.constraints import Constraint, load_constraints
 from nas.core.derive import check_feasible, derive_arch
 from nas.core.engine import SearchEngine
-from nas.deploy.retrain import Recipe, train_child
+from nas.deploy.retrain import MODEL_FILE, Recipe, save_finetuned, train_child
 from nas.run import checkpoint, distributed, report
 from nas.run.data import Batches, Splits, load_dataset, prepare_data
 from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
@@ -271,10 +271,12 @@ def inherited_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec) -> 
     return top1_accuracy(child, splits.test.in_order())
 
 
-def finetune_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec) -> float:
+def finetune_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec,
+                      save_to: Path | None = None) -> float:
     """Test accuracy of ``spec``'s child after ``retrain_epochs`` of fine-tuning from its
     inherited weights (the search's weight recipe, cosine lr) on the weight split, or on the
-    first ``retrain_images`` training images (the test split stays the search's)."""
+    first ``retrain_images`` training images (the test split stays the search's); the
+    fine-tuned child is saved to ``save_to`` when given."""
     config = engine.config
     child = engine.supernet.child(spec).to(engine.device)
     recipe = Recipe(config.retrain_epochs, config.batch_size, config.weight_lr,
@@ -287,7 +289,10 @@ def finetune_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec) -> f
         train = Batches(data.train_x, data.train_y, space.input, engine.device,
                         splits.weight.mean.flatten(), splits.weight.std.flatten())
     train_child(child, train, recipe, config.progress, desc="fine-tune")
-    return top1_accuracy(child.eval(), splits.test.in_order())
+    accuracy = top1_accuracy(child.eval(), splits.test.in_order())
+    if save_to is not None:
+        save_finetuned(save_to, spec, child.cpu(), accuracy, recipe, config.dataset, len(train))
+    return accuracy
 
 
 def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
@@ -295,7 +300,8 @@ def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
     space, constraints, config = engine.supernet.space, engine.constraints, engine.config
     spec = derive_arch(engine.supernet, engine.constraints, engine.config.budget_floor)
     accuracy = inherited_accuracy(engine, splits, spec)
-    retrained = finetune_accuracy(engine, splits, spec) if config.retrain_epochs else None
+    retrained = (finetune_accuracy(engine, splits, spec, run_dir / MODEL_FILE)
+                 if config.retrain_epochs else None)
     breakdown = report.latency_breakdown(spec, constraints)
     atomic_write_text(run_dir / "arch.json", spec.to_json() + "\n")
     report.write_latency(run_dir, breakdown)
