@@ -64,6 +64,7 @@ from .table import (
     KEY_COLUMNS,
     LatencyTable,
     OpKey,
+    check_table_name,
     load_table,
     make_table,
     new_metadata,
@@ -96,7 +97,7 @@ def space_ops(space: Space) -> dict[OpKey, OpFactory]:
 
 def default_out(name: str) -> Path:
     """Where ``hwnas profile --name NAME`` writes when no ``--out`` is given."""
-    return table_dirs()[0] / f"{name}.csv"
+    return table_dirs()[0] / f"{check_table_name(name)}.csv"
 
 
 def partial_path(out: str | os.PathLike) -> Path:
@@ -119,8 +120,8 @@ def _load_rows(out: Path, settings: dict[str, Any]) -> tuple[list[dict], dict[st
     (settings, seconds, the measurements of every op so far)."""
     rows: list[dict] = []
     old_meta: dict[str, Any] = {}
-    csv_path, _ = table_paths(out)
-    if csv_path.exists():
+    csv_path, json_path = table_paths(out)
+    if csv_path.exists() or json_path.exists():  # loading finishes a save a kill interrupted
         old = load_table(csv_path)
         _check_settings(old.metadata, settings, csv_path)
         rows, old_meta = old.frame.to_dict("records"), old.metadata
@@ -233,7 +234,7 @@ def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
     space = get_space(space) if isinstance(space, str) else space
     timer = backend if isinstance(backend, Backend) else make_backend(
         backend, ep, threads, warmup, repeats)
-    name = name or f"{timer.name}-{timer.ep}"
+    name = check_table_name(name or f"{timer.name}-{timer.ep}")
     out = table_paths(out or default_out(name))[0]
     if method not in METHODS or passes < 1:
         raise HwnasError(f"need method in {list(METHODS)} and passes >= 1, got {method=}, "

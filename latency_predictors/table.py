@@ -22,13 +22,22 @@ On disk a table ``NAME`` is two files side by side (DESIGN §4; never pickles):
   latencies: anchors, parameters, leave-one-out MAPE; absent for an a-priori table).
 
 Loading is strict: any malformed file raises :class:`HwnasError` in one line.
+
+Saving is atomic for the pair: the new CSV is first written whole under a temporary name
+(``.NAME.csv.hwnas-DIGEST.tmp``), then ``NAME.json``, which records the CSV's SHA-256
+(``rows_sha256``), replaces the old one (the commit), then the CSV is renamed into place. A kill
+before the commit leaves the old table; a kill after it leaves a pending CSV that the next load
+renames into place (:func:`settle_table`). Tables without ``rows_sha256`` (the shipped ones,
+hand-made ones) load as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +45,12 @@ from typing import Any
 import pandas as pd
 
 from hwnas_common.errors import HwnasError
-from hwnas_common.fileio import atomic_write_text
+from hwnas_common.fileio import (
+    TEMP_SUFFIX,
+    atomic_write_text,
+    fsync_path,
+    temporary_name,
+)
 
 KEY_COLUMNS = ("op", "c_in", "c_out", "height", "width", "stride", "branches")
 STAT_COLUMNS = ("mean_ms", "median_ms", "std_ms", "samples")
@@ -67,6 +81,7 @@ OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "notes": str,
     "host_fingerprint": dict,  # the machine measured on (latency_predictors.host)
     "adapted_from": dict,  # `hwnas tables adapt`: the source table and its host
+    "rows_sha256": str,  # SHA-256 of NAME.csv as saved (the pair's commit record)
 }
 
 OpKey = tuple[str, int, int, int, int, int, int]
@@ -168,15 +183,41 @@ def make_table(rows: list[dict[str, Any]], metadata: dict[str, Any], name: str =
 
 
 def save_table(table: LatencyTable, path: str | os.PathLike) -> Path:
-    """Write ``NAME.csv`` and ``NAME.json`` atomically; returns the CSV path."""
-    csv_path = table_paths(path)[0]
+    """Write ``NAME.csv`` and ``NAME.json`` as one atomic unit (see the module's docstring);
+    returns the CSV path."""
+    csv_path, json_path = table_paths(path)
     _validate_frame(table.frame, str(csv_path))
     _validate_metadata(table.metadata, str(csv_path))
     frame = table.frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
-    atomic_write_text(csv_path, frame.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(csv_path.with_suffix(".json"),
-                      json.dumps(table.metadata, indent=2, sort_keys=True) + "\n")
+    text = frame.to_csv(index=False, float_format="%.6g")
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    pending = _pending_csv(csv_path, digest)
+    atomic_write_text(pending, text)
+    atomic_write_text(json_path, json.dumps({**table.metadata, "rows_sha256": digest},
+                                            indent=2, sort_keys=True) + "\n")
+    os.replace(pending, csv_path)
+    fsync_path(csv_path.parent)
     return csv_path
+
+
+def _pending_csv(csv_path: Path, digest: str) -> Path:
+    return csv_path.with_name(f"{temporary_name(csv_path.name)}{digest[:16]}{TEMP_SUFFIX}")
+
+
+def settle_table(path: str | os.PathLike) -> None:
+    """Finish a save that a kill interrupted after its commit: move the pending CSV that
+    ``NAME.json`` records into place (nothing to do for a whole table)."""
+    csv_path, json_path = table_paths(path)
+    try:
+        digest = json.loads(json_path.read_text()).get("rows_sha256")
+    except (OSError, ValueError, AttributeError):
+        return  # no JSON, or a malformed one: reading the table says so
+    if not isinstance(digest, str):
+        return
+    pending = _pending_csv(csv_path, digest)
+    if pending.is_file() and hashlib.sha256(pending.read_bytes()).hexdigest() == digest:
+        os.replace(pending, csv_path)
+        fsync_path(csv_path.parent)
 
 
 def table_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -207,17 +248,41 @@ def known_tables() -> list[str]:
     return names
 
 
+def check_table_name(name: str) -> str:
+    """``name`` if it is a table name (no folder separator, not ``.`` or ``..``, not empty)."""
+    separators = [s for s in (os.sep, os.altsep, "/") if s]
+    if not name or name in (".", "..") or any(s in name for s in separators):
+        raise HwnasError(f"table name {name!r} must be a name, not a path (no {'/'} or '..'); "
+                         "give a file with --out instead")
+    return name
+
+
+def _is_path(text: str) -> bool:
+    """A table argument is a file path when it has a separator or a .csv/.json suffix; a bare
+    name is always a table name, even when a file or folder of that name is in the working
+    directory."""
+    return any(s in text for s in (os.sep, os.altsep, "/") if s) or text.endswith(
+        (".csv", ".json"))
+
+
 def load_table(name_or_path: str | os.PathLike) -> LatencyTable:
-    """Load a table by device name (see :func:`known_tables`) or by file path, strictly."""
+    """Load a table by device name (see :func:`known_tables`) or by file path, strictly. A
+    user's table (``$HWNAS_TABLES``, ``~/.hwnas/tables``) that takes the name of a shipped one
+    says on stderr which file it loaded."""
     text = str(name_or_path)
-    is_path = os.sep in text or text.endswith((".csv", ".json")) or Path(text).exists()
-    if not is_path:
+    if not _is_path(text):
         for folder in table_dirs():
+            if (folder / f"{text}.json").exists():
+                settle_table(folder / text)
             if (folder / f"{text}.csv").exists():
+                if folder != SHIPPED_DIR and (SHIPPED_DIR / f"{text}.csv").exists():
+                    print(f"note: table {text!r} is {folder / text}.csv (not the shipped one)",
+                          file=sys.stderr)
                 return _read(folder / text, text)
         raise HwnasError(f"unknown device {text!r}; known devices: {known_tables()} "
                          "(or give a table file path)")
     csv_path, json_path = table_paths(text)
+    settle_table(csv_path)
     for required in (csv_path, json_path):
         if not required.exists():
             raise HwnasError(f"latency table file {required} does not exist "
@@ -232,6 +297,7 @@ def _read(base: Path, name: str) -> LatencyTable:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise HwnasError(f"{json_path}: metadata is not valid JSON ({err})") from None
     _validate_metadata(metadata, str(json_path))
+    metadata.pop("rows_sha256", None)  # the pair's commit record, not a property of the table
     try:
         frame = pd.read_csv(csv_path, dtype={"op": str})
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
