@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hwnas_common import HwnasError
 from hwnas_common.cli_types import float_arg, int_arg
+from hwnas_common.outputs import check_output_file
 from latency_predictors.host import host_note
 from nas.core.budget import parse_budgets
 from nas.core.config import SearchConfig, default_run_dir
@@ -96,6 +97,9 @@ def _train(args: argparse.Namespace) -> int:
     source = Path(args.arch)
     out = Path(args.out) if args.out else (source / "model.pt" if source.is_dir()
                                            else source.with_suffix(".pt"))
+    if out.resolve() == source.resolve():
+        raise HwnasError(f"--out {out} is the architecture being trained; choose another --out")
+    check_output_file(out, args.force)
     trained = train_arch(spec, args.dataset, args.epochs, init, args.batch_size, args.seed,
                          args.data_limit)
     save_trained(out, spec, trained.model, trained.test_accuracy,
@@ -120,6 +124,10 @@ def _export(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else source / f"model{SUFFIXES[args.format]}"
         source = net.path
     elif source.is_dir():
+        out = Path(args.out) if args.out else source / f"model{SUFFIXES[args.format]}"
+        if out.resolve() == (source / MODEL_FILE).resolve():  # keep the search's fine-tuned net
+            out = out.with_name(f"{out.stem}-export{out.suffix}")
+        check_output_file(out, args.force)  # before minutes of training
         print(f"training {args.train_epochs} epochs from {args.init} weights on the search's "
               "training data (its data set and --data-limit), as asked by --train-epochs")
         trained = retrain(source, args.train_epochs, args.init)
@@ -127,14 +135,12 @@ def _export(args: argparse.Namespace) -> int:
         print(f"retrained {trained.epochs} epochs from {trained.init} weights on "
               f"{trained.images:,} {trained.dataset} training images: test accuracy "
               f"{trained.test_accuracy:.4f}")
-        out = Path(args.out) if args.out else source / f"model{SUFFIXES[args.format]}"
-        if out.resolve() == (source / MODEL_FILE).resolve():  # keep the search's fine-tuned net
-            out = out.with_name(f"{out.stem}-export{out.suffix}")
     else:
         spec, model = read_arch(source), None
         out = Path(args.out) if args.out else source.with_suffix(SUFFIXES[args.format])
     if out.resolve() == source.resolve():  # never overwrite the input
         out = out.with_name(f"{out.stem}-export{out.suffix}")
+    check_output_file(out, args.force)
     result = export_model(spec, model, args.format, out)
     line = f"wrote {result.path} ({result.format})"
     if model is None and args.format != "json":
@@ -224,6 +230,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int_arg, default=0, help="(default 0)")
     p.add_argument("--data-limit", type=int_arg, help="cap on train and test images")
     p.add_argument("--out", help="weights file (default ARCH.pt, or RUN_DIR/model.pt)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (never a "
+                   "search run's own files)")
     p.set_defaults(func=_train)
     p = subparsers.add_parser("export", help="export an architecture (ONNX, TorchScript, ...); "
                               f"a RUN_DIR exports the net its search fine-tuned ({MODEL_FILE})")
@@ -231,6 +239,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    f"(its {MODEL_FILE})")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="(default onnx)")
     p.add_argument("--out", help="output file (default: next to ARCH.json / in RUN_DIR)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (never a "
+                   "search run's own files)")
     p.add_argument("--train-epochs", type=int_arg, help="RUN_DIR only: train the run's net for "
                    "N epochs on the search's training data instead of exporting its "
                    f"{MODEL_FILE}")

@@ -20,6 +20,7 @@ from latency_predictors.backends import export_onnx
 from search_spaces import ArchSpec, build
 
 FORMATS = ("onnx", "torchscript", "json", "pt")
+TOLERANCE = 1e-3  # max |exported - PyTorch| allowed, relative to the largest output (at least 1)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def export_model(spec: ArchSpec, model: nn.Module | None, fmt: str, out: str | P
     """Write ``model`` (default: ``build(spec)`` freshly initialised) in format ``fmt`` to ``out``.
 
     ONNX and TorchScript exports are run on a random input and compared with PyTorch; the
-    maximum absolute difference is returned. The file appears only when the export succeeded.
+    maximum absolute difference is returned. The file appears only when the export succeeded
+    and agrees with PyTorch within :data:`TOLERANCE` (else one clear error, nothing written).
     """
     if fmt not in FORMATS:
         raise HwnasError(f"unknown export format {fmt!r}; valid: {list(FORMATS)}")
@@ -101,4 +103,11 @@ def export_model(spec: ArchSpec, model: nn.Module | None, fmt: str, out: str | P
         else:
             export_onnx_file(model, spec.input, tmp)
             error = onnx_max_abs_error(model, tmp, x)
+        if error is not None:
+            with torch.no_grad():
+                scale = max(1.0, float(model(x).abs().max()))
+            if not error <= TOLERANCE * scale:  # also NaN
+                raise HwnasError(f"the {fmt} export of {spec.to_string()} disagrees with PyTorch "
+                                 f"(max abs error {error:.3g} > {TOLERANCE * scale:.3g}); "
+                                 f"nothing written to {out}")
     return ExportResult(out, fmt, error)

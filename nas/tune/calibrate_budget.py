@@ -33,12 +33,14 @@ import optuna
 
 from hwnas_common import HwnasError
 from hwnas_common.fileio import atomic_write_text, atomic_write_with
+from hwnas_common.outputs import check_not_a_run
 from nas.core.config import SearchConfig
 from nas.core.constraints import Constraint
 from nas.core.latency_loss import DEFAULT_BETA, DEFAULT_LAMBDA
 from nas.run import checkpoint, report
 from nas.run.distributed import is_distributed
 from nas.run.search import RunResult, search
+from nas.tune.storage import sqlite_url
 from search_spaces import ArchSpec
 
 STRENGTH_RANGES = {"mul_log": (0.01, 3.0), "hinge_log": (0.01, 3.0),
@@ -64,6 +66,8 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
                          "strength itself; drop torchrun / --loss-strength")
     out = Path(config.out)
     base = out / "calibration"
+    if not (config.resume and base.exists()):  # else OUT's run files are the calibration's own
+        check_not_a_run(out, "--calibrate-budget")
     if base.exists() and not config.resume:
         raise HwnasError(f"{out} already holds a calibration; pass --resume to continue it or "
                          "choose another --out")
@@ -73,7 +77,7 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
     base.mkdir(parents=True, exist_ok=True)
     warmup = _warm_up(config, constraints, base / "warmup")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=f"sqlite:///{base / 'study.db'}", study_name=STUDY,
+    study = optuna.create_study(storage=sqlite_url(base / "study.db"), study_name=STUDY,
                                 direction="minimize", load_if_exists=True)
     low, high = STRENGTH_RANGES[config.loss]
     if not study.trials:

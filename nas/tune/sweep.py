@@ -26,11 +26,13 @@ from tqdm import tqdm
 from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix
 from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
+from nas.tune.storage import redact_text, redact_url
 from search_spaces import ArchSpec, Space, Supernet
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 LATENCY_ATTR = "latency_ms"
 CONSTRAINT = "latency_over_budget_ms"  # feasible when <= 0
+SETTINGS_ATTR = "hwnas_sweep"  # study user attribute: what the study sweeps
 _OPEN_ATTEMPTS = 5
 
 
@@ -98,10 +100,12 @@ def create_study(budgets: Sequence[float], seed: int, storage: str | None = None
         except SQLAlchemyError as err:  # workers started together race to create the schema
             attempt += 1
             if attempt == _OPEN_ATTEMPTS:
-                raise HwnasError(f"cannot open Optuna storage {storage!r}: {err}") from None
+                raise HwnasError(f"cannot open Optuna storage {redact_url(storage)!r}: "
+                                 f"{redact_text(str(err), storage)}") from None
             time.sleep(0.2 * attempt)
         except (ValueError, ImportError) as err:
-            raise HwnasError(f"cannot open Optuna storage {storage!r}: {err}") from None
+            raise HwnasError(f"cannot open Optuna storage {redact_url(storage)!r}: "
+                             f"{redact_text(str(err), storage)}") from None
 
 
 def study_points(study: optuna.Study, space: Space) -> list[SweepPoint]:
@@ -118,14 +122,23 @@ def sweep(space: Space, matrix: LatencyMatrix, budgets: Sequence[float],
           evaluate: Callable[[ArchSpec], float], n_trials: int, seed: int = 0,
           storage: str | None = None, study_name: str | None = None,
           population: int = 24, progress: bool = False,
-          seeds: Sequence[ArchSpec] = ()) -> SweepResult:
+          seeds: Sequence[ArchSpec] = (), settings: dict | None = None) -> SweepResult:
     """Run ``n_trials`` NSGA-II trials (added to a shared study when ``storage`` is given).
 
     ``seeds`` are evaluated first when the study is new (e.g. the supernet's own derivation at
     each budget): random architectures of a large space rarely meet a tight budget, so the first
-    NSGA-II generation would otherwise hold no feasible parent.
+    NSGA-II generation would otherwise hold no feasible parent. ``settings`` (JSON data) are
+    recorded in a new study; a study that records other settings is refused.
     """
     study = create_study(budgets, seed, storage, study_name, population)
+    if settings is not None:
+        found = study.user_attrs.get(SETTINGS_ATTR)
+        if found is None and not study.trials:
+            study.set_user_attr(SETTINGS_ATTR, settings)
+        elif found != settings:
+            raise HwnasError(f"study {study.study_name!r} in {redact_url(storage)} holds a sweep "
+                             f"of {found or 'unrecorded settings'}, not {settings}; repeat its "
+                             "settings to add trials, or choose another --out or --study")
     tokens = list(space.tokens)
     if not study.trials:
         for spec in seeds:

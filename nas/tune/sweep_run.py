@@ -7,6 +7,11 @@ images) on ``eval_images`` held-out (architecture-split) images, and writes:
 exportable with ``hwnas export``) and ``sweep.json`` (settings, table provenance, and for each
 budget the supernet's ProxylessNAS derivation scored by the same evaluator, for comparison).
 Those derivations also seed the study's first generation.
+
+Without ``--storage`` the study is ``OUT/study.db`` (sqlite), where every trial is saved as it
+finishes: a killed sweep loses only the trial in flight, and running it again adds its trials to
+the ones kept. A study records the device and budgets it sweeps; another sweep into it is
+refused, as is an ``OUT`` that holds a search run or another program's files.
 """
 
 from __future__ import annotations
@@ -22,14 +27,38 @@ import torch
 
 from hwnas_common import HwnasError
 from hwnas_common.fileio import atomic_write_text, atomic_write_with
+from hwnas_common.outputs import check_not_a_run
 from latency_predictors import LatencyMatrix, latency_matrix, load_table
 from nas.core.config import SearchConfig
 from nas.core.constraints import Constraint
 from nas.core.derive import derive_arch
 from nas.run import checkpoint
 from nas.run.data import prepare_data
+from nas.tune.storage import redact_url, sqlite_url
 from nas.tune.sweep import SweepPoint, SweepResult, supernet_evaluator, sweep
 from search_spaces import ArchSpec, Supernet
+
+STUDY_FILE = "study.db"
+OUTPUT_FILES = ("trials.csv", "pareto.csv", "pareto.png", "sweep.json")
+
+
+def check_sweep_out(out: Path) -> None:
+    """One clear error when ``out`` holds a search run, or a sweep's file names without being a
+    sweep's folder (no ``study.db`` or ``sweep.json``: another program's files)."""
+    check_not_a_run(out, "the sweep")
+    if not out.is_dir() or (out / STUDY_FILE).is_file() or (out / "sweep.json").is_file():
+        return
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.name in OUTPUT_FILES or (p.name.startswith("best_")
+                                                   and p.name.endswith("ms.json")))
+    if foreign:
+        raise HwnasError(f"{out} holds {', '.join(foreign)} but no sweep ({STUDY_FILE} or "
+                         "sweep.json); the sweep would replace them: choose another --out")
+
+
+def study_settings(device: str, budgets: Sequence[float]) -> dict:
+    """What a sweep's study records of the sweep, to refuse adding another sweep's trials."""
+    return {"device": device, "budgets_ms": [float(b) for b in budgets]}
 
 
 @dataclass(frozen=True)
@@ -112,6 +141,12 @@ def sweep_run(run_dir: str | Path, device: str, budgets: Sequence[float], n_tria
     space = supernet.space
     table = load_table(device)
     matrix = latency_matrix(space, table)
+    out = Path(out) if out else run_dir / f"sweep-{table.device}"
+    check_sweep_out(out)
+    if storage is None:  # trials are kept as they finish, in the sweep's own folder
+        out.mkdir(parents=True, exist_ok=True)
+        storage = sqlite_url(out / STUDY_FILE)
+    study_name = study_name or f"sweep-{table.device}"
     splits = prepare_data(config, torch.device("cpu"))
     calibration = list(splits.weight.in_order(limit=calibration_images))
     evaluation = list(splits.arch.in_order(limit=eval_images))
@@ -120,7 +155,8 @@ def sweep_run(run_dir: str | Path, device: str, budgets: Sequence[float], n_tria
     evaluate = supernet_evaluator(supernet, calibration, evaluation)
     derived = _derived_per_budget(supernet, matrix, budgets, config.budget_floor)
     result = sweep(space, matrix, budgets, evaluate, n_trials, seed, storage, study_name,
-                   progress=True, seeds=[spec for spec in derived.values() if spec is not None])
+                   progress=True, seeds=[spec for spec in derived.values() if spec is not None],
+                   settings=study_settings(table.device, budgets))
     scored = {p.spec: p for p in result.points}
 
     def point(spec: ArchSpec) -> SweepPoint:
@@ -128,7 +164,6 @@ def sweep_run(run_dir: str | Path, device: str, budgets: Sequence[float], n_tria
         return scored.get(spec) or SweepPoint(spec, evaluate(spec), matrix.total(choice), -1)
 
     derived_points = {b: None if spec is None else point(spec) for b, spec in derived.items()}
-    out = Path(out) if out else run_dir / f"sweep-{table.device}"
     atomic_write_text(out / "trials.csv", _points_csv(result.points))
     atomic_write_text(out / "pareto.csv", _points_csv(result.pareto))
     for budget, best in result.best.items():
@@ -138,7 +173,7 @@ def sweep_run(run_dir: str | Path, device: str, budgets: Sequence[float], n_tria
           [p for p in derived_points.values() if p is not None])
     summary = {"run_dir": str(run_dir), "device": table.device, "provenance": table.provenance,
                "budgets_ms": list(budgets), "trials_in_study": len(result.points),
-               "seed": seed, "storage": storage, "study_name": study_name,
+               "seed": seed, "storage": redact_url(storage), "study_name": study_name,
                "calibration_images": calibration_images, "eval_images": eval_images,
                "best": {f"{b:g}ms": None if p is None else {
                    "arch": p.spec.to_string(), "accuracy": p.accuracy, "latency_ms": p.latency_ms}
