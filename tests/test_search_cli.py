@@ -89,7 +89,7 @@ def test_train_any_arch_then_export_its_weights(tmp_path: Path, table: str,
     weights = tmp_path / "net.pt"
     for init in ("scratch", str(run)):
         assert main(["train", str(run / "arch.json"), "--dataset", "synthetic", "--epochs", "1",
-                     "--init", init, "--out", str(weights)]) == 0
+                     "--init", init, "--out", str(weights), "--force"]) == 0
         out = capsys.readouterr().out
         assert "test accuracy" in out and f"hwnas export {weights}" in out
     assert main(["export", str(weights), "--format", "onnx"]) == 0

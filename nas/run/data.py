@@ -11,10 +11,14 @@ Sources (``load_dataset``):
   test split is carved off), or a ``.tar.gz`` of such a tree, read without extracting;
 - ``synthetic``: class-dependent random images for tests.
 
-Decoded images are kept as uint8 (N, C, h, w) and cached as ``.npz`` (keyed by the source's
-path, size and mtime). Batches are built on the training device: adaptation to the space's
-input (channels replicated, padded when at most 25 % smaller, resized otherwise — DESIGN §2),
-normalisation, and ProxylessNAS-style random crop + horizontal flip done on whole tensors.
+Decoded images are kept as uint8 (N, C, h, w) and cached as ``.npz``, keyed by a SHA-256 of the
+source's contents (a changed file is never served stale; a corrupt cache file is rebuilt).
+Hostile sources are bounded: no image file over :data:`MAX_IMAGE_BYTES`, no image over
+:data:`MAX_IMAGE_PIXELS`, and only dict batches of arrays are read from CIFAR pickles.
+
+Batches are built on the training device: adaptation to the space's input (channels
+replicated, padded when at most 25 % smaller, resized otherwise — DESIGN §2), normalisation,
+and ProxylessNAS-style random crop + horizontal flip done on whole tensors.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import io
 import os
 import pickle
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +51,9 @@ FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "san
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm")
 DEFAULT_CACHE = Path(os.environ.get("HWNAS_CACHE", Path.home() / ".cache" / "hwnas"))
 CARVED_TEST_FRACTION = 0.1  # test split of a class-folders-only ImageFolder
+MAX_IMAGE_BYTES = 32 * 2**20  # one encoded image file (or archive member)
+MAX_IMAGE_PIXELS = 4096 * 4096  # one decoded image
+CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y", "classes")
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,11 @@ def _cifar_batches(root: Path) -> dict[str, np.ndarray]:
     """The CIFAR-10 python batches, read with :class:`_ArrayUnpickler`."""
     def read(name: str) -> dict:
         with open(root / name, "rb") as f:
-            return _ArrayUnpickler(f, encoding="bytes").load()
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+        if not isinstance(batch, dict):
+            raise HwnasError(f"{root / name}: not a CIFAR-10 batch (a pickled "
+                             f"{type(batch).__name__}, expected a dict)")
+        return batch
 
     train = [read(f"data_batch_{i}") for i in range(1, 6)]
     test = read("test_batch")
@@ -121,22 +133,42 @@ def _cifar_batches(root: Path) -> dict[str, np.ndarray]:
 
 def _tree_files(path: Path) -> dict[str, bytes]:
     """name -> encoded bytes of every image in a directory or (read in one pass) a .tar.gz."""
-    if path.is_dir():
-        return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
-                if p.suffix.lower() in IMAGE_SUFFIXES}
     files = {}
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                files[str(p.relative_to(path))] = _bounded(p.stat().st_size, p.open("rb"), p)
+        return files
     with tarfile.open(path) as tar:
         for member in tar:
             if member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
-                files[member.name] = tar.extractfile(member).read()
+                files[member.name] = _bounded(member.size, tar.extractfile(member),
+                                              f"{path}:{member.name}")
     return files
 
 
-def _decode(data: bytes) -> np.ndarray:
+def _bounded(size: int, file: io.BufferedIOBase, where: object) -> bytes:
+    """The bytes of one image file, refused past :data:`MAX_IMAGE_BYTES` (whatever its header
+    claims, at most that many bytes plus one are read)."""
+    with file:
+        data = file.read(MAX_IMAGE_BYTES + 1) if size <= MAX_IMAGE_BYTES else b""
+    if size > MAX_IMAGE_BYTES or len(data) > MAX_IMAGE_BYTES:
+        raise HwnasError(f"{where}: image file over {MAX_IMAGE_BYTES // 2**20} MiB; hwnas reads "
+                         "small images (resize them first)")
+    return data
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        array = np.asarray(image.convert("RGB"))
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise HwnasError(f"{name}: image of {image.width}x{image.height} pixels, over "
+                                 f"the {MAX_IMAGE_PIXELS:,} hwnas reads (resize it first)")
+            array = np.asarray(image.convert("RGB"))
+    except Image.DecompressionBombError as err:  # not an OSError
+        raise HwnasError(f"{name}: refused as a decompression bomb ({err})") from None
     return array.transpose(2, 0, 1)
 
 
@@ -148,8 +180,12 @@ def _image_tree(path: Path) -> dict[str, np.ndarray]:
                          f"folders, class folders, or CIFAR-10 python batches")
     names = sorted(files)
     parts = [Path(name).parts for name in names]
+    loose = next((name for name, p in zip(names, parts, strict=True) if len(p) < 2), None)
+    if loose is not None:
+        raise HwnasError(f"{path}: image {loose} is not in a class folder; put every image in "
+                         "a folder named after its class")
     classes = sorted({p[-2] for p in parts})
-    images = [_decode(files.pop(name)) for name in names]
+    images = [_decode(files.pop(name), f"{path}:{name}") for name in names]
     if len({im.shape for im in images}) != 1:
         raise HwnasError(f"{path}: images have different sizes; resize them to one size first")
     x = np.stack(images)
@@ -165,28 +201,52 @@ def _image_tree(path: Path) -> dict[str, np.ndarray]:
             "classes": np.asarray(classes)}
 
 
+def content_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, or of a folder's file names and bytes (sorted)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else "").encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(2**20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _cache_file(path: Path, cache_dir: Path) -> Path:
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-    return cache_dir / f"{path.name.split('.')[0]}-{hashlib.sha1(key).hexdigest()[:12]}.npz"
+    return cache_dir / f"{path.name.split('.')[0]}-{content_digest(path)[:16]}.npz"
+
+
+def _read_cache(cache: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when there is no cache file or it is corrupt (a corrupt one
+    is deleted, to be rebuilt)."""
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        if set(arrays) == set(CACHE_KEYS):
+            return arrays
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        pass
+    cache.unlink(missing_ok=True)
+    return None
 
 
 def load_path(path: Path, cache_dir: Path = DEFAULT_CACHE) -> ImageData:
     """Images from CIFAR python batches, an image tree or a .tar.gz tree (cached as .npz)."""
     if not path.exists():
         raise HwnasError(f"{path}: no such data directory or archive")
-    cache = _cache_file(path, cache_dir)
     try:
-        if cache.is_file():
-            with np.load(cache) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        else:
+        cache = _cache_file(path, cache_dir)
+        arrays = _read_cache(cache)
+        if arrays is None:
             batches = path.is_dir() and (path / "data_batch_1").is_file()
             arrays = _cifar_batches(path) if batches else _image_tree(path)
             atomic_write_with(cache, lambda tmp: np.savez(open(tmp, "wb"), **arrays))
     except HwnasError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, tarfile.TarError,
+    except (OSError, ValueError, KeyError, TypeError, EOFError, tarfile.TarError,
             pickle.UnpicklingError) as err:
         raise HwnasError(f"{path}: unreadable data ({type(err).__name__}: {err})") from None
     arrays = _checked(arrays, path)

@@ -111,8 +111,12 @@ def environment_group() -> tuple[Group, bool]:
     """
     if not is_distributed():
         return Group(), False
-    group = Group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                  int(os.environ.get("LOCAL_RANK", "0")))
+    world = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", None)
+    if rank is None or not 0 <= rank < world:
+        raise HwnasError(f"RANK={os.environ.get('RANK')!r} with WORLD_SIZE={world}: need a rank "
+                         "in 0..WORLD_SIZE-1 (start the processes with torchrun)")
+    group = Group(rank, world, _env_int("LOCAL_RANK", 0))
     if dist.is_initialized():
         return group, False
     if torch.cuda.is_available():
@@ -121,14 +125,29 @@ def environment_group() -> tuple[Group, bool]:
     return group, True
 
 
+def _env_int(name: str, default: int | None) -> int | None:
+    """The integer in ``$name`` (``default`` when unset); one clear error when it is not one."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    lowest = 1 if name == "WORLD_SIZE" else 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < lowest:
+        raise HwnasError(f"{name}={text!r}: expected an integer >= {lowest} (torchrun sets it)")
+    return value
+
+
 def is_distributed() -> bool:
     """True when torchrun started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return _env_int("WORLD_SIZE", 1) > 1
 
 
 def is_main_process() -> bool:
     """True unless torchrun started this process as a rank other than 0."""
-    return os.environ.get("RANK", "0") == "0"
+    return _env_int("RANK", 0) == 0
 
 
 def close() -> None:
