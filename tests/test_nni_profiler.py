@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import nni.nas.profiler  # noqa: F401  (NNI is required: a broken import fails the suite)
 import pytest
 import torch
 
@@ -20,8 +21,6 @@ from latency_predictors import (
 from nas.nni.profiler import latency_penalty, latency_profiler
 from nas.nni.space import layer_labels, nni_model_space, spec_to_sample
 from tests.helpers import NNI_TINY as SPACE
-
-pytest.importorskip("nni.nas.profiler", reason="NNI 3.0 (with pytorch-lightning) not installed")
 
 
 @pytest.fixture(scope="module")

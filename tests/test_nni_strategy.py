@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+import nni.nas.strategy  # noqa: F401  (NNI is required: a broken import fails the suite)
 import pytest
+import pytorch_lightning  # noqa: F401
 import torch
 from torch.utils.data import TensorDataset
 
@@ -14,8 +16,6 @@ from nas.nni.space import layer_labels, nni_model_space, spec_to_sample
 from nas.nni.strategy import run_proxyless
 from tests.helpers import NNI_STRATEGY_TINY as SPACE
 
-pytest.importorskip("nni.nas.strategy", reason="NNI 3.0 (with pytorch-lightning) not installed")
-pytest.importorskip("pytorch_lightning", reason="NNI's one-shot strategies need pytorch-lightning")
 
 def data(seed: int) -> TensorDataset:
     generator = torch.Generator().manual_seed(seed)

@@ -22,8 +22,8 @@ from latency_predictors import table as table_module
 from nas.run import data, distributed
 from nas.tune.storage import redact_url, sqlite_url
 from nas.tune.sweep import create_study
-from tests.helpers import search_argv, tiny_table
 from tests.helpers import cli_fails as _fails
+from tests.helpers import search_argv, tiny_table
 
 
 # ---- durable atomic writes -------------------------------------------------------------------
