@@ -1,7 +1,7 @@
-"""Kill anywhere (slow): ``kill -9`` a real ``hwnas search`` process at random moments, resume
-it each time, and require intact files and the uninterrupted run's architecture and metrics.
-``bench/chaos_resume.py`` does the same at full size, also for ``--calibrate-budget`` and
-``sweep``."""
+"""Kill anywhere: ``kill -9`` a real ``hwnas search`` process at random moments, resume it each
+time, and require intact files and the uninterrupted run's architecture and metrics; three kills
+in the default suite (under a minute), six with ``-m slow``. ``bench/chaos_resume.py`` does the
+same at full size, also for ``--calibrate-budget`` and ``sweep``."""
 
 from __future__ import annotations
 
@@ -46,15 +46,14 @@ def _result(out: Path) -> tuple[list, list]:
             [{k: v for k, v in row.items() if k != "seconds"} for row in metrics])
 
 
-@pytest.mark.slow
-def test_search_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
+def _killed_anywhere(tmp_path: Path, kills_wanted: int, seed: int, earliest: float) -> None:
     table = tiny_table(tmp_path)
     start = time.perf_counter()
     assert _search(table, tmp_path / "whole", False, None) == "finished"
     seconds = time.perf_counter() - start
-    rng, out, resume, kills = random.Random(0), tmp_path / "cut", False, 0
-    while kills < 6:
-        outcome = _search(table, out, resume, rng.uniform(0.3, 1.0) * seconds)
+    rng, out, resume, kills = random.Random(seed), tmp_path / "cut", False, 0
+    while kills < kills_wanted:
+        outcome = _search(table, out, resume, rng.uniform(earliest, 1.0) * seconds)
         for path in out.glob("*.json"):
             json.loads(path.read_text())  # whole, never half-written
         if (out / "checkpoint.pt").exists():
@@ -70,3 +69,14 @@ def test_search_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path: Path)
         assert _search(table, out, True, None) == "finished"
     assert _result(out) == _result(tmp_path / "whole")
     assert not list(out.glob(".*.tmp"))
+
+
+def test_search_killed_three_times_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
+    """The default suite's kill test: after the imports (about half of a tiny run's time), so
+    each kill lands while the search trains or writes."""
+    _killed_anywhere(tmp_path, 3, seed=1, earliest=0.5)
+
+
+@pytest.mark.slow
+def test_search_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
+    _killed_anywhere(tmp_path, 6, seed=0, earliest=0.3)
