@@ -132,7 +132,7 @@ def hwnas_steps(args: argparse.Namespace, weights: str = "shared") -> dict:
 
     def step(index: int) -> None:
         engine.weight_step(*train[index])
-        engine.arch_step(*val[index])
+        engine.arch_step([val[index]])
 
     return timed_loop(step, args)
 

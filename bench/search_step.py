@@ -150,7 +150,8 @@ def _memory_job(job: str, space_name: str, batch: int, steps: int, weights: str,
     else:
         engine = _engine(space, device, weights)
         _touch_all_candidates(engine, x, y)
-        step = engine.weight_step if job == "weight" else engine.arch_step
+        step = (engine.weight_step if job == "weight"
+                else lambda x, y: engine.arch_step([(x, y)]))
     _sync(device)
     step_base = _rss_kb()
     if device.type == "cuda":
@@ -196,7 +197,7 @@ def time_steps(space_name: str, batch: int, rounds: int, warmup: int,
         child(x, y)  # first step of a fresh child allocates its optimiser state
         sample = {"weight": _timed(engine.weight_step, x, y, device),
                   "child": _timed(child, x, y, device),
-                  "arch": _timed(engine.arch_step, x, y, device),
+                  "arch": _timed(lambda x, y: engine.arch_step([(x, y)]), x, y, device),
                   "heavy": _timed(heavy, x, y, device)}
         if i >= warmup:
             for job, ms in sample.items():

@@ -30,6 +30,7 @@ from torch.func import functional_call
 from hwnas_common import HwnasError, Registry
 
 from .blocks import make_candidate
+from .choices import CHOICE_MODES, ChoiceTree
 from .space import FixedPart, Space, get_space
 from .spec import ArchSpec, LayerSpec
 
@@ -144,15 +145,18 @@ def _module_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class MixedOp(nn.Module):
-    """All candidates of one searchable layer and their architecture logits α."""
+    """All candidates of one searchable layer and their architecture logits α (the edges of
+    the layer's choice tree, :mod:`search_spaces.choices`)."""
 
-    def __init__(self, space: Space, channels: int, weights: str = "shared") -> None:
+    def __init__(self, space: Space, channels: int, weights: str = "shared",
+                 choices: str = "flat") -> None:
         super().__init__()
         if weights not in WEIGHT_MODES:
             raise HwnasError(f"unknown weight mode {weights!r}; valid: {list(WEIGHT_MODES)}")
         self.weights = weights
         self.space = space
-        self.alpha = nn.Parameter(torch.zeros(len(space.candidates)))
+        self.tree = ChoiceTree.of(space.candidates, choices)
+        self.alpha = nn.Parameter(torch.zeros(self.tree.num_edges))
         if weights == "separate":
             self.candidates = nn.ModuleList(make_candidate(c, channels, space.branches)
                                             for c in space.candidates)
@@ -178,8 +182,12 @@ class MixedOp(nn.Module):
             module.train(mode)
         return self
 
+    def log_probs(self) -> torch.Tensor:
+        """log p of every candidate, differentiable in α."""
+        return self.tree.log_probs(self.alpha)
+
     def probs(self) -> torch.Tensor:
-        return torch.softmax(self.alpha, dim=0)
+        return self.log_probs().exp()
 
     def candidate_state(self, index: int) -> dict[str, torch.Tensor]:
         """The weights and buffers candidate ``index`` runs with, by the names a standalone
@@ -223,10 +231,13 @@ class MixedOp(nn.Module):
 class Supernet(_Skeleton):
     """One MixedOp per searchable layer; runs the sampled path of each layer only."""
 
-    def __init__(self, space: Space, weights: str = "shared") -> None:
-        super().__init__(space, [MixedOp(space, slot.channels, weights)
+    def __init__(self, space: Space, weights: str = "shared", choices: str = "flat") -> None:
+        if choices not in CHOICE_MODES:
+            raise HwnasError(f"unknown choices {choices!r}; valid: {list(CHOICE_MODES)}")
+        super().__init__(space, [MixedOp(space, slot.channels, weights, choices)
                                  for slot in space.layer_slots()])
         self.weights = weights
+        self.choices = choices
 
     def forward(self, x: torch.Tensor, paths: Sequence, gates: Sequence | None = None):
         """``paths[i]``: candidate index of layer i (or indices, with ``gates[i]``)."""
@@ -246,9 +257,16 @@ class Supernet(_Skeleton):
     def probs(self) -> list[torch.Tensor]:
         return [layer.probs() for layer in self.layers]
 
+    def derive_scores(self) -> list[list[float]]:
+        """Per layer and candidate, the derivation's score: log p against a uniform choice at
+        every step of the choice tree (:meth:`ChoiceTree.derive_scores`)."""
+        with torch.no_grad():
+            return [layer.tree.derive_scores(layer.alpha).tolist() for layer in self.layers]
+
     def derive(self) -> ArchSpec:
-        """The most probable candidate per layer (no budget; see ``nas.derive`` for that)."""
-        return self.space.spec_from_indices([int(layer.alpha.argmax()) for layer in self.layers])
+        """The best-scoring candidate per layer (no budget; see ``nas.derive`` for that)."""
+        return self.space.spec_from_indices([max(range(len(row)), key=row.__getitem__)
+                                             for row in self.derive_scores()])
 
     def child_state_dict(self, spec: ArchSpec) -> dict[str, torch.Tensor]:
         """The state dict of ``build(spec)`` taken from this supernet's weights (copies)."""

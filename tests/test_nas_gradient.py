@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from nas.core.gradient import pair_alpha_grad, rescale_pair, sample_pairs
+from nas.core.gradient import pair_alpha_grad, rescale_logits, sample_pairs
 from search_spaces import LayerSpec, MixedOp, Space
 
 TINY = Space("test-gradient-tiny", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1,),
@@ -102,10 +102,10 @@ def test_sampler_frequencies_match_without_replacement_probabilities() -> None:
 def test_rescale_keeps_unsampled_probabilities() -> None:
     alpha = torch.tensor([0.3, -0.2, 0.5, 0.1])
     before = torch.softmax(alpha, 0)
-    old = alpha[[1, 3]].clone()
+    before_logits = alpha.clone()
     alpha[1] += 0.7
     alpha[3] -= 0.2
-    rescale_pair(alpha, [1, 3], old)
+    rescale_logits(alpha, [1, 3], before_logits)
     after = torch.softmax(alpha, 0)
     torch.testing.assert_close(after[[0, 2]], before[[0, 2]])
     assert after[1] > before[1] and after[3] < before[3]

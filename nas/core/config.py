@@ -15,10 +15,11 @@ from typing import Any
 
 from hwnas_common import HwnasError
 from nas.core.latency_loss import LOSSES
-from search_spaces import WEIGHT_MODES
+from search_spaces import CHOICE_MODES, WEIGHT_MODES
 
 PROXYLESS_ARCH_LR = 1e-3  # ProxylessNAS's Adam lr for α on ImageNet
 ARCH_TRAVEL = 10.0  # default lr × architecture steps; chosen by bench/arch_schedule.py
+WEIGHT_PATHS = ("p", "uniform")
 
 
 SHORT = dict(epochs=2, warmup_epochs=1, batch_size=64, data_limit=3000, retrain_epochs=1,
@@ -51,6 +52,17 @@ class SearchConfig:
     arch_lr: float | None = None  # Adam, betas (0, 0.999); None: the schedule (arch_lr_for)
     arch_travel: float = ARCH_TRAVEL  # Adam lr × architecture steps (see arch_lr_for)
     arch_every: int = 5  # one architecture step after every 5 weight steps (ProxylessNAS)
+    arch_batches: int = 1  # comparisons (held-out batches, each with its own sampled pairs)
+    #                        averaged into one architecture step (ProxylessNAS: 1)
+    arch_beta1: float = 0.0  # Adam β1 of the architecture step (ProxylessNAS: 0)
+    choices: str = "flat"  # α per layer: one softmax over the candidates ("flat", ProxylessNAS)
+    #                        or the family tree skip / interaction type / MBConv, then size
+    weight_paths: str = "p"  # weight steps after warm-up sample from p (ProxylessNAS) or
+    #                          keep the warm-up's "uniform" prior, so no early favourite
+    #                          trains itself
+    select_top: int = 0  # > 0: score this many band nets under p on the supernet (held-out
+    #                      loss, BatchNorm re-estimated) and return the best; 0: the knapsack's
+    verdict_nets: int = 8  # random band nets the found net is compared with at the end
     retrain_epochs: int = 0  # after the search: fine-tune the derived net from its inherited
     #                          weights for this many epochs and report its test accuracy
     retrain_images: int | None = None  # fine-tune on this many training images (a superset
@@ -68,11 +80,21 @@ class SearchConfig:
                              f"and budgets {list(self.budgets_ms)}")
         if self.loss not in LOSSES:
             raise HwnasError(f"unknown loss {self.loss!r}; valid: {sorted(LOSSES)}")
-        for name in ("epochs", "batch_size", "arch_every", "micro_batches"):
+        for name in ("epochs", "batch_size", "arch_every", "micro_batches", "arch_batches"):
             if getattr(self, name) < 1:
                 raise HwnasError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.loss_strength is not None and not 0 < self.loss_strength < float("inf"):
             raise HwnasError(f"loss strength must be a positive number, got {self.loss_strength}")
+        if self.choices not in CHOICE_MODES:
+            raise HwnasError(f"unknown choices {self.choices!r}; valid: {list(CHOICE_MODES)}")
+        if self.weight_paths not in WEIGHT_PATHS:
+            raise HwnasError(f"unknown weight paths {self.weight_paths!r}; valid: "
+                             f"{list(WEIGHT_PATHS)}")
+        if not 0 <= self.arch_beta1 < 1:
+            raise HwnasError(f"need 0 <= arch_beta1 < 1, got {self.arch_beta1}")
+        if self.select_top < 0 or self.verdict_nets < 0:
+            raise HwnasError(f"select_top and verdict_nets must be >= 0, got "
+                             f"{self.select_top} and {self.verdict_nets}")
         if self.weights not in WEIGHT_MODES:
             raise HwnasError(f"unknown weights {self.weights!r}; valid: {list(WEIGHT_MODES)}")
         if self.arch_lr is not None and not 0 < self.arch_lr < float("inf"):
@@ -117,10 +139,11 @@ class SearchConfig:
         """The fields a resumed run must share with the run it continues. A run directory
         may be moved, so ``out`` is not one of them; nor is ``micro_batches``, which like the
         number of torchrun processes only changes how a batch is split over the hardware, nor
-        ``checkpoint_minutes`` (how much a kill loses) or ``budget_floor`` (derivation only)."""
+        ``checkpoint_minutes`` (how much a kill loses), ``budget_floor`` and ``select_top``
+        (derivation only) or ``verdict_nets`` (the report only)."""
         return {k: v for k, v in self.to_dict().items()
                 if k not in ("resume", "progress", "out", "micro_batches", "checkpoint_minutes",
-                             "budget_floor")}
+                             "budget_floor", "select_top", "verdict_nets")}
 
     @classmethod
     def quick(cls, devices: tuple[str, ...], budgets_ms: tuple[float, ...],

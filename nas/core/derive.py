@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from hwnas_common import HwnasError
-from search_spaces import ArchSpec, Supernet
+from search_spaces import ArchSpec, Space, Supernet
 
 if TYPE_CHECKING:
     from nas.core.constraints import Constraint
@@ -237,11 +237,21 @@ def solve(scores: Sequence[Sequence[float]], budgets: Sequence[Constraint],
 
 def derive_arch(supernet: Supernet, constraints: Sequence[Constraint],
                 floor: float = 0.0) -> ArchSpec:
-    """The most probable architecture of ``supernet`` (exact knapsack on log p) that meets every
-    budget and, when one can, uses at least ``floor`` of each."""
-    with torch.no_grad():
-        scores = [torch.log_softmax(a.double(), 0).tolist() for a in supernet.arch_parameters()]
-    return supernet.space.spec_from_indices(solve(scores, constraints, floor))
+    """The most probable architecture of ``supernet`` (exact knapsack on its derivation scores,
+    ``Supernet.derive_scores``: log p, normalised per step of a factorised choice) that meets
+    every budget and, when one can, uses at least ``floor`` of each."""
+    return supernet.space.spec_from_indices(solve(supernet.derive_scores(), constraints, floor))
+
+
+def random_band_net(space: Space, constraints: Sequence[Constraint], floor: float,
+                    generator: torch.Generator) -> ArchSpec:
+    """A random architecture of the band the derivation uses (``[floor · B, B]`` on every
+    device, when it can): the knapsack optimum of i.i.d. Gumbel scores (perturb-and-MAP with
+    a uniform prior)."""
+    uniform = torch.rand(space.num_layers, len(space.candidates), generator=generator,
+                         dtype=torch.float64)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
+    return space.spec_from_indices(solve(gumbel.tolist(), constraints, floor))
 
 
 def check_feasible(num_layers: int, num_candidates: int,

@@ -3,16 +3,21 @@
 Cai et al., "ProxylessNAS: Direct Neural Architecture Search on Target Task and Hardware",
 ICLR 2019:
 
-- ``weight_step``: one binarized path per layer (uniform during warm-up, else drawn from
-  p = softmax(α)); only that child computes, so memory is that of one child. SGD, nesterov
-  momentum, cosine learning rate, label smoothing.
-- ``arch_step`` (held-out data): two paths per layer, binary gates, the gate-gradient
-  estimator of :mod:`nas.gradient` for the cross-entropy part and autograd through the
-  expected latency (one term per device, :mod:`nas.latency_loss`); Adam with β1 = 0 so paths
-  with a zero gradient do not move, then the offset rescaling of the sampled logits.
+- ``weight_step``: one binarized path per layer, drawn from the prior (uniform at every step of
+  the choice tree: warm-up, and every step with ``weight_paths="uniform"``) or from p;
+  only that child computes, so memory is that of one child. SGD, nesterov momentum, cosine
+  learning rate, label smoothing.
+- ``arch_step`` (held-out data): ``arch_batches`` comparisons, each on its own held-out batch
+  with its own two paths per layer and binary gates; the gate-gradient estimator of
+  :mod:`nas.core.gradient` gives ∂L/∂(log p) of each comparison, their mean is carried to α
+  through the choice tree (:mod:`search_spaces.choices`) by autograd, and the expected
+  latency (one term per device, :mod:`nas.core.latency_loss`) adds its exact gradient. Adam
+  with β1 = ``arch_beta1`` (ProxylessNAS: 0, so paths with a zero gradient do not move); with
+  a flat tree, the logits sampled in the step are then shifted so the unsampled paths keep
+  their probability (ProxylessNAS's rescaling).
 
 Both steps split their batch into shards (``config.micro_batches`` per process, and one share
-per data-parallel rank, :mod:`nas.distributed`), accumulate the gradients of the shards'
+per data-parallel rank, :mod:`nas.run.distributed`), accumulate the gradients of the shards'
 mean losses and average them over the ranks before the optimiser step.
 """
 
@@ -28,7 +33,7 @@ from hwnas_common import HwnasError
 from latency_predictors import expected_latency
 from nas.core.config import PROXYLESS_ARCH_LR, SearchConfig
 from nas.core.constraints import Constraint
-from nas.core.gradient import pair_alpha_grad, rescale_pair, sample_pairs
+from nas.core.gradient import pair_alpha_grad, rescale_logits, sample_pairs
 from nas.core.latency_loss import latency_loss
 from nas.run.distributed import Group, default_device
 from nas.run.evaluate import top1_accuracy
@@ -48,6 +53,8 @@ class SearchEngine:
         self.group = group or Group()
         self.device = device or default_device()
         self.supernet = supernet.to(self.device)
+        self.prior = torch.stack([layer.tree.log_probs(torch.zeros_like(layer.alpha)).exp()
+                                  for layer in supernet.layers]).detach().cpu().float()
         self.constraints = list(constraints)
         self.config = config
         self.generator = torch.Generator().manual_seed(config.seed)  # path sampling (CPU)
@@ -56,7 +63,7 @@ class SearchEngine:
                                           weight_decay=config.weight_decay)
         self.arch_opt = torch.optim.Adam(self.supernet.arch_parameters(),
                                          lr=config.arch_lr or PROXYLESS_ARCH_LR,
-                                         betas=(0.0, 0.999), eps=1e-8)
+                                         betas=(config.arch_beta1, 0.999), eps=1e-8)
         self.train_loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.arch_loss = nn.CrossEntropyLoss()
 
@@ -65,11 +72,12 @@ class SearchEngine:
         return torch.stack(self.supernet.probs())
 
     def sample_paths(self, uniform: bool) -> list[int]:
-        """One path per layer: uniform (warm-up) or drawn from p."""
+        """One path per layer: from the prior (uniform at every step of the choice tree; for a
+        flat tree, uniform over the candidates) or from p."""
         layers, count = len(self.supernet.layers), len(self.supernet.space.candidates)
-        if uniform:
+        if uniform and self.supernet.choices == "flat":
             return torch.randint(count, (layers,), generator=self.generator).tolist()
-        p = self.probs().detach().float().cpu()
+        p = self.prior if uniform else self.probs().detach().float().cpu()
         return torch.multinomial(p, 1, generator=self.generator)[:, 0].tolist()
 
     def set_arch_lr(self, lr: float) -> None:
@@ -109,34 +117,48 @@ class SearchEngine:
         probs = self.supernet.probs()
         return [expected_latency(probs, c.matrix) for c in self.constraints]
 
-    def arch_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        """One Adam step of α on a held-out batch; returns the latency-aware loss."""
-        pairs, gate_rows = sample_pairs(self.probs(), self.generator)
-        gates = [row.to(self.device).requires_grad_(True) for row in gate_rows]
+    def arch_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """One Adam step of α from ``len(batches)`` comparisons (one held-out batch each);
+        returns their mean latency-aware loss."""
         alphas = self.supernet.arch_parameters()
-        self.supernet.train()
-        shards = self._shards(images, labels)
-        grads = [torch.zeros_like(t) for t in (*gates, *alphas)]
+        log_probs = [layer.log_probs() for layer in self.supernet.layers]
+        logit_grads = [torch.zeros_like(lp) for lp in log_probs]  # ∂L/∂(log p), summed
+        latency_grads = [torch.zeros_like(alpha) for alpha in alphas]
+        sampled: list[set[int]] = [set() for _ in alphas]
         total = torch.zeros((), device=self.device)
-        for x, y in shards:
-            ce = self.arch_loss(self.supernet(x, pairs, gates), y)
-            loss = latency_loss(self.config.loss, ce, self.expected_latencies(),
-                                [c.budget_ms for c in self.constraints],
-                                self.config.loss_strength) / len(shards)
-            for grad, part in zip(grads, torch.autograd.grad(loss, [*gates, *alphas]),
-                                  strict=True):
-                grad += part
-            total += loss.detach()
-        self.group.average([*grads, total])
+        self.supernet.train()
+        for images, labels in batches:
+            pairs, gate_rows = sample_pairs(self.probs(), self.generator)
+            gates = [row.to(self.device).requires_grad_(True) for row in gate_rows]
+            shards = self._shards(images, labels)
+            grads = [torch.zeros_like(t) for t in (*gates, *alphas)]
+            for x, y in shards:
+                ce = self.arch_loss(self.supernet(x, pairs, gates), y)
+                loss = latency_loss(self.config.loss, ce, self.expected_latencies(),
+                                    [c.budget_ms for c in self.constraints],
+                                    self.config.loss_strength) / len(shards)
+                for grad, part in zip(grads, torch.autograd.grad(loss, [*gates, *alphas]),
+                                      strict=True):
+                    grad += part
+                total += loss.detach() / len(batches)
+            self.group.average(grads)
+            for layer, (lp, pair, gate_grad) in enumerate(zip(log_probs, pairs,
+                                                              grads[:len(gates)], strict=True)):
+                logit_grads[layer] += pair_alpha_grad(lp, pair, gate_grad).to(lp) / len(batches)
+                sampled[layer].update(pair)
+            for acc, part in zip(latency_grads, grads[len(gates):], strict=True):
+                acc += part / len(batches)
+        self.group.average([total])
         _check_finite(total, "architecture")
-        gate_grads, latency_grads = grads[:len(gates)], grads[len(gates):]
-        old = [alpha.detach()[pair].clone() for alpha, pair in zip(alphas, pairs, strict=True)]
-        for alpha, pair, gate_grad, lat_grad in zip(alphas, pairs, gate_grads, latency_grads,
-                                                    strict=True):
-            alpha.grad = lat_grad + pair_alpha_grad(alpha, pair, gate_grad).to(lat_grad)
+        tree_grads = torch.autograd.grad(log_probs, alphas, logit_grads)
+        old = [alpha.detach().clone() for alpha in alphas]
+        for alpha, tree_grad, latency_grad in zip(alphas, tree_grads, latency_grads,
+                                                  strict=True):
+            alpha.grad = latency_grad + tree_grad
         self.arch_opt.step()
-        for alpha, pair, before in zip(alphas, pairs, old, strict=True):
-            rescale_pair(alpha, pair, before)
+        if self.supernet.choices == "flat":
+            for alpha, before, indices in zip(alphas, old, sampled, strict=True):
+                rescale_logits(alpha, sorted(indices), before)
         return float(total)
 
     def accuracy(self, batches, paths: list[int]) -> float:

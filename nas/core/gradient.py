@@ -12,6 +12,10 @@ Per layer with logits α and p = softmax(α), an architecture step
    ``exp(α_a) + exp(α_b)`` is unchanged: the unsampled paths keep their probability
    (ProxylessNAS's rescaling, ``rescale_updated_arch_param`` in its code).
 
+With a factorised choice (:mod:`search_spaces.choices`) the same estimator is applied to the
+candidates' log-probabilities ``ℓ = log p`` (``softmax(ℓ) = p``, so ``ℓ`` are logits of p) and
+carried to the tree's logits by autograd; for a flat tree that chain rule is the identity.
+
 Skip gets a real update. ProxylessNAS's code gives a sampled *zero* op no update at all;
 our skip is an identity whose output ``x`` is multiplied by its gate like any other
 candidate, so ``∂L/∂g_skip = <∂L/∂y, x>`` is a genuine gradient. Every block is residual
@@ -60,13 +64,14 @@ def pair_alpha_grad(alpha: torch.Tensor, pair: list[int],
     return grad
 
 
-def rescale_pair(alpha: torch.Tensor, pair: list[int], old: torch.Tensor) -> None:
-    """Shift ``alpha[pair]`` so ``logsumexp(alpha[pair])`` equals ``logsumexp(old)``, in place.
+def rescale_logits(alpha: torch.Tensor, indices: list[int], before: torch.Tensor) -> None:
+    """Shift ``alpha[indices]`` so their ``logsumexp`` equals that of ``before[indices]``, in
+    place (``before``: α before the optimiser step).
 
-    ``old`` holds the pair's logits before the optimiser step; afterwards the probability of
-    every unsampled path is what it was before the step (up to changes the latency term made
-    to the unsampled logits themselves).
+    With the logits sampled in an architecture step as ``indices`` (a pair, or the union of
+    several comparisons' pairs), every other path keeps the probability it had before the
+    step (up to changes the latency term made to those logits themselves).
     """
     with torch.no_grad():
-        offset = torch.logsumexp(alpha[pair], 0) - torch.logsumexp(old, 0)
-        alpha[pair] -= offset
+        offset = torch.logsumexp(alpha[indices], 0) - torch.logsumexp(before[indices], 0)
+        alpha[indices] -= offset

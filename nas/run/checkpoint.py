@@ -17,6 +17,7 @@ from hwnas_common.fileio import atomic_write_with
 from search_spaces import Supernet, get_space
 
 CHECKPOINT = "checkpoint.pt"
+WARMUP = "warmup.pt"  # the supernet's weights at the end of warm-up (the verdict scores on it)
 
 
 def rng_states() -> dict[str, Any]:
@@ -44,6 +45,24 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write_with(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+
+
+def save_warmup(run_dir: Path, supernet: Supernet) -> None:
+    """Keep the supernet's weights as they stand at the end of warm-up."""
+    atomic_write_with(run_dir / WARMUP, lambda tmp: torch.save(supernet.state_dict(), tmp))
+
+
+def load_warmup(run_dir: Path, like: Supernet) -> Supernet:
+    """A copy of ``like`` (same space, weights and choices) holding the warm-up snapshot."""
+    path = run_dir / WARMUP
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise HwnasError(f"{path}: unreadable warm-up snapshot ({type(err).__name__}); run "
+                         "the search again") from None
+    warm = Supernet(like.space, like.weights, like.choices)
+    warm.load_state_dict(state)
+    return warm.eval()
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -75,7 +94,8 @@ def load_supernet(run_dir: Path, state: dict[str, Any] | None = None) -> Superne
     the checkpoint comes from an hwnas whose supernet differs (e.g. before weight sharing)."""
     state = state or load_checkpoint(run_dir)
     config = checkpoint_config(state)
-    supernet = Supernet(get_space(config["space"]), config["weights"])
+    supernet = Supernet(get_space(config["space"]), config["weights"],
+                        config.get("choices", "flat"))
     try:
         supernet.load_state_dict(state["engine"]["supernet"])
     except RuntimeError:

@@ -141,6 +141,28 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
     _plot_probs(run_dir, probs, tokens)
 
 
+def write_verdict_plot(run_dir: Path, judged: dict[str, Any]) -> None:
+    """verdict.png: held-out accuracy (supernet after warm-up) against predicted latency of the
+    random band nets and the found net."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = next(iter(judged["found"]["latency_ms"]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([r["latency_ms"][table] for r in judged["random"]],
+               [r["heldout_acc"] for r in judged["random"]], color="grey",
+               label="random nets of the band")
+    ax.scatter([judged["found"]["latency_ms"][table]], [judged["found"]["heldout_acc"]],
+               color="C3", marker="*", s=160, label=f"found net (rank {judged['rank']} of "
+               f"{judged['of']} by held-out loss)")
+    ax.set(xlabel=f"predicted latency on {table} (ms)", ylabel="held-out accuracy",
+           title="verdict: scored on the supernet after warm-up")
+    ax.legend(fontsize=7)
+    _save(fig, run_dir / "verdict.png")
+
+
 def _plot_probs(run_dir: Path, probs: Sequence[Sequence[Sequence[float]]],
                 tokens: Sequence[str], top: int = 5) -> None:
     """One panel per layer: p of the layer's ``top`` most probable candidates at the end, per

@@ -36,6 +36,7 @@ from nas.deploy.retrain import MODEL_FILE, Recipe, save_finetuned, train_child
 from nas.run import checkpoint, distributed, report
 from nas.run.data import Batches, Splits, load_dataset, prepare_data
 from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
+from nas.run.verdict import select_by_evaluation, verdict
 from search_spaces import ArchSpec, Supernet, get_space
 
 
@@ -50,6 +51,7 @@ class RunResult:
     test_accuracy: float  # ``spec`` with the supernet's weights, BatchNorm re-estimated
     estimated_tables: list[str]
     retrained_accuracy: float | None = None  # after ``config.retrain_epochs`` of fine-tuning
+    verdict: dict[str, Any] | None = None  # the found net against random band nets (verdict.py)
     calibration: dict[str, Any] | None = None  # --calibrate-budget: the chosen loss strength
 
 
@@ -107,13 +109,15 @@ def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int, data_gen: torch
                desc=f"epoch {epoch + 1}/{config.total_epochs}{' (warm-up)' if warm else ''}")
     last_save = time.monotonic()
     for step, (x, y) in enumerate(splits.weight.epoch(batch_size, data_gen, augment=True)):
-        arch_batch = next(held_out) if not warm and (step + 1) % config.arch_every == 0 else None
+        arch_batches = ([next(held_out) for _ in range(config.arch_batches)]
+                        if not warm and (step + 1) % config.arch_every == 0 else None)
         if step < partial["step"]:
             continue  # replayed: the data pipeline only
         engine.set_lr((phase_epoch * steps + step) / (phase_len * steps))
-        weight_losses.append(engine.weight_step(x, y, uniform=warm))
-        if arch_batch is not None:
-            arch_losses.append(engine.arch_step(*arch_batch))
+        weight_losses.append(engine.weight_step(
+            x, y, uniform=warm or config.weight_paths == "uniform"))
+        if arch_batches is not None:
+            arch_losses.append(engine.arch_step(arch_batches))
         bar.update()
         if save_progress and step + 1 < steps and (
                 time.monotonic() - last_save >= 60 * config.checkpoint_minutes):
@@ -132,7 +136,8 @@ def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[st
     """One metrics.csv row. ``entropy`` is the mean entropy of p over layers (nats; uniform
     is log K); ``derived_prob`` the mean probability of the budget-derived net's choice per
     layer: both say how decisive α has become."""
-    argmax = [int(a.argmax()) for a in engine.supernet.arch_parameters()]
+    argmax = [engine.supernet.space.candidate_index(layer)
+              for layer in engine.supernet.derive().layers]
     derived = derive_arch(engine.supernet, engine.constraints, engine.config.budget_floor)
     chosen = [engine.supernet.space.candidate_index(layer) for layer in derived.layers]
     probs = engine.probs().detach().double()
@@ -190,8 +195,13 @@ def _restore(engine: SearchEngine, state: dict[str, Any], data_gen: torch.Genera
 
 
 def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None, *,
-           stop_after_epoch: int | None = None) -> RunResult | None:
+           stop_after_epoch: int | None = None, data: Splits | None = None) -> RunResult | None:
     """Run (or resume) a search; ``stop_after_epoch`` stops there as if killed (returns None).
+
+    Parameters: ``config`` (everything that determines the run), ``constraints`` (default:
+    the tables and budgets of ``config``, :func:`nas.core.constraints.load_constraints`),
+    ``data`` (default: ``prepare_data(config)``; a benchmark passes its own seeded splits).
+    Returns the :class:`RunResult` (rank 0), also written to ``config.out``.
 
     Every user-input problem (tables, budgets, data, run directory, checkpoint) raises
     :class:`HwnasError` before anything is written, except a NaN loss mid-run, which stops
@@ -200,14 +210,15 @@ def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None
     """
     group, created = distributed.environment_group()
     try:
-        return _search(config, constraints, group, stop_after_epoch)
+        return _search(config, constraints, group, stop_after_epoch, data)
     finally:
         if created:
             distributed.close()
 
 
 def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
-            group: distributed.Group, stop_after_epoch: int | None) -> RunResult | None:
+            group: distributed.Group, stop_after_epoch: int | None,
+            data: Splits | None = None) -> RunResult | None:
     space = get_space(config.space)
     if constraints is None:
         constraints = load_constraints(space, config.devices, config.budgets_ms)
@@ -219,9 +230,9 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
     np.random.seed(config.seed)
     if not group.is_main:
         config = dataclasses.replace(config, progress=False)
-    engine = SearchEngine(Supernet(space, config.weights), constraints, config, group.device(),
-                          group)
-    splits = prepare_data(config, engine.device)
+    engine = SearchEngine(Supernet(space, config.weights, config.choices), constraints, config,
+                          group.device(), group)
+    splits = data if data is not None else prepare_data(config, engine.device)
     engine.set_arch_lr(config.arch_lr_for(len(splits.weight) // min(config.batch_size,
                                                                     len(splits.weight))))
     data_gen = torch.Generator().manual_seed(config.seed + 1)
@@ -253,6 +264,8 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
             if config.progress:
                 tqdm.write(_epoch_line(history[-1]), file=sys.stderr)
             probs.append(engine.probs().tolist())
+            if epoch + 1 == config.warmup_epochs:  # the verdict's unbiased supernet
+                checkpoint.save_warmup(run_dir, engine.supernet)
             checkpoint.save_checkpoint(run_dir, _checkpoint(engine, epoch + 1, history, probs,
                                                             data_gen))
             report.write_metrics(run_dir, history)
@@ -299,6 +312,12 @@ def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
             probs: list) -> RunResult:
     space, constraints, config = engine.supernet.space, engine.constraints, engine.config
     spec = derive_arch(engine.supernet, engine.constraints, engine.config.budget_floor)
+    batch = min(config.batch_size, len(splits.weight))
+    if config.select_top > 1:
+        spec, _ = select_by_evaluation(engine.supernet, constraints, config.budget_floor,
+                                       config.select_top, splits,
+                                       torch.Generator().manual_seed(config.seed + 2), batch)
+    judged = _verdict(engine, splits, run_dir, spec, batch)
     accuracy = inherited_accuracy(engine, splits, spec)
     retrained = (finetune_accuracy(engine, splits, spec, run_dir / MODEL_FILE)
                  if config.retrain_epochs else None)
@@ -306,14 +325,28 @@ def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
     atomic_write_text(run_dir / "arch.json", spec.to_json() + "\n")
     report.write_latency(run_dir, breakdown)
     report.write_plots(run_dir, history, probs, space.tokens, constraints)
+    if judged is not None:
+        report.write_verdict_plot(run_dir, judged)
     result = RunResult(run_dir, spec, {b["table"]: b["total_ms"] for b in breakdown},
                        {c.source: c.budget_ms for c in constraints}, accuracy,
-                       [c.source for c in constraints if c.estimated], retrained)
+                       [c.source for c in constraints if c.estimated], retrained, judged)
     report.write_summary(run_dir, {
         "arch": spec.to_string(), "space": space.name, "seed": config.seed,
         "config": config.to_dict(), "tables": [c.describe() for c in constraints],
         "predicted_latency_ms": result.latency_ms, "budgets_ms": result.budgets_ms,
         "test_accuracy_inherited": accuracy, "test_accuracy_finetuned": retrained,
         "epochs": len(history), "device": str(engine.device),
-        "search_seconds": sum(r["seconds"] for r in history)})
+        "search_seconds": sum(r["seconds"] for r in history), "verdict": judged})
     return result
+
+
+def _verdict(engine: SearchEngine, splits: Splits, run_dir: Path, spec: ArchSpec,
+             batch: int) -> dict[str, Any] | None:
+    """The verdict of :mod:`nas.run.verdict` on the warm-up snapshot (None without warm-up
+    epochs or with ``verdict_nets`` 0)."""
+    config = engine.config
+    if not config.verdict_nets or not config.warmup_epochs:
+        return None
+    warm = checkpoint.load_warmup(run_dir, engine.supernet).to(engine.device)
+    return verdict(warm, spec, engine.constraints, config.budget_floor, config.verdict_nets,
+                   splits, torch.Generator().manual_seed(config.seed + 3), batch)

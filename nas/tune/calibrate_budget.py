@@ -123,6 +123,10 @@ def _run_trial(config: SearchConfig, constraints: Sequence[Constraint], base: Pa
                warmup: Path, study: optuna.Study, number: int, strength: float) -> None:
     folder = base / _trial_dir(number)
     if not (folder / checkpoint.CHECKPOINT).is_file() and warmup.is_file():
+        snapshot = warmup.parent / checkpoint.WARMUP  # what the trial's verdict scores on
+        if snapshot.is_file():
+            atomic_write_with(folder / checkpoint.WARMUP,
+                              lambda tmp: shutil.copyfile(snapshot, tmp))
         atomic_write_with(folder / checkpoint.CHECKPOINT,
                           lambda tmp: shutil.copyfile(warmup, tmp))
     resume = (folder / checkpoint.CHECKPOINT).is_file()
@@ -187,5 +191,6 @@ def _adopt(trial_dir: Path, out: Path, config: SearchConfig, best: optuna.trial.
                      summary["predicted_latency_ms"], summary["budgets_ms"],
                      summary["test_accuracy_inherited"],
                      [t["table"] for t in summary["tables"] if t["provenance"] == "estimated"],
-                     summary.get("test_accuracy_finetuned"), summary["calibration"])
+                     summary.get("test_accuracy_finetuned"), summary.get("verdict"),
+                     summary["calibration"])
 

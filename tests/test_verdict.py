@@ -1,0 +1,115 @@
+"""Every run's verdict (nas/run/verdict.py), the final pick by evaluation, and the search
+levers of issue 19 (factorised choices, uniform weight paths, several comparisons per
+architecture step, Adam β1) on a tiny synthetic search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hwnas_common import HwnasError
+from nas import SearchEngine, search
+from nas.run import checkpoint
+from nas.run.data import prepare_data
+from nas.run.verdict import band_candidates, score_net
+from search_spaces import Supernet
+from tests.helpers import SEARCH_TINY, tiny_config, tiny_constraint
+
+
+def test_verdict_ranks_the_found_net_among_random_band_nets(tmp_path: Path) -> None:
+    result = search(tiny_config(tmp_path / "run", verdict_nets=3), [tiny_constraint(4.0)])
+    judged = result.verdict
+    assert judged is not None and 1 <= judged["rank"] <= 4 and judged["of"] == 4
+    assert judged["line"].startswith("verdict: found net held-out acc")
+    assert judged["found"]["arch"] == result.spec.to_string()
+    assert len(judged["random"]) == 3
+    for net in [judged["found"], *judged["random"]]:
+        assert 0.9 * 4.0 <= net["latency_ms"]["fake"] <= 4.0  # all in the band
+        assert 0 <= net["heldout_acc"] <= 1 and net["heldout_loss"] > 0
+    losses = [n["heldout_loss"] for n in judged["random"]]
+    assert judged["rank"] == 1 + sum(loss < judged["found"]["heldout_loss"] for loss in losses)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["verdict"]["rank"] == judged["rank"]
+    assert (tmp_path / "run" / "verdict.png").is_file()
+    assert (tmp_path / "run" / "warmup.pt").is_file()
+
+
+def test_verdict_scores_on_the_warmup_snapshot_not_the_final_supernet(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = search(tiny_config(out, verdict_nets=2), [tiny_constraint(4.0)])
+    final = checkpoint.load_supernet(out)
+    warm = checkpoint.load_warmup(out, final)
+    splits = prepare_data(tiny_config(out), torch.device("cpu"))
+    on_warm = score_net(warm, result.spec, splits, [tiny_constraint(4.0)], 32)
+    on_final = score_net(final, result.spec, splits, [tiny_constraint(4.0)], 32)
+    assert result.verdict["found"]["heldout_loss"] == pytest.approx(on_warm.heldout_loss)
+    assert on_warm.heldout_loss != pytest.approx(on_final.heldout_loss)
+
+
+def test_no_verdict_without_warmup_or_when_switched_off(tmp_path: Path) -> None:
+    assert search(tiny_config(tmp_path / "a", warmup_epochs=0),
+                  [tiny_constraint(4.0)]).verdict is None
+    assert search(tiny_config(tmp_path / "b", verdict_nets=0),
+                  [tiny_constraint(4.0)]).verdict is None
+
+
+def test_band_candidates_are_distinct_band_nets_led_by_the_knapsack_net() -> None:
+    supernet = Supernet(SEARCH_TINY)
+    with torch.no_grad():
+        for layer in supernet.layers:
+            layer.alpha.copy_(torch.tensor([0.0, 1.0, 0.5, -0.5]))
+    limit = tiny_constraint(4.5)
+    specs = band_candidates(supernet, [limit], 0.5, 5, torch.Generator().manual_seed(0))
+    assert len({s.to_string() for s in specs}) == len(specs) >= 2
+    assert specs[0].to_string() == "sum_k3_e2|sum_k3_e2"  # the most probable band net first
+    for spec in specs:
+        choice = [SEARCH_TINY.candidate_index(layer) for layer in spec.layers]
+        assert 0.5 * 4.5 <= limit.matrix.total(choice) <= 4.5
+
+
+@pytest.mark.parametrize("levers", [
+    dict(choices="family"),
+    dict(weight_paths="uniform", arch_batches=3, arch_beta1=0.9, select_top=4)])
+def test_search_levers_move_alpha_and_meet_the_budget(tmp_path: Path, levers: dict) -> None:
+    out = tmp_path / "run"
+    result = search(tiny_config(out, **levers), [tiny_constraint(4.0)])
+    assert result.latency_ms["fake"] <= 4.0
+    supernet = checkpoint.load_supernet(out)
+    assert supernet.choices == levers.get("choices", "flat")
+    for layer in supernet.layers:
+        assert float(layer.probs().detach().sum()) == pytest.approx(1.0)
+        assert float(layer.alpha.detach().abs().max()) > 1e-3  # α moved
+
+
+def test_uniform_paths_follow_the_prior_of_the_choice_tree() -> None:
+    engine = SearchEngine(Supernet(SEARCH_TINY, choices="family"), [tiny_constraint(4.0)],
+                          tiny_config(Path("unused"), choices="family"))
+    draws = torch.tensor([engine.sample_paths(uniform=True) for _ in range(2000)])
+    skip_share = float((draws == 0).double().mean())  # root: {skip, interaction}
+    assert skip_share == pytest.approx(0.5, abs=5 * (0.25 / draws.numel()) ** 0.5)
+    flat = SearchEngine(Supernet(SEARCH_TINY), [tiny_constraint(4.0)],
+                        tiny_config(Path("unused")))
+    draws = torch.tensor([flat.sample_paths(uniform=True) for _ in range(2000)])
+    assert float((draws == 0).double().mean()) == pytest.approx(
+        0.25, abs=5 * (0.1875 / draws.numel()) ** 0.5)
+
+
+def test_factorised_search_resumes_to_the_same_run(tmp_path: Path) -> None:
+    levers = dict(choices="family", weight_paths="uniform", arch_batches=2, arch_beta1=0.5)
+    whole = search(tiny_config(tmp_path / "whole", **levers), [tiny_constraint(4.0)])
+    search(tiny_config(tmp_path / "cut", **levers), [tiny_constraint(4.0)], stop_after_epoch=2)
+    resumed = search(tiny_config(tmp_path / "cut", resume=True, **levers),
+                     [tiny_constraint(4.0)])
+    assert resumed.spec == whole.spec
+    assert resumed.verdict == whole.verdict
+
+
+@pytest.mark.parametrize("bad", [dict(choices="tree"), dict(weight_paths="greedy"),
+                                 dict(arch_batches=0), dict(arch_beta1=1.0),
+                                 dict(select_top=-1)])
+def test_bad_lever_values_are_one_clear_error(tmp_path: Path, bad: dict) -> None:
+    with pytest.raises(HwnasError):
+        tiny_config(tmp_path / "run", **bad)
