@@ -18,20 +18,30 @@ came from.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from hwnas_common.errors import HwnasError
 
 from .backends import Backend, reference_summary
 from .calibrate import backend_for, calibrate, check_calibration_size
-from .host import host_fingerprint
-from .table import LatencyTable, table_paths
+from .host import IDENTITY, describe_host, host_fingerprint, host_note, same_host
+from .table import LatencyTable, load_table, save_table, table_dirs, table_paths
 
 ADAPT_NETS = 15  # spread networks measured per space
+ADAPTED_DIR = "adapted"  # host-true tables cached under the user's table directory
+NO_ADAPT_HELP = ("use a measured table of another host as it is, not adapted to this one: "
+                 "latencies and budgets are then milliseconds on the machine that profiled it")
+ESTIMATED_NOT_ADAPTED = ("not adapted to this host (nothing measured to refit): its latencies "
+                         "and budgets are the modelled device's milliseconds")
 
 
 def check_writable(out: Path) -> None:
@@ -49,10 +59,13 @@ def check_writable(out: Path) -> None:
                          ) from None
 
 
-def adapt_table(table: LatencyTable, spaces: list[str], n: int = ADAPT_NETS, seed: int = 7,
-                progress: bool = True, backend: Backend | None = None) -> LatencyTable:
+def adapt_table(table: LatencyTable, spaces: Sequence[str], n: int = ADAPT_NETS, seed: int = 7,
+                progress: bool = True, backend: Backend | None = None,
+                reference: dict[str, Any] | None = None) -> LatencyTable:
     """``table`` with each space's calibration refitted on ``n`` networks measured here
-    (with the table's own runtime settings, or ``backend``)."""
+    (with the table's own runtime settings, or ``backend``), normalised to this host's
+    reference speed (timed now, or ``reference``). The adapted table covers ``spaces`` only:
+    the other spaces' calibrations belong to the source host."""
     check_calibration_size(n)
     name = table.name or table.device
     if table.estimated:
@@ -63,17 +76,14 @@ def adapt_table(table: LatencyTable, spaces: list[str], n: int = ADAPT_NETS, see
     if missing:
         raise HwnasError(f"table {name!r} does not cover {missing}; it covers "
                          f"{table.metadata['spaces']}")
-    try:
-        backend = backend or backend_for(table)
-    except HwnasError:
-        raise
-    except Exception as err:  # the table's runtime or provider is not usable here
-        raise HwnasError(f"table {name!r} was measured with {table.metadata['runtime']} "
-                         f"({table.metadata['mode']}), which cannot run here: "
-                         f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+    backend = backend or adapt_backend(table)
     start = time.perf_counter()
-    here = reference_summary([backend.reference_ms() for _ in range(9)])
-    adapted = LatencyTable(table.frame, {**table.metadata, "reference": here}, table.name)
+    here = reference or reference_summary([backend.reference_ms() for _ in range(9)])
+    calibrations = {s: c for s, c in (table.metadata.get("calibration") or {}).items()
+                    if s in spaces}
+    adapted = LatencyTable(table.frame, {**table.metadata, "reference": here,
+                                         "calibration": calibrations, "spaces": list(spaces)},
+                           table.name)
     for space in spaces:
         adapted = calibrate(adapted, space, n=n, seed=seed, backend=backend, progress=progress)
     meta = adapted.metadata
@@ -89,3 +99,101 @@ def adapt_table(table: LatencyTable, spaces: list[str], n: int = ADAPT_NETS, see
                      f"refitted here on {n} networks per space by `hwnas tables adapt`")
     return LatencyTable(adapted.frame, meta, table.name)
 
+
+
+def adapt_backend(table: LatencyTable) -> Backend:
+    """The table's own runtime settings, here; one clear error when they cannot run here."""
+    try:
+        return backend_for(table)
+    except HwnasError:
+        raise
+    except Exception as err:  # the table's runtime or provider is not usable here
+        raise HwnasError(f"table {table.name or table.device!r} was measured with "
+                         f"{table.metadata['runtime']} ({table.metadata['mode']}), which cannot "
+                         f"run here: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+
+
+def table_digest(table: LatencyTable) -> str:
+    """SHA-256 of a table's rows and metadata: which source an adaptation was made from."""
+    digest = hashlib.sha256(table.frame.to_csv(index=False).encode())
+    digest.update(json.dumps(table.metadata, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def adaptation_path(table: LatencyTable, here: dict[str, Any], runtime_version: str) -> Path:
+    """Where the adaptation of ``table`` to the host ``here`` is cached: the user's table
+    directory, ``adapted/NAME-SOURCE-HOST.csv``, keyed by the source table's digest and this
+    host's identity (CPU, vector flags, cores) and runtime version."""
+    host = {key: here.get(key) for key in IDENTITY}
+    host["runtime_version"] = runtime_version
+    host_key = hashlib.sha256(json.dumps(host, sort_keys=True).encode()).hexdigest()[:10]
+    name = table.name or table.device
+    return table_dirs()[0] / ADAPTED_DIR / f"{name}-{table_digest(table)[:12]}-{host_key}.csv"
+
+
+@dataclass(frozen=True)
+class HostTable:
+    """The table a command uses on this host, and the one line that says how it got it."""
+
+    table: LatencyTable
+    note: str | None  # None: a table of this host, used as it is
+    path: Path | None = None  # the cached adaptation, when the table was adapted
+
+
+def host_true_table(table: LatencyTable, spaces: Sequence[str], adapt: bool = True,
+                    progress: bool = True, measure: bool = True,
+                    backend: Backend | None = None,
+                    here: dict[str, Any] | None = None) -> HostTable:
+    """``table`` as it holds on this host: a measured table profiled on another host is
+    adapted for ``spaces`` (the ones it covers) by :func:`adapt_table`, once per source table
+    and host (cached by :func:`adaptation_path`), so that its milliseconds, and a budget, are
+    this machine's. ``adapt=False`` (``--no-adapt``) keeps it as measured; ``measure=False``
+    uses a cached adaptation only. Estimated tables, tables without a host fingerprint and
+    runtimes missing here are used as they are; the note says so (for an estimated table, the
+    ESTIMATED line of the command: :data:`ESTIMATED_NOT_ADAPTED`)."""
+    name = table.name or table.device
+    if table.estimated:  # the commands' ESTIMATED line says it (ESTIMATED_NOT_ADAPTED)
+        return HostTable(table, None)
+    here = here or host_fingerprint()
+    recorded = table.metadata.get("host_fingerprint")
+    if recorded is None or same_host(recorded, here):
+        return HostTable(table, host_note(name, table.metadata, here))
+    there = f"table {name!r} was measured on {describe_host(recorded)}"
+    if not adapt:
+        return HostTable(table, f"--no-adapt: {there}, and is used as measured there: its "
+                                "latencies, and so a budget, are milliseconds on that machine, "
+                                f"not on this one ({describe_host(here)})")
+    spaces = [s for s in spaces if s in table.metadata["spaces"]]
+    try:
+        backend = backend or adapt_backend(table)
+    except HwnasError as err:
+        return HostTable(table, f"note: {there} and cannot be adapted here ({err}); its "
+                                "latencies are milliseconds on that machine")
+    path = adaptation_path(table, here, backend.runtime_version)
+    cached = load_table(path) if path.is_file() else None
+    missing = [s for s in spaces if cached is None or s not in cached.metadata["spaces"]]
+    if not missing and cached is not None:
+        return HostTable(LatencyTable(cached.frame, cached.metadata, table.name),
+                         f"note: {there}; using its adaptation to this host, {path} "
+                         "(--no-adapt: the table as measured)", path)
+    if not measure:
+        return HostTable(table, f"note: {there}, and is not adapted to this host for "
+                                f"{missing} (adapt it first in one process: hwnas tables "
+                                f"adapt {name} --space {','.join(missing)} --name NAME); its "
+                                "latencies are milliseconds on that machine", None)
+    start = time.perf_counter()
+    reference = cached.metadata["reference"] if cached is not None else None
+    adapted = adapt_table(table, missing, progress=progress, backend=backend,
+                          reference=reference)
+    if cached is not None:  # add the new spaces to the ones adapted before
+        meta = adapted.metadata
+        meta["calibration"] = {**cached.metadata.get("calibration", {}), **meta["calibration"]}
+        meta["spaces"] = [*cached.metadata["spaces"], *missing]
+        adapted = LatencyTable(adapted.frame, meta, table.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_table(adapted, path)
+    return HostTable(adapted, f"note: {there}; adapted to this host ({describe_host(here)}) "
+                              f"for {', '.join(missing)} in {time.perf_counter() - start:.0f} s "
+                              f"on {ADAPT_NETS} networks per space measured here, cached in "
+                              f"{path}: budgets and latencies are milliseconds on this machine "
+                              "(--no-adapt: the table as measured)", path)

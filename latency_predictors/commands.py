@@ -15,7 +15,14 @@ from hwnas_common import HwnasError
 from hwnas_common.cli_types import int_arg
 from search_spaces import SPACES, get_space, read_arch
 
-from .adapt import ADAPT_NETS, adapt_table, check_writable
+from .adapt import (
+    ADAPT_NETS,
+    ESTIMATED_NOT_ADAPTED,
+    NO_ADAPT_HELP,
+    adapt_table,
+    check_writable,
+    host_true_table,
+)
 from .anchors import describe_anchoring, device_anchors, load_anchors
 from .backends import BACKENDS, make_backend
 from .calibrate import (
@@ -23,7 +30,7 @@ from .calibrate import (
     measure_latency,
     table_reference_ms,
 )
-from .host import describe_host, host_mismatch, table_of_this_host
+from .host import describe_host, host_fingerprint, host_mismatch, same_host, table_of_this_host
 from .predictor import check_coverage, predict_latency
 from .profile import (
     PROFILE_PASSES,
@@ -35,6 +42,7 @@ from .profile import (
 from .table import LatencyTable, known_tables, load_table, save_table
 from .validate import SAMPLERS, validate_table
 
+DEFAULT_TABLE = "cpu"  # measure's table when none of this host covers the space
 _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not from "
               "measurements on the device")
 
@@ -42,7 +50,7 @@ _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not 
 def _warn_estimated(table) -> None:
     if table.estimated:
         print(f"{_ESTIMATED} ({table.device}; "
-              f"{describe_anchoring(table.metadata.get('anchoring'))}).")
+              f"{describe_anchoring(table.metadata.get('anchoring'))}); {ESTIMATED_NOT_ADAPTED}.")
 
 
 def _warn_other_host(table: LatencyTable) -> None:
@@ -136,7 +144,7 @@ def _adapt(args: argparse.Namespace) -> int:
     if not args.name:
         raise HwnasError("hwnas tables adapt needs --name for the adapted table")
     source = load_table(args.target)
-    spaces = args.space.split(",") if args.space else list(source.metadata["spaces"])
+    spaces = args.space.split(",")
     out = Path(args.out) if args.out else default_out(args.name)
     check_writable(out)  # before minutes of measuring
     adapted = adapt_table(source, spaces, args.n, progress=not args.quiet)
@@ -173,12 +181,20 @@ def _space_summary(table: LatencyTable, space: str) -> str:
     return "; ".join(parts)
 
 
+def _host_table(name: str, space: str, args: argparse.Namespace) -> LatencyTable:
+    """The table ``name``, true to this host for ``space`` (adapted unless --no-adapt); its
+    one line, if any, printed."""
+    hosted = host_true_table(load_table(name), [space], not args.no_adapt)
+    if hosted.note:
+        print(hosted.note)
+    return hosted.table
+
+
 def _predict(args: argparse.Namespace) -> int:
-    table = load_table(args.device)
-    prediction = predict_latency(read_arch(args.arch), table)
-    print(prediction.format())
+    spec = read_arch(args.arch)
+    table = _host_table(args.device, spec.space, args)
+    print(predict_latency(spec, table).format())
     _warn_estimated(table)
-    _warn_other_host(table)
     return 0
 
 
@@ -190,24 +206,28 @@ def _measure(args: argparse.Namespace) -> int:
     print(f"measured {spec.space} architecture with {backend.mode} ({args.threads} threads): "
           f"median {stats['median_ms']:.4f} ms, mean {stats['mean_ms']:.4f} ms, std "
           f"{stats['std_ms']:.4f} ms over {stats['samples']} runs")
-    table = load_table(args.device) if args.device else table_of_this_host(spec.space)
-    if table is None:
-        print("no table measured on this host covers this space: pass --device TABLE to see "
-              "a prediction (hwnas tables list), or make one with hwnas tables adapt cpu "
-              "--name mycpu")
+    local = table_of_this_host(spec.space) if not args.device else None
+    if not (args.device or local or spec.space in load_table(DEFAULT_TABLE).metadata["spaces"]):
+        print(f"no table measured on this host, nor the {DEFAULT_TABLE!r} table, covers this "
+              "space: pass --device TABLE to see a prediction (hwnas tables list)")
         return 0
+    table = local or _host_table(args.device or DEFAULT_TABLE, spec.space, args)
     predicted = predict_latency(spec, table).total_ms
     error = (predicted / stats["median_ms"] - 1) * 100
     print(f"predicted by table {table.name or table.device!r}: {predicted:.4f} ms "
-          f"({error:+.1f} % vs measured)")
-    if (then := table_reference_ms(table)) is not None:
+          f"({error:+.1f} % vs measured here now)")
+    recorded = table.metadata.get("host_fingerprint")
+    if (then := table_reference_ms(table)) is not None and recorded is not None:
         now = float(np.median([backend.reference_ms() for _ in range(5)]))
-        at_then = stats["median_ms"] * then / now
-        print(f"reference kernel: {now:.4f} ms now, {then:.4f} ms when the table was "
-              f"profiled; at that speed the net takes {at_then:.4f} ms (prediction "
-              f"{(predicted / at_then - 1) * 100:+.1f} %)")
+        if same_host(recorded, host_fingerprint()):
+            at_then = stats["median_ms"] * then / now
+            print(f"drift-normalised (reference kernel {now:.4f} ms now, {then:.4f} ms when "
+                  f"the table was made on this host): the net takes {at_then:.4f} ms at that "
+                  f"speed (prediction {(predicted / at_then - 1) * 100:+.1f} %)")
+        else:
+            print(f"the table is foreign: profiled on {describe_host(recorded)}; its reference "
+                  f"kernel took {then:.4f} ms there and {now:.4f} ms here ({now / then:.2f}×)")
     _warn_estimated(table)
-    _warn_other_host(table)
     return 0
 
 
@@ -262,8 +282,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rows", type=int_arg, default=20, help="rows shown by 'show' (default 20)")
     p.add_argument("--name", help="adapt: name of the adapted table")
     p.add_argument("--out", help="adapt: table path (default $HWNAS_TABLES/NAME.csv)")
-    p.add_argument("--space", help="adapt: space(s) to refit, comma-separated (default: all "
-                   "of the table's)")
+    p.add_argument("--space", default="cifar", help="adapt: space(s) to refit, "
+                   "comma-separated (default cifar; ~20 s per space)")
     p.add_argument("-n", type=int_arg, default=ADAPT_NETS,
                    help=f"adapt: networks measured per space (default {ADAPT_NETS})")
     p.add_argument("--quiet", action="store_true", help="adapt: no progress bar")
@@ -272,6 +292,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="predicted latency of an ArchSpec, per layer")
     p.add_argument("arch", help="ArchSpec JSON file or search RUN_DIR")
     p.add_argument("--device", required=True, help="table name or file")
+    p.add_argument("--no-adapt", action="store_true", help=NO_ADAPT_HELP)
     p.set_defaults(func=_predict)
 
     p = subparsers.add_parser("measure", help="real end-to-end latency of an ArchSpec")
@@ -284,7 +305,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int_arg, default=10, help="untimed runs (default 10)")
     p.add_argument("--repeats", type=int_arg, default=100, help="timed runs (default 100)")
     p.add_argument("--device", default=None, help="also show this table's prediction "
-                   "(default: a measured table of this host covering the space, if any)")
+                   "(default: a measured table of this host covering the space, else the "
+                   f"{DEFAULT_TABLE!r} table adapted to this host)")
+    p.add_argument("--no-adapt", action="store_true", help=NO_ADAPT_HELP)
     p.set_defaults(func=_measure)
 
     p = subparsers.add_parser("validate", help="predictor error on random architectures")

@@ -20,7 +20,7 @@ from .table import LatencyTable, known_tables, load_table
 
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
                 "amx_bf16", "asimd", "sve")
-_IDENTITY = ("cpu_model", "cpu_family", "cpu_model_number", "vector_flags", "logical_cores")
+IDENTITY = ("cpu_model", "cpu_family", "cpu_model_number", "vector_flags", "logical_cores")
 
 
 def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
@@ -66,7 +66,7 @@ def describe_host(fingerprint: dict[str, Any]) -> str:
 
 def same_host(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Same CPU model, generation, vector flags and core count (OS and kernel may differ)."""
-    return all(a.get(key) == b.get(key) for key in _IDENTITY)
+    return all(a.get(key) == b.get(key) for key in IDENTITY)
 
 
 def host_mismatch(table: LatencyTable, here: dict[str, Any] | None = None) -> str | None:

@@ -9,7 +9,8 @@ from pathlib import Path
 from hwnas_common import HwnasError
 from hwnas_common.cli_types import float_arg, int_arg
 from hwnas_common.outputs import check_output_file
-from latency_predictors.host import host_note
+from latency_predictors import load_table
+from latency_predictors.adapt import ESTIMATED_NOT_ADAPTED, NO_ADAPT_HELP, host_true_table
 from nas.core.budget import parse_budgets
 from nas.core.config import SearchConfig, default_run_dir
 from nas.core.constraints import load_constraints
@@ -21,9 +22,10 @@ from nas.deploy.retrain import (
     inherited_child,
     load_finetuned,
     retrain,
+    run_config,
     train_arch,
 )
-from nas.run.distributed import is_main_process
+from nas.run.distributed import is_distributed, is_main_process
 from nas.run.search import search
 from nas.tune.calibrate_budget import calibrate_strength
 from nas.tune.sweep_run import sweep_run
@@ -45,17 +47,17 @@ def _search(args: argparse.Namespace) -> int:
                                                 args.budget)
     preset = SearchConfig.quick if args.quick else SearchConfig.short if args.short else None
     config = (preset or SearchConfig)(devices, budgets, **fields)
-    constraints = load_constraints(get_space(config.space), devices, budgets)
     main = is_main_process()  # under torchrun, rank 0 alone reports
+    # under torchrun every rank must use the same table: only a cached adaptation
+    constraints = load_constraints(get_space(config.space), devices, budgets,
+                                   not args.no_adapt, main, not is_distributed())
     for c in constraints:
         if c.estimated and main:
             print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model "
                   f"({c.metadata.get('anchoring', 'a-priori, unanchored')}), not measured on the "
-                  "device")
-        elif main:
-            note = host_note(c.source, c.metadata)  # the identity load_constraints recorded
-            if note:
-                print(note)
+                  f"device; {ESTIMATED_NOT_ADAPTED}")
+        elif main and c.note:
+            print(c.note)
         slowest = c.matrix.fixed_ms + sum(max(row) for row in c.matrix.per_layer)
         if main and c.budget_ms >= slowest:
             print(f"note: budget {c.budget_ms:g} ms is above the slowest net of {config.space} "
@@ -158,8 +160,14 @@ def _sweep(args: argparse.Namespace) -> int:
         raise HwnasError(f"{run_dir}: no such run directory")
     if args.trials < 1:
         raise HwnasError(f"--trials must be >= 1, got {args.trials}")
-    done = sweep_run(run_dir, args.device, parse_budgets(args.budgets), args.trials, args.out,
-                     args.seed, args.storage, args.study)
+    budgets = parse_budgets(args.budgets)
+    hosted = host_true_table(load_table(args.device), [run_config(run_dir)["space"]],
+                             not args.no_adapt)
+    if hosted.note:
+        print(hosted.note)
+    device = str(hosted.path) if hosted.path else args.device  # the adaptation, cached
+    done = sweep_run(run_dir, device, budgets, args.trials, args.out, args.seed, args.storage,
+                     args.study)
     tag = " [ESTIMATED latency table]" if done.estimated else ""
     for budget, best in done.result.best.items():
         for label, p in (("sweep best", best), ("ProxylessNAS-derived", done.derived[budget])):
@@ -214,6 +222,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "every step)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (1 + 2 "
                    "epochs on 512 images, ~1 min)")
+    p.add_argument("--no-adapt", action="store_true", help=NO_ADAPT_HELP)
     p.add_argument("--short", action="store_true", help="the README's main job: 1 + 2 epochs "
                    "on 3,000 images, then fine-tuning the found net for 1 epoch on 45,000 "
                    "(~5 min)")
@@ -256,4 +265,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="Optuna RDB URL shared by workers, e.g. sqlite:///s.db")
     p.add_argument("--study", help="study name inside --storage")
     p.add_argument("--out", help="output folder (default RUN_DIR/sweep-DEVICE)")
+    p.add_argument("--no-adapt", action="store_true", help=NO_ADAPT_HELP)
     p.set_defaults(func=_sweep)

@@ -16,6 +16,13 @@ def _deterministic() -> None:
     torch.set_num_threads(1)  # faster than 2 for these tiny ops on a shared 2-core box
 
 
+@pytest.fixture(autouse=True)
+def _user_tables(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's table folder (where adapted tables are cached) is a fresh temporary one, never
+    ~/.hwnas; a test may point ``$HWNAS_TABLES`` elsewhere."""
+    monkeypatch.setenv("HWNAS_TABLES", str(tmp_path_factory.mktemp("user-tables")))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _test_spaces() -> Iterator[None]:
     """The test-only spaces exist for the session only, not from an import's side effect."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix, LatencyTable, latency_matrix, load_table
+from latency_predictors.adapt import host_true_table
 from latency_predictors.anchors import describe_anchoring
 from nas.core.derive import check_feasible
 from search_spaces import Space
@@ -27,6 +28,7 @@ class Constraint:
     budget_ms: float
     source: str  # table name or path as the user gave it
     metadata: dict[str, Any] = field(default_factory=dict)  # table_identity()
+    note: str | None = None  # how the table was made true to this host (host_true_table)
 
     @property
     def device(self) -> str:
@@ -63,9 +65,13 @@ def table_identity(table: LatencyTable, space: str) -> dict[str, Any]:
     return {**identity, "sha256": digest.hexdigest()}
 
 
-def load_constraints(space: Space, devices: Sequence[str],
-                     budgets_ms: Sequence[float]) -> list[Constraint]:
-    """Load each device's table, build its matrix for ``space``, and check joint feasibility.
+def load_constraints(space: Space, devices: Sequence[str], budgets_ms: Sequence[float],
+                     adapt: bool = True, progress: bool = True,
+                     measure: bool = True) -> list[Constraint]:
+    """Load each device's table, make it true to this host (a measured table of another
+    host is adapted for ``space`` unless ``adapt`` is False, see
+    :func:`latency_predictors.adapt.host_true_table`), build its matrix for ``space``, and
+    check joint feasibility.
 
     Raises :class:`HwnasError` (before any training) when the counts differ, a table is
     unknown or incomplete, or no architecture of the space meets every budget.
@@ -78,8 +84,8 @@ def load_constraints(space: Space, devices: Sequence[str],
         raise HwnasError(f"device listed twice: {list(devices)}")
     constraints = []
     for device, budget in zip(devices, budgets_ms, strict=True):
-        table = load_table(device)
-        constraints.append(Constraint(latency_matrix(space, table), budget, device,
-                                      table_identity(table, space.name)))
+        hosted = host_true_table(load_table(device), [space.name], adapt, progress, measure)
+        constraints.append(Constraint(latency_matrix(space, hosted.table), budget, device,
+                                      table_identity(hosted.table, space.name), hosted.note))
     check_feasible(space.num_layers, len(space.candidates), constraints)
     return constraints

@@ -50,13 +50,14 @@ def _read_json(path: Path) -> dict:
         raise HwnasError(f"{path}: unreadable ({type(err).__name__})") from None
 
 
-def _run_config(run_dir: Path) -> dict:
+def run_config(run_dir: Path) -> dict:
+    """The search configuration a run directory records (``summary.json``)."""
     return _read_json(run_dir / "summary.json")["config"]
 
 
 def inherited_child(run_dir: Path, spec: ArchSpec) -> ChildNet:
     """``spec``'s child with the weights of the supernet searched in ``run_dir``."""
-    config = _run_config(run_dir)
+    config = run_config(run_dir)
     if spec.space != config["space"]:
         raise HwnasError(f"{run_dir} searched space {config['space']!r}; the architecture is "
                          f"of space {spec.space!r}, so it cannot inherit its weights")
@@ -94,7 +95,7 @@ def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
         raise HwnasError(f"unknown --init {init!r}; valid: {list(INITS)}")
     run_dir = Path(run_dir)
     spec = ArchSpec.from_dict(_read_json(run_dir / "arch.json"))
-    config = _run_config(run_dir)
+    config = run_config(run_dir)
     start = inherited_child(run_dir, spec) if init == "inherit" else None
     return train_arch(spec, config["dataset"], epochs, start, config["batch_size"],
                       config["seed"], config["data_limit"], config["weight_lr"],
