@@ -125,3 +125,28 @@ def test_onnx_of_a_child_sliced_from_shared_weights_matches_the_supernet(tmp_pat
         want = supernet(x, paths).numpy()
     assert result.max_abs_error < 1e-3
     assert abs(got - want).max() < 1e-3
+
+
+def test_export_that_disagrees_with_pytorch_fails_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A corrupted export (the ONNX file of a net with other weights) is caught by the check
+    against PyTorch: exit 2, one line, no file."""
+    from nas.deploy import export
+
+    arch = tmp_path / "arch.json"
+    arch.write_text(get_space("cifar").sample(torch.Generator().manual_seed(0)).to_json())
+    write = export.export_onnx_file
+
+    def corrupted(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> None:
+        other = build(get_space("cifar").sample(torch.Generator().manual_seed(0))).eval()
+        with torch.no_grad():
+            for p in other.parameters():
+                p.add_(0.5)
+        write(other, input_shape, path)
+
+    monkeypatch.setattr(export, "export_onnx_file", corrupted)
+    out = tmp_path / "net.onnx"
+    assert cli.main(["export", str(arch), "--format", "onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disagrees with PyTorch" in err and "Traceback" not in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["arch.json"]
