@@ -60,6 +60,8 @@ def _check_run_dir(config: SearchConfig) -> tuple[Path, bool]:
     run killed before its first checkpoint starts it afresh (and says so); it also deletes the
     partial files a kill in the middle of a write left behind."""
     run_dir = Path(config.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise HwnasError(f"--out {run_dir} is a file, not a run directory; choose another --out")
     if config.resume:
         remove_stale_temporaries(run_dir)
     exists = (run_dir / checkpoint.CHECKPOINT).exists() or (run_dir / "summary.json").exists()
