@@ -13,6 +13,7 @@ import numpy as np
 
 from hwnas_common import HwnasError
 from hwnas_common.cli_types import int_arg
+from hwnas_common.outputs import check_output_file
 from search_spaces import SPACES, get_space, read_arch
 
 from .adapt import (
@@ -232,6 +233,9 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    if args.out:  # before minutes of measuring
+        for name in ("validation.csv", "validation.png"):
+            check_output_file(Path(args.out) / name, args.force)
     table = load_table(args.device)
     _warn_estimated(table)
     _warn_other_host(table)
@@ -319,5 +323,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="spread: a random skip share, like searched networks (default); "
                    "uniform: every layer uniform over the candidates")
     p.add_argument("--out", default=None, help="folder for validation.csv and .png")
+    p.add_argument("--force", action="store_true", help="replace validation.csv and .png in "
+                   "--out if they exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_validate)

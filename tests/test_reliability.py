@@ -277,3 +277,10 @@ def test_the_data_cache_follows_content_and_heals(tmp_path: Path) -> None:
         cache.write_bytes(b"PK\x03\x04 not a zip")
     healed = data.load_path(tree, tmp_path / "cache")
     assert np.array_equal(healed.train_x.numpy(), changed.train_x.numpy())
+
+
+def test_validate_refuses_to_replace_a_validation_before_measuring(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "validation.csv").write_text("an earlier validation\n")
+    _fails(["validate", "--device", "cpu", "--out", str(tmp_path)], capsys, "pass --force")
+    assert (tmp_path / "validation.csv").read_text() == "an earlier validation\n"
