@@ -12,8 +12,9 @@ from pathlib import Path
 from .errors import HwnasError
 
 # what a search writes into its run directory; ``model.pt`` is its fine-tuned net
-RUN_FILES = ("checkpoint.pt", "arch.json", "metrics.csv", "summary.json", "model.pt",
-             "latency.json", "latency.csv")
+RUN_FILES = ("checkpoint.pt", "warmup.pt", "arch.json", "metrics.csv", "summary.json",
+             "model.pt", "latency.json", "latency.csv", "accuracy.png", "latency.png",
+             "arch.png", "probs.png", "verdict.png")
 RUN_MARKERS = ("checkpoint.pt", "summary.json")  # a folder holding one of these is a run
 
 

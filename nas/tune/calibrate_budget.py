@@ -66,11 +66,11 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
                          "strength itself; drop torchrun / --loss-strength")
     out = Path(config.out)
     base = out / "calibration"
-    if not (config.resume and base.exists()):  # else OUT's run files are the calibration's own
-        check_not_a_run(out, "--calibrate-budget")
     if base.exists() and not config.resume:
         raise HwnasError(f"{out} already holds a calibration; pass --resume to continue it or "
                          "choose another --out")
+    if not base.exists():  # with one, OUT's run files are the calibration's own best trial
+        check_not_a_run(out, "--calibrate-budget")
     if config.resume and not base.exists() and config.progress:
         print(f"--resume: no calibration in {base} yet (killed before it started?); starting "
               "it afresh", file=sys.stderr)
