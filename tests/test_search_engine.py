@@ -154,12 +154,14 @@ def test_arch_lr_schedule_gives_every_run_the_same_travel() -> None:
 def test_scheduled_search_ends_with_decisive_probabilities(tmp_path: Path, weights: str) -> None:
     """With the default schedule a short run's α leaves uniform: the derived net's candidates
     end far above 1/K and the entropy of p far below log K (a fixed lr of 1e-3 over the same
-    22 architecture steps leaves p uniform to within 2 %)."""
+    22 architecture steps leaves p uniform to within 2 %). One flat softmax (ProxylessNAS's
+    layout), so that uniform is 1/K for every candidate."""
     rows = []
     for arch_lr in (None, 1e-3):
         out = tmp_path / f"{weights}-{arch_lr}"
         search(tiny_config(out, 2.0, epochs=3, weights=weights, arch_lr=arch_lr,
-                           budget_floor=0.0),  # the derived net: the most probable one
+                           budget_floor=0.0, choices="flat", arch_batches=1, select_top=0),
+               # the derived net: the most probable one
                [tiny_constraint(2.0)])
         rows.append(load_checkpoint(out)["history"][-1])
     scheduled, fixed = rows

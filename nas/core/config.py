@@ -52,16 +52,18 @@ class SearchConfig:
     arch_lr: float | None = None  # Adam, betas (0, 0.999); None: the schedule (arch_lr_for)
     arch_travel: float = ARCH_TRAVEL  # Adam lr × architecture steps (see arch_lr_for)
     arch_every: int = 5  # one architecture step after every 5 weight steps (ProxylessNAS)
-    arch_batches: int = 1  # comparisons (held-out batches, each with its own sampled pairs)
+    arch_batches: int = 2  # comparisons (held-out batches, each with its own sampled pairs)
     #                        averaged into one architecture step (ProxylessNAS: 1)
     arch_beta1: float = 0.0  # Adam β1 of the architecture step (ProxylessNAS: 0)
-    choices: str = "flat"  # α per layer: one softmax over the candidates ("flat", ProxylessNAS)
-    #                        or the family tree skip / interaction type / MBConv, then size
-    weight_paths: str = "p"  # weight steps after warm-up sample from p (ProxylessNAS) or
-    #                          keep the warm-up's "uniform" prior, so no early favourite
-    #                          trains itself
-    select_top: int = 0  # > 0: score this many band nets under p on the supernet (held-out
-    #                      loss, BatchNorm re-estimated) and return the best; 0: the knapsack's
+    choices: str = "family"  # α per layer: the family tree skip / interaction type / MBConv,
+    #                          then size, or one softmax over the candidates ("flat",
+    #                          ProxylessNAS)
+    weight_paths: str = "uniform"  # weight steps after warm-up keep the warm-up's uniform
+    #                                prior, so no early favourite trains itself, or sample
+    #                                from "p" (ProxylessNAS)
+    select_top: int = 8  # > 1: score this many band nets under p on the supernet (held-out
+    #                      loss, BatchNorm re-estimated) and return the best; 0 or 1: the
+    #                      knapsack's most probable net
     verdict_nets: int = 8  # random band nets the found net is compared with at the end
     retrain_epochs: int = 0  # after the search: fine-tune the derived net from its inherited
     #                          weights for this many epochs and report its test accuracy
