@@ -181,6 +181,42 @@ def test_sweep_keeps_trials_in_its_folder_and_refuses_other_settings(
     _fails(argv, capsys, "repeat its settings")
 
 
+def test_a_killed_sweep_keeps_its_finished_trials(
+        finished_run: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    import optuna
+
+    from nas.tune import sweep_run
+
+    run, table = finished_run
+    out = tmp_path / "sweep"
+    make = sweep_run.supernet_evaluator
+
+    def dies_on_the_fourth(*args: object) -> object:
+        evaluate, calls = make(*args), []
+
+        def counted(spec: object) -> float:
+            calls.append(spec)
+            if len(calls) == 4:
+                raise SystemExit("killed")
+            return evaluate(spec)
+
+        return counted
+
+    argv = ["sweep", str(run), "--device", table, "--budgets", "4ms", "--trials", "5", "--out",
+            str(out)]
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep_run, "supernet_evaluator", dies_on_the_fourth)
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+    study = optuna.load_study(study_name="sweep-fake", storage=sqlite_url(out / "study.db"))
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3 and not (out / "trials.csv").exists()
+    assert cli.main(argv) == 0  # the rerun keeps them and adds its own
+    assert len((out / "trials.csv").read_text().splitlines()) == 1 + 3 + 5
+    capsys.readouterr()
+
+
 def test_storage_passwords_are_never_printed(capsys: pytest.CaptureFixture) -> None:
     url = "postgresql://user:hunter2@127.0.0.1:9/db"
     assert redact_url(url) == "postgresql://user:***@127.0.0.1:9/db"
