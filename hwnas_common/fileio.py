@@ -4,6 +4,7 @@ replaces."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -28,11 +29,15 @@ def is_temporary(path: Path) -> bool:
 
 
 def fsync_path(path: str | os.PathLike) -> None:
-    """Flush a file's or a folder's contents to disk (a folder: the names it holds)."""
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else 0)
-    fd = os.open(path, flags)
+    """Flush a file's or a folder's contents to disk (a folder: the names it holds; skipped on
+    file systems that cannot sync a folder)."""
+    folder = Path(path).is_dir()
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if folder else 0))
     try:
         os.fsync(fd)
+    except OSError as err:
+        if not folder or err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
     finally:
         os.close(fd)
 
