@@ -97,7 +97,7 @@ def _train(args: argparse.Namespace) -> int:
     spec = read_arch(args.arch)
     init = None if args.init == "scratch" else inherited_child(Path(args.init), spec)
     source = Path(args.arch)
-    out = Path(args.out) if args.out else (source / "model.pt" if source.is_dir()
+    out = Path(args.out) if args.out else (source / "trained.pt" if source.is_dir()
                                            else source.with_suffix(".pt"))
     if out.resolve() == source.resolve():
         raise HwnasError(f"--out {out} is the architecture being trained; choose another --out")
@@ -238,7 +238,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int_arg, default=64, help="(default 64)")
     p.add_argument("--seed", type=int_arg, default=0, help="(default 0)")
     p.add_argument("--data-limit", type=int_arg, help="cap on train and test images")
-    p.add_argument("--out", help="weights file (default ARCH.pt, or RUN_DIR/model.pt)")
+    p.add_argument("--out", help="weights file (default ARCH.pt, or RUN_DIR/trained.pt: a "
+                   "run's model.pt is the net its search fine-tuned)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists (never a "
                    "search run's own files)")
     p.set_defaults(func=_train)
