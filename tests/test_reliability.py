@@ -320,3 +320,11 @@ def test_validate_refuses_to_replace_a_validation_before_measuring(
     (tmp_path / "validation.csv").write_text("an earlier validation\n")
     _fails(["validate", "--device", "cpu", "--out", str(tmp_path)], capsys, "pass --force")
     assert (tmp_path / "validation.csv").read_text() == "an earlier validation\n"
+
+
+def test_train_of_a_run_writes_trained_pt_not_the_runs_model_pt(
+        finished_run: tuple[Path, str], capsys: pytest.CaptureFixture) -> None:
+    run, _ = finished_run
+    assert cli.main(["train", str(run), "--epochs", "1", "--dataset", "synthetic"]) == 0
+    assert (run / "trained.pt").is_file() and not (run / "model.pt").exists()
+    assert f"wrote {run / 'trained.pt'}" in capsys.readouterr().out
