@@ -40,9 +40,10 @@ def main() -> None:
     parser.add_argument("--loss", default=SearchConfig.loss)
     parser.add_argument("--budget-floor", type=float, default=SearchConfig.budget_floor)
     parser.add_argument("--no-adapt", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the searches")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     hosted = host_true_table(load_table(args.table), [args.space], not args.no_adapt)
     print(hosted.note or f"table {args.table!r} is this host's")
     table = hosted.table

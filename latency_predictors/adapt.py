@@ -13,7 +13,12 @@ LitePred (Feng et al., NSDI 2024), on the simplest model that keeps the knapsack
 expected latency exact. The networks are measured drift-normalised to this host's reference
 speed (timed first, and recorded as the adapted table's ``reference``; the source table's
 stays in ``adapted_from``). The adapted table records this host's fingerprint and where it
-came from.
+came from, and covers the adapted spaces only.
+
+Host-true by default (:func:`host_true_table`): ``search``, ``predict``, ``measure`` and
+``sweep`` adapt a measured table of another host for the spaces in use before they use it, and
+cache the result in the user's table folder (``adapted/``), keyed by the source table's digest
+and this host, so a budget means milliseconds on the machine the command runs on.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ A per-op table is a property of one CPU model, core count, runtime and execution
 the `cpu` table profiled on one 2-vCPU AMD EPYC guest predicted nets on an Intel Xeon guest of
 the same VM kind 48 % off, and on a Zen 5 EPYC guest about 3× off. Every measured table records
 ``host_fingerprint`` (CPU model, family/model numbers, vector flags, logical cores, OS; the
-runtime, provider and threads are in the table's own metadata), and the commands that use a
-table say in one line when it was measured elsewhere and how to adapt it
-(``hwnas tables adapt``).
+runtime, provider and threads are in the table's own metadata). The commands that use a
+table adapt one measured elsewhere to this host first
+(:func:`latency_predictors.adapt.host_true_table`); a table that records no fingerprint is used
+as it is, with one line saying how to adapt it (``hwnas tables adapt``).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def host_note(name: str, metadata: dict[str, Any],
         return None
     recorded = metadata.get("host_fingerprint")
     here = here or host_fingerprint()
-    adapt = f"`hwnas tables adapt {name} --name {name}-here` refits it to this host (~1 min)"
+    adapt = (f"`hwnas tables adapt {name} --name {name}-here` refits it to this host "
+             "(10-35 s a space)")
     if recorded is None:
         return (f"note: table {name!r} records no host fingerprint, so it may come from "
                 f"another machine than this one ({describe_host(here)}); {adapt}")

@@ -34,6 +34,9 @@ HERE = host_fingerprint({"model name": "AMD EPYC", "cpu family": "25", "model": 
                          "flags": "avx2 fma"})
 
 
+FAST = ("--data-limit", "96", "--batch-size", "16")  # the search is not what is tested
+
+
 class Counting(Affine):
     """Measures 2 x the table sum + 0.3 ms and counts the networks it times."""
 
@@ -133,7 +136,7 @@ def test_search_adapts_a_foreign_table_by_default_and_the_budget_means_ms_here(
     source = load_table(foreign_tiny)
     budget = 20.0
     run = tmp_path / "run"
-    assert cli.main(search_argv(run, foreign_tiny, "--budget", f"{budget}ms")) == 0
+    assert cli.main(search_argv(run, foreign_tiny, "--budget", f"{budget}ms", *FAST)) == 0
     out = capsys.readouterr().out
     assert sum("adapted to this host" in line for line in out.splitlines()) == 1
     summary = json.loads((run / "summary.json").read_text())
@@ -144,7 +147,7 @@ def test_search_adapts_a_foreign_table_by_default_and_the_budget_means_ms_here(
     assert here_ms <= budget * 1.001
     assert summary["predicted_latency_ms"][foreign_tiny] == pytest.approx(here_ms, rel=1e-3)
     kept = tmp_path / "kept"
-    assert cli.main(search_argv(kept, foreign_tiny, "--budget", f"{budget}ms",
+    assert cli.main(search_argv(kept, foreign_tiny, "--budget", f"{budget}ms", *FAST,
                                 "--no-adapt")) == 0
     out = capsys.readouterr().out
     assert "--no-adapt:" in out and "adapted to this host" not in out
