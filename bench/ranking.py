@@ -1,22 +1,25 @@
-"""Does the supernet rank architectures like stand-alone training does? (Yu et al., "Evaluating
-the Search Phase of Neural Architecture Search", ICLR 2020.)
+"""Does the supernet rank the nets the search chooses between? (Yu et al., "Evaluating the
+Search Phase of Neural Architecture Search", ICLR 2020), measured inside one latency band.
 
-``--archs`` architectures of the ``cifar`` space spread over the latency range of the table
-(each the knapsack optimum of i.i.d. Gumbel scores under a budget between the smallest
-latency and the expected latency of a uniform net) are scored twice:
+It reads a ``bench/quality.py`` output folder: for every seed with a search arm that kept its
+warm-up snapshot (``ARM-search/warmup.pt``) and a random band pool whose nets belong to the
+searched space (``pool``, ``cifar`` nets, are nets of ``hybrid-cifar`` too), it scores each pool
+net on that seed's warm-up supernet exactly as the verdict does (:func:`nas.run.verdict.score_net`:
+BatchNorm re-estimated on 500 training images, held-out loss on the seed's architecture split)
+and compares with the net's stand-alone test accuracy from the quality run (same seed, same
+recipe). No training: forward passes only.
 
-- stand-alone: trained from scratch with one recipe (``nas.retrain.Recipe``) on the weight
-  split, test accuracy;
-- one-shot: test accuracy with the weights inherited from a supernet trained for
-  ``--supernet-epochs`` with uniformly sampled paths (the search's warm-up), BatchNorm
-  re-estimated on training data, once per weight mode (``shared``, ``separate``).
+Reported, with 95 % bootstrap intervals over seeds:
 
-Reports Kendall τ and Spearman ρ between the two rankings per weight mode, and with
-``--noise-seed`` the agreement of the stand-alone ranking with itself under another training
-seed: the ceiling any one-shot ranking can be measured against at this size. Stand-alone scores
-and one-shot results are cached in ``OUT``, so a killed run resumes.
+- Spearman ρ between the supernet score (−held-out loss) and stand-alone accuracy, within each
+  seed (a band pool belongs to one seed's data), averaged over seeds;
+- the same for the free baselines: parameter count and MACs.
 
-    python bench/ranking.py --dataset fashion-mnist --out runs/ranking
+Not measured here: the reliability of the stand-alone ranking itself (ρ_AB between two training
+seeds of the same nets, Spearman–Brown 2 ρ_AB / (1 + ρ_AB)), which needs every pool trained
+twice.
+
+    python bench/ranking.py --quality runs/quality --arm hybrid
 """
 
 from __future__ import annotations
@@ -24,141 +27,94 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
-from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
+from quality import seed_splits
 from scipy import stats
 
-from hwnas_common.fileio import atomic_write_text
 from latency_predictors import latency_matrix, load_table
-from nas import SearchConfig, solve
 from nas.core.constraints import Constraint
-from nas.core.engine import SearchEngine
-from nas.deploy.retrain import Recipe, train_child
-from nas.run.data import prepare_data
-from nas.run.distributed import default_device
-from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
-from search_spaces import ArchSpec, Supernet, build, get_space
+from nas.run.verdict import score_net
+from search_spaces import Supernet, build, get_space
+from search_spaces.stats import count_macs, count_params
+
+SPACES = {"hybrid": "hybrid-cifar", "hwnas": "cifar", "mbconv": "proxyless-cifar"}
 
 
-def spread_archs(table: str, n: int, seed: int) -> list[ArchSpec]:
-    space = get_space("cifar")
-    matrix = latency_matrix(space, load_table(table))
-    low = matrix.fixed_ms + sum(min(row) for row in matrix.per_layer)
-    high = matrix.fixed_ms + sum(statistics.mean(row) for row in matrix.per_layer)
-    generator = torch.Generator().manual_seed(seed)
-    specs = []
-    for i in range(n):
-        budget = low + (high - low) * (i + 1) / n
-        constraint = Constraint(matrix, budget, table)
-        uniform = torch.rand(space.num_layers, len(space.candidates), generator=generator)
-        gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
-        specs.append(space.spec_from_indices(solve(gumbel.tolist(),
-                                                   [constraint])))
-    return specs
+def score_seed(seed_dir: Path, arm: str, settings: dict, dataset: str) -> list[dict]:
+    """Every pool net of one seed: supernet score, stand-alone accuracy, params, MACs."""
+    space = get_space(SPACES[arm])
+    snapshot = seed_dir / f"{arm}-search" / "warmup.pt"
+    pool = [json.loads(p.read_text()) for p in sorted((seed_dir / "pool").glob("*.json"))]
+    if not snapshot.is_file() or len(pool) < 3:
+        return []
+    config = json.loads((seed_dir / f"{arm}-search" / "summary.json").read_text())["config"]
+    warm = Supernet(space, config["weights"], config.get("choices", "flat"))
+    warm.load_state_dict(torch.load(snapshot, map_location="cpu", weights_only=True))
+    seed = int(seed_dir.name[4:])
+    splits = seed_splits(dataset, space, seed, settings["train_images"], settings["test_images"])
+    limit = Constraint(latency_matrix(space, load_table(settings["table"])),
+                       settings["budget"], settings["table"])
+    rows = []
+    for net in pool:
+        spec = space.spec_from_string(net["arch"])
+        score = score_net(warm.eval(), spec, splits, [limit], settings["batch_size"])
+        model = build(spec)
+        rows.append({"seed": seed, "arch": net["arch"], "supernet": -score.heldout_loss,
+                     "standalone": net["test_acc"], "params": count_params(model),
+                     "macs": count_macs(model, space.input)})
+    return rows
 
 
-def standalone(specs: list[ArchSpec], splits, recipe: Recipe, cache: Path,
-               start: float) -> list[float]:
-    """Test accuracy of each spec trained from scratch with ``recipe`` (cached in ``cache``)."""
-    alone: dict[str, float] = json.loads(cache.read_text()) if cache.is_file() else {}
-    for spec in specs:
-        key = spec.to_string()
-        if key not in alone:
-            torch.manual_seed(recipe.seed)
-            model = train_child(build(spec).to(default_device()), splits.weight, recipe,
-                                progress=False)
-            alone[key] = top1_accuracy(model.eval(), splits.test.in_order())
-            atomic_write_text(cache, json.dumps(alone, indent=1) + "\n")
-        print(f"stand-alone (seed {recipe.seed}) {alone[key]:.4f}  {key}  "
-              f"[{time.perf_counter() - start:.0f} s]", flush=True)
-    return [alone[s.to_string()] for s in specs]
+def mean_rho(rows: list[dict], key: str, seeds: list[int]) -> float:
+    values = []
+    for seed in seeds:
+        mine = [r for r in rows if r["seed"] == seed]
+        rho = stats.spearmanr([r[key] for r in mine], [r["standalone"] for r in mine])[0]
+        if np.isfinite(rho):
+            values.append(rho)
+    return float(np.mean(values)) if values else float("nan")
 
 
-def train_supernet(config: SearchConfig, splits, epochs: int) -> Supernet:
-    """The search's warm-up: weight steps on uniformly sampled paths, cosine lr."""
-    space = get_space(config.space)
-    matrix = latency_matrix(space, load_table(config.devices[0]))
-    engine = SearchEngine(Supernet(space, config.weights),
-                          [Constraint(matrix, config.budgets_ms[0], "cpu")], config,
-                          default_device())
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    steps = len(splits.weight) // config.batch_size
-    for epoch in range(epochs):
-        for step, (x, y) in enumerate(splits.weight.epoch(config.batch_size, generator,
-                                                           augment=True)):
-            engine.set_lr((epoch * steps + step) / (epochs * steps))
-            engine.weight_step(x, y, uniform=True)
-    return engine.supernet
+def bootstrap(rows: list[dict], key: str, draws: int = 2000) -> tuple[float, float, float]:
+    seeds = sorted({r["seed"] for r in rows})
+    rng = np.random.default_rng(0)
+    boot = [mean_rho(rows, key, list(rng.choice(seeds, len(seeds)))) for _ in range(draws)]
+    return (mean_rho(rows, key, seeds), float(np.nanpercentile(boot, 2.5)),
+            float(np.nanpercentile(boot, 97.5)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--table", default="cpu")
-    parser.add_argument("--archs", type=int, default=12)
-    parser.add_argument("--weights", default="shared,separate")
-    parser.add_argument("--supernet-epochs", type=int, default=8)
-    parser.add_argument("--train-epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--data-limit", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--noise-seed", type=int, help="also train every arch with this seed "
-                        "and report the stand-alone ranking's own agreement (noise ceiling)")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--quality", required=True, help="a bench/quality.py output folder")
+    parser.add_argument("--arm", default="hybrid", choices=sorted(SPACES))
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    config = SearchConfig((args.table,), (100.0,), dataset=args.dataset,
-                          batch_size=args.batch_size, data_limit=args.data_limit,
-                          seed=args.seed, progress=False)
-    splits = prepare_data(config, default_device())
-    specs = spread_archs(args.table, args.archs, args.seed)
-    recipe = Recipe(args.train_epochs, args.batch_size, config.weight_lr, config.weight_decay,
-                    args.seed)
-    truth = standalone(specs, splits, recipe, out / "standalone.json", start)
-    if args.noise_seed is not None:  # the same recipe with another seed: the noise ceiling
-        again = standalone(specs, splits, replace(recipe, seed=args.noise_seed),
-                           out / f"standalone-seed{args.noise_seed}.json", start)
-        print(f"\nstand-alone seed {args.seed} vs seed {args.noise_seed} (noise ceiling): "
-              f"Kendall τ {stats.kendalltau(truth, again)[0]:.3f}, Spearman ρ "
-              f"{stats.spearmanr(truth, again)[0]:.3f}, mean |Δacc| "
-              f"{statistics.mean(abs(a - b) for a, b in zip(truth, again, strict=True)):.4f}")
-    rows = {}
-    for weights in args.weights.split(","):
-        path = out / f"oneshot-{weights}.json"
-        if path.is_file():
-            rows[weights] = json.loads(path.read_text())
-            continue
-        torch.manual_seed(args.seed)
-        began = time.perf_counter()
-        supernet = train_supernet(SearchConfig(**{**config.to_dict(), "weights": weights,
-                                                  "devices": config.devices,
-                                                  "budgets_ms": config.budgets_ms}),
-                                  splits, args.supernet_epochs)
-        seconds = time.perf_counter() - began
-        accs = []
-        for spec in specs:
-            child = recalibrate_batchnorm(supernet.child(spec),
-                                          splits.weight.in_order(args.batch_size, limit=2000))
-            accs.append(top1_accuracy(child, splits.test.in_order()))
-        tau, rho = stats.kendalltau(accs, truth)[0], stats.spearmanr(accs, truth)[0]
-        rows[weights] = {"inherited": accs, "kendall_tau": float(tau),
-                         "spearman_rho": float(rho), "supernet_seconds": seconds}
-        atomic_write_text(path, json.dumps(rows[weights], indent=1) + "\n")
-    print("\n| weights | Kendall τ | Spearman ρ | inherited acc (mean) | stand-alone acc (mean) |"
-          " supernet training |\n|---|---:|---:|---:|---:|---:|")
-    for weights, row in rows.items():
-        print(f"| {weights} | {row['kendall_tau']:.3f} | {row['spearman_rho']:.3f} | "
-              f"{statistics.mean(row['inherited']):.4f} | {statistics.mean(truth):.4f} | "
-              f"{row['supernet_seconds']:.0f} s |")
-    print(f"\n{args.archs} archs, {args.dataset}, {args.data_limit} images, supernet "
-          f"{args.supernet_epochs} epochs, stand-alone {args.train_epochs} epochs; "
-          f"wall {time.perf_counter() - start:.0f} s")
+    torch.set_num_threads(args.threads)
+    out = Path(args.quality)
+    settings = json.loads((out / "settings.json").read_text())
+    rows = []
+    for data_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+        dataset = next(d for d in settings["datasets"].split(",")
+                       if Path(d).name.split(".")[0] == data_dir.name)
+        for seed_dir in sorted(data_dir.glob("seed*")):
+            rows += score_seed(seed_dir, args.arm, settings, dataset)
+    if not rows:
+        raise SystemExit(f"{out}: no seed with a {args.arm} warm-up snapshot and a pool")
+    (out / f"ranking-{args.arm}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    seeds = sorted({r["seed"] for r in rows})
+    spread = [max(r["standalone"] for r in rows if r["seed"] == s)
+              - min(r["standalone"] for r in rows if r["seed"] == s) for s in seeds]
+    print(f"{len(rows)} band nets over {len(seeds)} seeds; stand-alone spread within a seed "
+          f"{100 * statistics.mean(spread):.2f} pt (mean)")
+    print("| score | Spearman ρ with stand-alone accuracy (mean over seeds) | 95 % bootstrap |\n"
+          "|---|---:|---|")
+    for key, label in (("supernet", f"supernet after warm-up ({args.arm})"),
+                       ("params", "parameter count"), ("macs", "MACs")):
+        rho, low, high = bootstrap(rows, key)
+        print(f"| {label} | {rho:+.2f} | [{low:+.2f}, {high:+.2f}] |")
 
 
 if __name__ == "__main__":
