@@ -71,6 +71,7 @@ from search_spaces import ArchSpec, Space, build, get_space
 
 DEV_SEEDS = (100, 101, 102)
 HEADLINE_SEEDS = tuple(range(10))
+MIN_POOL = 4  # the report leaves out smaller (unfinished) pools
 TEST_ORDER_SEED = 12345  # the fixed test subset, the same for every seed
 SEARCH_SPACES = {"hwnas": "cifar", "mbconv": "proxyless-cifar", "hybrid": "hybrid-cifar"}
 POOL_SPACES = {"pool": "cifar", "pool-mbconv": "proxyless-cifar", "pool-hybrid": "hybrid-cifar"}
@@ -244,8 +245,12 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     start = time.perf_counter()
     for dataset in args.datasets.split(","):
+        data_dir = out / Path(dataset).name.split(".")[0]
+        data_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(data_dir / "settings.json",
+                          json.dumps({**vars(args), "dataset": dataset}, indent=2) + "\n")
         for seed in seeds:
-            folder = out / Path(dataset).name.split(".")[0] / f"seed{seed}"
+            folder = data_dir / f"seed{seed}"
             print(f"{dataset} seed {seed} [{time.perf_counter() - start:.0f} s]", flush=True)
             for arm in args.arms.split(","):
                 if arm in POOL_SPACES:
@@ -264,7 +269,6 @@ def run(args: argparse.Namespace) -> None:
                     search_arm(args, folder, seed, dataset, arm)
                 else:
                     raise SystemExit(f"unknown arm {arm!r}")
-    atomic_write_text(out / "settings.json", json.dumps(vars(args), indent=2) + "\n")
     print(f"done in {time.perf_counter() - start:.0f} s")
 
 
@@ -311,22 +315,22 @@ def load_rows(out: Path) -> dict[str, dict[int, dict[str, object]]]:
 
 
 def report(out: Path) -> None:
-    settings = json.loads((out / "settings.json").read_text())
     for dataset, seeds in load_rows(out).items():
         names = sorted({name for arms in seeds.values() for name in arms})
         print(f"\n### {dataset}: {len(seeds)} seeds ({', '.join(map(str, seeds))})\n")
         print("| arm | test acc % (mean ± std) | seeds |\n|---|---:|---:|")
         per_seed: dict[str, dict[int, float]] = {}
         pools: dict[str, dict[int, list[float]]] = {}
+        n = random_search_n(seeds)
         for name in names:
             for seed, arms in seeds.items():
-                if name not in arms:
-                    continue
+                if name not in arms or (isinstance(arms[name], list)
+                                        and len(arms[name]) < MIN_POOL):
+                    continue  # a pool still being trained is left out
                 if isinstance(arms[name], list):
                     pools.setdefault(name, {})[seed] = [100 * r["test_acc"] for r in arms[name]]
                     per_seed.setdefault(f"{name} mean", {})[seed] = statistics.mean(
                         pools[name][seed])
-                    n = random_search_n(arms, settings)
                     chosen = min(arms[name][:n], key=lambda r: r["heldout_loss"])
                     per_seed.setdefault(f"{name} random search (best of {n})", {})[seed] = (
                         100 * chosen["test_acc"])
@@ -360,9 +364,10 @@ def report(out: Path) -> None:
                   f"best − worst {statistics.mean(spread):.2f} pt (mean over seeds)")
 
 
-def random_search_n(arms: dict, settings: dict) -> int:
-    """N of equal-compute random search: 1 + the search's image-steps over one retraining's."""
-    searched = [r for name, r in arms.items() if isinstance(r, dict) and "search_image_steps" in r]
+def random_search_n(seeds: dict[int, dict[str, object]]) -> int:
+    """N of equal-compute random search: 1 + a search's image-steps over one retraining's."""
+    searched = [r for arms in seeds.values() for r in arms.values()
+                if isinstance(r, dict) and "search_image_steps" in r]
     if not searched:
         return 1
     row = searched[0]

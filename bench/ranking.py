@@ -94,13 +94,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.quality)
-    settings = json.loads((out / "settings.json").read_text())
     rows = []
-    for data_dir in sorted(p for p in out.iterdir() if p.is_dir()):
-        dataset = next(d for d in settings["datasets"].split(",")
-                       if Path(d).name.split(".")[0] == data_dir.name)
-        for seed_dir in sorted(data_dir.glob("seed*")):
-            rows += score_seed(seed_dir, args.arm, settings, dataset)
+    for settings_file in sorted(out.glob("*/settings.json")):
+        settings = json.loads(settings_file.read_text())
+        for seed_dir in sorted(settings_file.parent.glob("seed*")):
+            rows += score_seed(seed_dir, args.arm, settings, settings["dataset"])
     if not rows:
         raise SystemExit(f"{out}: no seed with a {args.arm} warm-up snapshot and a pool")
     (out / f"ranking-{args.arm}.json").write_text(json.dumps(rows, indent=1) + "\n")
