@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hwnas_common import HwnasError
-from nas import SearchEngine, search
+from nas import SearchConfig, SearchEngine, search
 from nas.run import checkpoint
 from nas.run.data import prepare_data
 from nas.run.verdict import band_candidates, score_net
@@ -71,14 +71,15 @@ def test_band_candidates_are_distinct_band_nets_led_by_the_knapsack_net() -> Non
 
 
 @pytest.mark.parametrize("levers", [
-    dict(choices="family"),
-    dict(weight_paths="uniform", arch_batches=3, arch_beta1=0.9, select_top=4)])
+    dict(choices="flat", weight_paths="p", arch_batches=1, select_top=0),
+    dict(choices="family", weight_paths="uniform", arch_batches=3, arch_beta1=0.9,
+         select_top=4)])
 def test_search_levers_move_alpha_and_meet_the_budget(tmp_path: Path, levers: dict) -> None:
     out = tmp_path / "run"
     result = search(tiny_config(out, **levers), [tiny_constraint(4.0)])
     assert result.latency_ms["fake"] <= 4.0
     supernet = checkpoint.load_supernet(out)
-    assert supernet.choices == levers.get("choices", "flat")
+    assert supernet.choices == levers.get("choices", SearchConfig.choices)
     for layer in supernet.layers:
         assert float(layer.probs().detach().sum()) == pytest.approx(1.0)
         assert float(layer.alpha.detach().abs().max()) > 1e-3  # α moved
