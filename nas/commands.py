@@ -12,7 +12,7 @@ from hwnas_common.outputs import check_output_file
 from latency_predictors import load_table
 from latency_predictors.adapt import ESTIMATED_NOT_ADAPTED, NO_ADAPT_HELP, host_true_table
 from nas.core.budget import parse_budgets
-from nas.core.config import SearchConfig, default_run_dir
+from nas.core.config import WEIGHT_PATHS, SearchConfig, default_run_dir
 from nas.core.constraints import load_constraints
 from nas.core.latency_loss import LOSSES
 from nas.deploy.export import FORMATS, export_model, load_checkpoint, save_trained
@@ -29,13 +29,14 @@ from nas.run.distributed import is_distributed, is_main_process
 from nas.run.search import search
 from nas.tune.calibrate_budget import calibrate_strength
 from nas.tune.sweep_run import sweep_run
-from search_spaces import WEIGHT_MODES, get_space, read_arch
+from search_spaces import CHOICE_MODES, WEIGHT_MODES, get_space, read_arch
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "json": ".json", "pt": ".pt"}
 _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "micro_batches",
                  "loss", "loss_strength", "seed", "data_limit", "resume", "weights", "arch_lr",
                  "arch_every", "retrain_epochs", "retrain_images", "checkpoint_minutes",
-                 "budget_floor")
+                 "budget_floor", "arch_batches", "arch_beta1", "choices", "weight_paths",
+                 "select_top", "verdict_nets")
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -78,6 +79,8 @@ def _search(args: argparse.Namespace) -> int:
         epochs = f"{config.retrain_epochs} epoch{'s' if config.retrain_epochs != 1 else ''}"
         print(f"test accuracy after fine-tuning {epochs} from the inherited weights: "
               f"{result.retrained_accuracy:.4f} (the net: {result.run_dir / MODEL_FILE})")
+    if result.verdict is not None:
+        print(result.verdict["line"])
     if (chosen := result.calibration) is not None:
         print(f"calibrated {config.loss} strength: {chosen['strength']:.4g} (|E[LAT]/budget - 1|"
               f" = {chosen['abs_budget_gap']:.3f}, best of {chosen['trials']} trials; "
@@ -200,6 +203,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "× architecture steps = 10)")
     p.add_argument("--arch-every", type=int_arg, help="weight steps per architecture step "
                    "(default 5)")
+    p.add_argument("--arch-batches", type=int_arg, help="held-out batches (comparisons, each "
+                   "with its own sampled paths) averaged into one architecture step (default 2; "
+                   "ProxylessNAS: 1)")
+    p.add_argument("--arch-beta1", type=float_arg, help="Adam β1 of the architecture step "
+                   "(default 0, ProxylessNAS)")
+    p.add_argument("--choices", choices=CHOICE_MODES, help="α per layer: family (default: "
+                   "skip / interaction type / MBConv, then kernel and expansion) or flat (one "
+                   "softmax over every candidate, ProxylessNAS)")
+    p.add_argument("--weight-paths", choices=WEIGHT_PATHS, help="paths of the weight steps "
+                   "after warm-up: uniform (default, as in warm-up) or p (ProxylessNAS)")
+    p.add_argument("--select-top", type=int_arg, help="score this many band nets under p on "
+                   "the supernet and return the one with the lowest held-out loss (default 8; "
+                   "1: the knapsack's most probable net)")
+    p.add_argument("--verdict-nets", type=int_arg, help="random band nets the found net is "
+                   "scored against on the warm-up supernet (default 8; 0: no verdict)")
     p.add_argument("--retrain-epochs", type=int_arg, help="fine-tune the found net from its "
                    "inherited weights for this many epochs and report its accuracy (default 0)")
     p.add_argument("--retrain-images", type=int_arg, help="fine-tune on this many training images "

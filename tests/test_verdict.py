@@ -10,13 +10,21 @@ from pathlib import Path
 import pytest
 import torch
 
+import cli
 from hwnas_common import HwnasError
 from nas import SearchConfig, SearchEngine, search
 from nas.run import checkpoint
 from nas.run.data import prepare_data
 from nas.run.verdict import band_candidates, score_net
 from search_spaces import Supernet
-from tests.helpers import SEARCH_TINY, tiny_config, tiny_constraint
+from tests.helpers import (
+    SEARCH_TINY,
+    cli_fails,
+    search_argv,
+    tiny_config,
+    tiny_constraint,
+    tiny_table,
+)
 
 
 def test_verdict_ranks_the_found_net_among_random_band_nets(tmp_path: Path) -> None:
@@ -114,3 +122,18 @@ def test_factorised_search_resumes_to_the_same_run(tmp_path: Path) -> None:
 def test_bad_lever_values_are_one_clear_error(tmp_path: Path, bad: dict) -> None:
     with pytest.raises(HwnasError):
         tiny_config(tmp_path / "run", **bad)
+
+
+def test_cli_prints_the_verdict_and_takes_the_lever_flags(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    table = str(tiny_table(tmp_path / "tables"))
+    argv = search_argv(tmp_path / "run", table, "--budget", "4ms", "--choices", "flat",
+                       "--weight-paths", "p", "--arch-batches", "3", "--select-top", "2",
+                       "--verdict-nets", "2")
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "verdict: found net held-out acc" in out and "rank" in out
+    config = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]
+    assert (config["choices"], config["arch_batches"], config["verdict_nets"]) == ("flat", 3, 2)
+    cli_fails(search_argv(tmp_path / "bad", table, "--budget", "4ms", "--arch-batches", "0"),
+              capsys, "arch_batches must be >= 1")
