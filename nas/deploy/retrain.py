@@ -118,9 +118,10 @@ def train_child(model: nn.Module, train: Batches, recipe: Recipe, progress: bool
     """Train ``model`` (already on ``train``'s device) in place with ``recipe``; return it.
 
     Training runs in ``channels_last`` memory format (the weights are back in the default one
-    on return): on the 2-vCPU Zen 3 guest it trained a main-job net at 170 images/s on one
-    thread against 87 in the default format (``bench/child_training.py``); batch 256 did not
-    train faster than 64 there, so the recipe's batch and lr stand."""
+    on return): on the loaded 2-vCPU Zen 3 guest it trained a main-job net at 148-170 images/s
+    on one thread against 87-147 in the default format, in three runs
+    (``bench/child_training.py``); batch 256 never trained faster than 64 there, so the recipe's
+    batch and lr stand."""
     model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
                           weight_decay=recipe.weight_decay)
