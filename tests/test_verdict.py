@@ -137,3 +137,11 @@ def test_cli_prints_the_verdict_and_takes_the_lever_flags(tmp_path: Path,
     assert (config["choices"], config["arch_batches"], config["verdict_nets"]) == ("flat", 3, 2)
     cli_fails(search_argv(tmp_path / "bad", table, "--budget", "4ms", "--arch-batches", "0"),
               capsys, "arch_batches must be >= 1")
+
+
+def test_verdict_says_when_the_band_holds_only_the_found_net(tmp_path: Path) -> None:
+    """A budget that only the all-skip net meets leaves nothing to compare with."""
+    result = search(tiny_config(tmp_path / "run", budget_ms=0.6, verdict_nets=3),
+                    [tiny_constraint(0.6)])
+    assert result.spec.to_string() == "skip|skip"
+    assert "holds no net but the found one" in result.verdict["line"]

@@ -108,10 +108,15 @@ def verdict(warm: Supernet, found: ArchSpec, constraints: Sequence[Constraint], 
     table = constraints[0].source
     lats = [o.latency_ms[table] for o in others]
     spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-    line = (f"verdict: found net held-out acc {mine.heldout_acc:.3f} (loss "
-            f"{mine.heldout_loss:.3f}); {count} random nets at {min(lats):.3g}-{max(lats):.3g} "
-            f"ms on {table}: {statistics.mean(accs):.3f} ± {spread:.3f} (best {max(accs):.3f}); "
-            f"rank {rank} of {count + 1} by held-out loss, on the supernet after warm-up")
+    if all(o.arch == mine.arch for o in others):
+        line = (f"verdict: the budget's band holds no net but the found one ({mine.arch}, "
+                f"{mine.latency_ms[table]:.3g} ms on {table}): nothing to compare it with")
+    else:
+        line = (f"verdict: found net held-out acc {mine.heldout_acc:.3f} (loss "
+                f"{mine.heldout_loss:.3f}); {count} random nets at {min(lats):.3g}-"
+                f"{max(lats):.3g} ms on {table}: {statistics.mean(accs):.3f} ± {spread:.3f} "
+                f"(best {max(accs):.3f}); rank {rank} of {count + 1} by held-out loss, on the "
+                "supernet after warm-up")
     return {"found": asdict(mine), "random": [asdict(o) for o in others], "rank": rank,
             "of": count + 1, "line": line,
             "percentile": (count + 1 - rank) / count if count else math.nan}
