@@ -48,8 +48,8 @@ def score_seed(seed_dir: Path, arm: str, settings: dict, dataset: str) -> list[d
     space = get_space(SPACES[arm])
     snapshot = seed_dir / f"{arm}-search" / "warmup.pt"
     pool = [json.loads(p.read_text()) for p in sorted((seed_dir / "pool").glob("*.json"))]
-    if not snapshot.is_file() or len(pool) < 3:
-        return []
+    if not (seed_dir / f"{arm}.json").is_file() or len(pool) < 3:
+        return []  # the seed's search is not finished, or its pool too small
     config = json.loads((seed_dir / f"{arm}-search" / "summary.json").read_text())["config"]
     warm = Supernet(space, config["weights"], config.get("choices", "flat"))
     warm.load_state_dict(torch.load(snapshot, map_location="cpu", weights_only=True))
