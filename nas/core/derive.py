@@ -248,10 +248,14 @@ def random_band_net(space: Space, constraints: Sequence[Constraint], floor: floa
     """A random architecture of the band the derivation uses (``[floor · B, B]`` on every
     device, when it can): the knapsack optimum of i.i.d. Gumbel scores (perturb-and-MAP with
     a uniform prior)."""
-    uniform = torch.rand(space.num_layers, len(space.candidates), generator=generator,
-                         dtype=torch.float64)
-    gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
+    gumbel = gumbel_noise((space.num_layers, len(space.candidates)), generator)
     return space.spec_from_indices(solve(gumbel.tolist(), constraints, floor))
+
+
+def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """i.i.d. standard Gumbel draws (float64): the perturbation of perturb-and-MAP."""
+    uniform = torch.rand(shape, generator=generator, dtype=torch.float64)
+    return -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
 
 
 def check_feasible(num_layers: int, num_candidates: int,

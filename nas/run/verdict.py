@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from nas.core.constraints import Constraint
-from nas.core.derive import random_band_net, solve
+from nas.core.derive import gumbel_noise, random_band_net, solve
 from nas.run.data import Splits
 from nas.run.evaluate import recalibrate_batchnorm
 from search_spaces import ArchSpec, Supernet
@@ -75,9 +75,8 @@ def band_candidates(supernet: Supernet, constraints: Sequence[Constraint], floor
     for _ in range(4 * count):
         if len(found) >= count:
             break
-        uniform = torch.rand(scores.shape, generator=generator, dtype=torch.float64)
-        gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
-        choice = solve((scores + gumbel).tolist(), constraints, floor)
+        choice = solve((scores + gumbel_noise(tuple(scores.shape), generator)).tolist(),
+                       constraints, floor)
         if choice not in found:
             found.append(choice)
     return [space.spec_from_indices(choice) for choice in found]
