@@ -9,8 +9,9 @@ CPU family 25 model 1) the shipped `cpu` table (Zen 5, family 26 model 2) is the
 (on a Zen 5 host, the Zen 3 table of git history is: ``git show 5abb751:latency_predictors/
 tables/cpu.csv`` and ``.json``). Reports the adaptation time per space and, for the source
 and the adapted table (and, with ``--reference``, a table profiled on this host), the raw
-error against what this host measures now: MAPE, share within ±10 % and max error on ``-v``
-fresh networks, plus the noise floor: the same networks measured twice, compared.
+error against what this host measures now: MAPE, share within ±10 %, max and mean signed
+error on ``-v`` fresh networks, and for the tables of this host the error drift-normalised to
+their reference speed, plus the noise floor: the same networks measured twice, compared.
 """
 
 from __future__ import annotations
@@ -50,11 +51,16 @@ def main() -> None:
             compared.append(("profiled here", load_table(args.reference)))
         results = compare_tables([t for _, t in compared], space, n=args.v,
                                  backend=backend_for(source), sampler="spread", progress=False)
-        print(f"\n| {space}, {args.v} fresh spread nets: table | MAPE | within ±10 % | max |\n"
-              "|---|---:|---:|---:|")
+        print(f"\n| {space}, {args.v} fresh spread nets: table | MAPE | within ±10 % | max | "
+              "mean error | drift-normalised MAPE, within ±10 %, max |\n"
+              "|---|---:|---:|---:|---:|---|")
         for (label, _), result in zip(compared, results, strict=True):
+            n = result.normalised
+            normalised = (f"{n['mape']:.2f} %, {n['within_10pct']:.1f} %, {n['max_error']:.1f} %"
+                          if n else "(foreign table)")
             print(f"| {label} | {result.mape:.2f} % | {result.within_10pct:.1f} % | "
-                  f"{result.max_error:.1f} % |")
+                  f"{result.max_error:.1f} % | {result.frame['error_pct'].mean():+.2f} % | "
+                  f"{normalised} |")
         print(f"reference kernel {results[0].reference_now_ms:.4f} ms here, "
               f"{results[0].reference_ms:.4f} ms where the source was profiled")
         generator = torch.Generator().manual_seed(VALIDATION_SEED)

@@ -20,12 +20,18 @@ def op_group(layer: LayerSpec, grouping: str = "class") -> str | None:
     """The calibration group of a candidate, None for skip (0 ms, never scaled). By ``class``:
     its interaction (``sum`` ... ``rbf``) for an interaction block, ``mbconv`` for MBConv; by
     ``kernel``: its kernel size (``k3``, ``k5``, ``k7``), which decides most of how an op's
-    speed changes between two CPUs (Zen 3 to Zen 5: k3 ops ×0.40, k7 ×0.32, any class)."""
+    speed changes between two CPUs (Zen 3 to Zen 5: k3 ops ×0.40, k7 ×0.32, any class); by
+    ``kernel-branch``: the kernel size, with ``r`` appended for the r-branch interactions
+    (``poly2``, ``rbf``: ``k3r``), whose many small element-wise ops change speed between
+    two CPUs unlike one depthwise convolution does."""
     if layer.op == "skip":
         return None
     if grouping not in GROUPINGS:
         raise ValueError(f"unknown grouping {grouping!r}")
-    return layer.family if grouping == "class" else f"k{layer.kernel}"
+    if grouping == "class":
+        return layer.family
+    branch = layer.interaction is not None and uses_branches(layer.interaction)
+    return f"k{layer.kernel}" + ("r" if grouping == "kernel-branch" and branch else "")
 
 
 def op_class(layer: LayerSpec) -> str | None:

@@ -65,7 +65,8 @@ REQUIRED_METADATA: dict[str, type | tuple[type, ...]] = {
     "threads": int, "batch_size": int, "dtype": str, "warmup": int, "repeats": int,
     "host": str, "date": str, "tool_version": str, "spaces": list,
 }
-GROUPINGS = ("class", "kernel")  # how a per-group calibration groups candidates (keys.op_group)
+GROUPINGS = ("class", "kernel", "kernel-branch")  # how a per-group calibration groups
+# candidates (keys.op_group)
 OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "calibration": dict,  # space -> {scale, offset_ms, fitted_on_n, mape_before, ...}
     "analytical_error": dict,  # estimated tables: the model's error on a device we have

@@ -36,6 +36,13 @@ KERNELS = Space("latency-kernels", input=(3, 8, 8), stem="conv3x3", width=4, dep
                 candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
                             LayerSpec("block", 7, 2, "sum"), LayerSpec("block", 3, 2, "star"),
                             LayerSpec("block", 7, 2, "star")))
+# r-branch and element-wise blocks at two kernel sizes: a truth only per-kernel-branch expresses
+KERNEL_BRANCH = Space("latency-kernel-branch", input=(3, 8, 8), stem="conv3x3", width=4,
+                      depths=(2, 2), branches=2,
+                      candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
+                                  LayerSpec("block", 3, 2, "poly2"),
+                                  LayerSpec("block", 7, 2, "sum"),
+                                  LayerSpec("block", 7, 2, "poly2")))
 CLI_SPACE = Space("latency-cli", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
                   candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "sum"),
                               LayerSpec("mbconv", 3, 3)))
@@ -50,7 +57,8 @@ NNI_STRATEGY_TINY = Space("nni-strategy-tiny", input=(3, 8, 8), stem="conv3x3", 
                           depths=(1, 1), branches=2,
                           candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
                                       LayerSpec("block", 3, 2, "star")))
-TEST_SPACES = (SEARCH_TINY, CAL, KERNELS, CLI_SPACE, LATENCY_TINY, NNI_TINY, NNI_STRATEGY_TINY)
+TEST_SPACES = (SEARCH_TINY, CAL, KERNELS, KERNEL_BRANCH, CLI_SPACE, LATENCY_TINY, NNI_TINY,
+               NNI_STRATEGY_TINY)
 
 
 def register_test_spaces() -> None:

@@ -19,6 +19,7 @@ from latency_predictors.backends import export_onnx
 from latency_predictors.calibrate import (
     TableParts,
     calibrate,
+    calibration_specs,
     cross_validate,
     describe_calibration,
     fit_affine,
@@ -26,10 +27,10 @@ from latency_predictors.calibrate import (
     measure_archs,
     spread_sample,
 )
-from latency_predictors.keys import op_class
+from latency_predictors.keys import op_class, op_group
 from latency_predictors.validate import validate_table
 from search_spaces import build
-from tests.helpers import CAL, KERNELS, Affine, FakeBackend
+from tests.helpers import CAL, KERNEL_BRANCH, KERNELS, Affine, FakeBackend
 from tests.helpers import fake_table as table
 
 
@@ -107,6 +108,48 @@ def test_per_kernel_calibration_recovers_a_kernel_bias():
     measured = PerKernel(truth).time(build(spec), KERNELS.input)[0]
     assert predict_latency(spec, calibrated).total_ms == pytest.approx(measured)
     assert describe_calibration(entry).startswith("per-kernel: k3 ×1.300, k7 ×0.600")
+
+
+class PerKernelBranch(FakeBackend):
+    """'Measures' a ChildNet with a bias by kernel and r branches: k3 ×1.3, k3 r-branch ×2.0,
+    k7 ×0.6, k7 r-branch ×0.9, + 0.1 ms."""
+
+    SCALES = {"k3": 1.3, "k3r": 2.0, "k7": 0.6, "k7r": 0.9}
+
+    def __init__(self, truth):
+        super().__init__()
+        self.truth = truth
+
+    def time(self, module, input_shape):
+        breakdown = predict_latency(module.spec, self.truth)
+        groups = [op_group(layer, "kernel-branch") for layer in module.spec.layers]
+        value = sum(breakdown.fixed_parts.values()) + 0.1 + sum(
+            self.SCALES[groups[i]] * ms for i, _, ms in breakdown.layers if groups[i])
+        return np.full(self.repeats, value)
+
+
+def test_per_kernel_branch_calibration_recovers_an_r_branch_bias():
+    truth = table(KERNEL_BRANCH)
+    assert [op_group(c, "kernel-branch") for c in KERNEL_BRANCH.candidates] == [
+        None, "k3", "k3r", "k7", "k7r"]
+    calibrated = calibrate(truth, KERNEL_BRANCH, n=20, backend=PerKernelBranch(truth),
+                           progress=False)
+    entry = calibrated.calibration(KERNEL_BRANCH.name)
+    assert entry["model"] == "per-kernel-branch" and entry["groups"] == "kernel-branch"
+    assert entry["class_scales"] == pytest.approx(PerKernelBranch.SCALES)
+    assert entry["cv_mape"]["per-kernel-branch"] < 1e-3 < min(
+        entry["cv_mape"]["per-kernel"], entry["cv_mape"]["per-class"])
+    spec = KERNEL_BRANCH.spec_from_string("poly2_k3_e2|sum_k7_e2|skip|poly2_k7_e2")
+    measured = PerKernelBranch(truth).time(build(spec), KERNEL_BRANCH.input)[0]
+    assert predict_latency(spec, calibrated).total_ms == pytest.approx(measured)
+
+
+def test_calibration_measures_the_all_skip_network_first():
+    specs = calibration_specs(CAL, 6, seed=3)
+    assert specs[0].to_string() == "|".join(["skip"] * CAL.num_layers)
+    generator = torch.Generator().manual_seed(3)
+    assert [s.to_string() for s in specs[1:]] == [
+        spread_sample(CAL, generator).to_string() for _ in range(5)]
 
 
 def test_cross_validation_predicts_each_network_out_of_fold():
