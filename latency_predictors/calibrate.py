@@ -123,8 +123,18 @@ def measure_archs(specs: Sequence[ArchSpec], backend: Backend, desc: str = "meas
     reference kernel, a 3 ms timing that itself varied 0.08-0.21 ms, reproduced at 8.9 %
     (max 29 %). The reference's median over the measurement still gives the machine's speed.
     Each network is built and prepared (ONNX export, session) once, in the first pass: that
-    took 0.1-0.8 s a net there, longer than timing it.
+    took 0.1-0.8 s a net there, longer than timing it; torch runs on one thread meanwhile.
     """
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # exporting small nets: an adaptation took 22 s, not 25 s on two
+    try:
+        return _measure_archs(specs, backend, desc, progress, passes, reference_ms)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _measure_archs(specs: Sequence[ArchSpec], backend: Backend, desc: str, progress: bool,
+                   passes: int, reference_ms: float | None) -> Measurements:
     runs: list[list[tuple[float, float]]] = [[] for _ in specs]
     prepared: dict[int, Callable[[], object]] = {}
     bar = tqdm(total=passes * len(specs), desc=f"{desc} ({len(specs)} nets × {passes} passes)",
