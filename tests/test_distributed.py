@@ -1,4 +1,5 @@
-"""Data-parallel search (nas.distributed): sharding, averaging and a real 2-process gloo run.
+"""Data-parallel search (nas.core.parallel, nas.run.distributed): sharding, averaging and a
+real 2-process gloo run.
 
 The 2-process run must equal a 1-process run with the same global batch, seed and
 ``micro_batches=2`` (the same BatchNorm shards). With two shards the equality is exact: the
@@ -20,8 +21,8 @@ import torch.multiprocessing as mp
 
 from hwnas_common import HwnasError
 from nas import search
+from nas.core.parallel import Group, RanksDiverged
 from nas.run.checkpoint import load_checkpoint
-from nas.run.distributed import Group, RanksDiverged
 from tests.helpers import register_test_spaces, tiny_config, tiny_constraint
 
 

@@ -17,7 +17,7 @@ ICLR 2019:
   their probability (ProxylessNAS's rescaling).
 
 Both steps split their batch into shards (``config.micro_batches`` per process, and one share
-per data-parallel rank, :mod:`nas.run.distributed`), accumulate the gradients of the shards'
+per data-parallel rank, :class:`nas.core.parallel.Group`), accumulate the gradients of the shards'
 mean losses and average them over the ranks before the optimiser step.
 """
 
@@ -35,8 +35,7 @@ from nas.core.config import PROXYLESS_ARCH_LR, SearchConfig
 from nas.core.constraints import Constraint
 from nas.core.gradient import pair_alpha_grad, rescale_logits, sample_pairs
 from nas.core.latency_loss import latency_loss
-from nas.run.distributed import Group, default_device
-from nas.run.evaluate import top1_accuracy
+from nas.core.parallel import Group, default_device
 from search_spaces import Supernet
 
 
@@ -160,11 +159,6 @@ class SearchEngine:
             for alpha, before, indices in zip(alphas, old, sampled, strict=True):
                 rescale_logits(alpha, sorted(indices), before)
         return float(total)
-
-    def accuracy(self, batches, paths: list[int]) -> float:
-        """Top-1 accuracy of one path of the supernet (eval mode) on ``batches``."""
-        self.supernet.eval()
-        return top1_accuracy(lambda x: self.supernet(x, paths), batches.in_order())
 
     def state_dict(self) -> dict:
         return {"supernet": self.supernet.state_dict(), "weight_opt": self.weight_opt.state_dict(),

@@ -21,10 +21,10 @@ from torch import nn
 from tqdm import tqdm
 
 from hwnas_common import HwnasError
+from nas.core.parallel import default_device
 from nas.deploy.export import load_checkpoint, save_trained
 from nas.run import checkpoint
 from nas.run.data import Batches, channel_stats, load_dataset
-from nas.run.distributed import default_device
 from nas.run.evaluate import top1_accuracy
 from search_spaces import ArchSpec, ChildNet, build, get_space
 

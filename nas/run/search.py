@@ -32,6 +32,7 @@ from nas.core.config import SearchConfig
 from nas.core.constraints import Constraint, load_constraints
 from nas.core.derive import check_feasible, derive_arch
 from nas.core.engine import SearchEngine
+from nas.core.parallel import Group
 from nas.deploy.retrain import MODEL_FILE, Recipe, save_finetuned, train_child
 from nas.run import checkpoint, distributed, report
 from nas.run.data import Batches, Splits, load_dataset, prepare_data
@@ -144,9 +145,11 @@ def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[st
     chosen = [engine.supernet.space.candidate_index(layer) for layer in derived.layers]
     probs = engine.probs().detach().double()
     entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(dim=1).mean())
+    engine.supernet.eval()
+    heldout = top1_accuracy(lambda x: engine.supernet(x, chosen), splits.arch.in_order())
     row: dict[str, Any] = {"epoch": epoch + 1, "phase": "warmup" if epoch <
                            engine.config.warmup_epochs else "search", **losses,
-                           "heldout_acc": engine.accuracy(splits.arch, chosen),
+                           "heldout_acc": heldout,
                            "lr": engine.weight_opt.param_groups[0]["lr"],
                            "arch_lr": engine.arch_opt.param_groups[0]["lr"],
                            "entropy": entropy,
@@ -219,7 +222,7 @@ def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None
 
 
 def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
-            group: distributed.Group, stop_after_epoch: int | None,
+            group: Group, stop_after_epoch: int | None,
             data: Splits | None = None) -> RunResult | None:
     space = get_space(config.space)
     if constraints is None:
