@@ -15,18 +15,11 @@ from nas.core.budget import parse_budgets
 from nas.core.config import WEIGHT_PATHS, SearchConfig, default_run_dir
 from nas.core.constraints import load_constraints
 from nas.core.latency_loss import LOSSES
-from nas.deploy.export import FORMATS, export_model, load_checkpoint, save_trained
-from nas.deploy.retrain import (
-    INITS,
-    MODEL_FILE,
-    inherited_child,
-    load_finetuned,
-    retrain,
-    run_config,
-    train_arch,
-)
+from nas.deploy.export import FORMATS, export_model
+from nas.deploy.retrain import INITS, inherited_child, retrain, run_config, train_arch
 from nas.run.distributed import is_distributed, is_main_process
 from nas.run.search import search
+from nas.run.trained import MODEL_FILE, load_finetuned, load_trained, save_trained
 from nas.tune.calibrate_budget import calibrate_strength
 from nas.tune.sweep_run import sweep_run
 from search_spaces import CHOICE_MODES, WEIGHT_MODES, get_space, read_arch
@@ -120,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     source = Path(args.arch)
     if source.suffix == ".pt" and source.is_file():  # weights from `hwnas train`
-        spec, model = load_checkpoint(source)
+        spec, model = load_trained(source)
         out = Path(args.out) if args.out else source.with_suffix(SUFFIXES[args.format])
     elif source.is_dir() and args.train_epochs is None:  # the net the search fine-tuned
         net = load_finetuned(source)

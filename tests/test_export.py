@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import cli
-from nas.deploy.export import export_model, load_checkpoint
+from nas.deploy.export import export_model
+from nas.run.trained import load_trained
 from search_spaces import build, get_space
 
 
@@ -71,7 +72,7 @@ def test_torchscript_json_and_checkpoint(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded_ts(x), model(x))
     export_model(spec, model, "pt", tmp_path / "m.pt")
-    spec2, model2 = load_checkpoint(tmp_path / "m.pt")
+    spec2, model2 = load_trained(tmp_path / "m.pt")
     assert spec2 == spec
     with torch.no_grad():
         torch.testing.assert_close(model2(x), model(x), rtol=0, atol=0)
@@ -96,7 +97,7 @@ def test_cli_export_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(Exception, match="not a valid hwnas checkpoint"):
-        load_checkpoint(corrupt)
+        load_trained(corrupt)
     assert not list(tmp_path.glob(".*.tmp"))
 
 

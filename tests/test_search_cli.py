@@ -125,7 +125,7 @@ def test_search_keeps_its_fine_tuned_net_and_export_uses_it(
     import onnxruntime as ort
     import torch
 
-    from nas.deploy.export import load_checkpoint
+    from nas.run.trained import load_trained
 
     run = tmp_path / "run"
     assert main(_search(run, table, "--budget", "30ms", "--retrain-epochs", "1")) == 0
@@ -140,7 +140,7 @@ def test_search_keeps_its_fine_tuned_net_and_export_uses_it(
     assert main(["export", str(run), "--format", "onnx"]) == 0
     out = capsys.readouterr().out
     assert "exporting the fine-tuned net" in out and "retrain" not in out
-    spec, model = load_checkpoint(run / "model.pt")
+    spec, model = load_trained(run / "model.pt")
     x = torch.randn(1, *spec.input)
     session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]

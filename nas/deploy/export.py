@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from hwnas_common import HwnasError
-from hwnas_common.fileio import atomic_path, atomic_write_text, atomic_write_with
+from hwnas_common.fileio import atomic_path, atomic_write_text
 from latency_predictors.backends import export_onnx
+from nas.run.trained import net_record
 from search_spaces import ArchSpec, build
 
 FORMATS = ("onnx", "torchscript", "json", "pt")
@@ -46,35 +47,6 @@ def onnx_max_abs_error(model: nn.Module, path: Path, x: torch.Tensor) -> float:
     return float(np.max(np.abs(got - want)))
 
 
-def checkpoint(spec: ArchSpec, model: nn.Module) -> dict:
-    """A state-dict checkpoint that ``load_checkpoint`` rebuilds (tensors and plain data only)."""
-    return {"arch": spec.to_dict(), "state_dict": model.state_dict()}
-
-
-def save_trained(path: str | Path, spec: ArchSpec, model: nn.Module, test_accuracy: float,
-                 how: dict) -> Path:
-    """Write a trained net (``hwnas train``) as a checkpoint ``export`` and
-    ``load_checkpoint`` read, with its test accuracy and how it was trained; atomically."""
-    state = {**checkpoint(spec, model), "test_accuracy": test_accuracy, "trained": how}
-    path = Path(path)
-    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
-    return path
-
-
-def load_checkpoint(path: str | Path) -> tuple[ArchSpec, nn.Module]:
-    """Rebuild the child network saved by ``export_model(..., "pt", ...)``."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        spec = ArchSpec.from_dict(data["arch"])
-        model = build(spec)
-        model.load_state_dict(data["state_dict"])
-    except HwnasError:
-        raise
-    except Exception as err:  # unreadable, truncated or foreign file
-        raise HwnasError(f"{path}: not a valid hwnas checkpoint ({type(err).__name__})") from None
-    return spec, model.eval()
-
-
 def export_model(spec: ArchSpec, model: nn.Module | None, fmt: str, out: str | Path,
                  seed: int = 0) -> ExportResult:
     """Write ``model`` (default: ``build(spec)`` freshly initialised) in format ``fmt`` to ``out``.
@@ -94,7 +66,7 @@ def export_model(spec: ArchSpec, model: nn.Module | None, fmt: str, out: str | P
     error = None
     with atomic_path(out) as tmp:
         if fmt == "pt":
-            torch.save(checkpoint(spec, model), tmp)
+            torch.save(net_record(spec, model), tmp)
         elif fmt == "torchscript":
             with torch.no_grad():
                 traced = torch.jit.trace(model, x)

@@ -1,35 +1,30 @@
-"""Retrain the architecture a search derived, from scratch or from the supernet's weights, and
-keep the net a search fine-tuned.
+"""Train any architecture, or retrain the one a search derived, from scratch or from the
+supernet's weights (``hwnas train``, ``hwnas export RUN_DIR --train-epochs N``).
 
 The run directory names everything needed: ``arch.json`` (the derived ArchSpec),
 ``summary.json`` (data set, data limit, seed) and ``checkpoint.pt`` (the supernet, whose
-weights a child inherits through ``Supernet.child(spec)``). A search with ``retrain_epochs``
-also writes ``model.pt`` (:data:`MODEL_FILE`): the fine-tuned child with its test accuracy and
-recipe (:func:`save_finetuned`), which ``hwnas export RUN_DIR`` exports (:func:`load_finetuned`).
+weights a child inherits through ``Supernet.child(spec)``). Training is
+:func:`nas.run.train.train_child` with the search's weight recipe; the net a search fine-tuned
+itself is ``RUN_DIR/model.pt`` (:mod:`nas.run.trained`).
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
-from tqdm import tqdm
 
 from hwnas_common import HwnasError
 from nas.core.parallel import default_device
-from nas.deploy.export import load_checkpoint, save_trained
 from nas.run import checkpoint
 from nas.run.data import Batches, channel_stats, load_dataset
 from nas.run.evaluate import top1_accuracy
+from nas.run.train import Recipe, train_child
 from search_spaces import ArchSpec, ChildNet, build, get_space
 
 INITS = ("scratch", "inherit")
-MODEL_FILE = "model.pt"  # a search's fine-tuned child, in its run directory
 
 
 @dataclass(frozen=True)
@@ -100,91 +95,3 @@ def retrain(run_dir: str | Path, epochs: int, init: str = "inherit",
     return train_arch(spec, config["dataset"], epochs, start, config["batch_size"],
                       config["seed"], config["data_limit"], config["weight_lr"],
                       config["weight_decay"], progress)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a child network is trained: SGD nesterov 0.9, cosine lr, label smoothing 0.1."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    seed: int
-
-
-def train_child(model: nn.Module, train: Batches, recipe: Recipe, progress: bool = True,
-                desc: str = "retrain") -> nn.Module:
-    """Train ``model`` (already on ``train``'s device) in place with ``recipe``; return it.
-
-    Training runs in ``channels_last`` memory format (the weights are back in the default one
-    on return): on the loaded 2-vCPU Zen 3 guest it trained a main-job net at 148-170 images/s
-    on one thread against 87-147 in the default format, in three runs
-    (``bench/child_training.py``); batch 256 never trained faster than 64 there, so the recipe's
-    batch and lr stand."""
-    model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
-                          weight_decay=recipe.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    batch_size = min(recipe.batch_size, len(train))
-    steps = max(1, recipe.epochs * (len(train) // batch_size))
-    step = 0
-    for epoch in range(recipe.epochs):
-        model.train()
-        for x, y in tqdm(train.epoch(batch_size, generator, augment=True),
-                         total=len(train) // batch_size, desc=f"{desc} {epoch + 1}/"
-                         f"{recipe.epochs}", disable=not progress, leave=False):
-            for group in opt.param_groups:
-                group["lr"] = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last)), y)
-            if not torch.isfinite(loss):
-                raise HwnasError(f"retraining loss became {loss.item()} at epoch {epoch + 1}")
-            loss.backward()
-            opt.step()
-            step += 1
-    return model.to(memory_format=torch.contiguous_format)
-
-
-def save_finetuned(path: str | Path, spec: ArchSpec, model: nn.Module, test_accuracy: float,
-                   recipe: Recipe, dataset: str, images: int) -> Path:
-    """Write a search's fine-tuned child (``RUN_DIR/model.pt``) with its test accuracy and
-    recipe, in the format of ``hwnas train`` (:func:`nas.deploy.export.save_trained`)."""
-    return save_trained(path, spec, model, test_accuracy,
-                        {"dataset": dataset, "images": images, "init": "inherit", **asdict(recipe),
-                         "optimizer": "SGD nesterov 0.9, cosine lr, label smoothing 0.1"})
-
-
-@dataclass(frozen=True)
-class TrainedNet:
-    """A trained net read back: its architecture, weights and what it records of its training."""
-
-    path: Path
-    spec: ArchSpec
-    model: nn.Module  # on the CPU, eval mode
-    test_accuracy: float | None
-    trained: dict[str, Any]
-
-    def describe(self) -> str:
-        """``test accuracy 0.8771, fine-tuned 1 epoch on 45,000 fashion-mnist images``"""
-        how = self.trained
-        accuracy = ("test accuracy unrecorded" if self.test_accuracy is None
-                    else f"test accuracy {self.test_accuracy:.4f}")
-        if "epochs" not in how:
-            return accuracy
-        epochs = f"{how['epochs']} epoch{'s' if how['epochs'] != 1 else ''}"
-        images = f"{how['images']:,} " if how.get("images") else ""
-        return f"{accuracy}, trained {epochs} on {images}{how.get('dataset', '?')} images"
-
-
-def load_finetuned(run_dir: str | Path) -> TrainedNet:
-    """The fine-tuned child a search saved in ``run_dir`` (one clear error when it has none)."""
-    path = Path(run_dir) / MODEL_FILE
-    if not path.is_file():
-        raise HwnasError(f"{run_dir} holds no fine-tuned net ({MODEL_FILE}: the search ran with "
-                         "--retrain-epochs 0); export it with --train-epochs N to train it now, "
-                         f"or export {Path(run_dir) / 'arch.json'} for the architecture alone")
-    spec, model = load_checkpoint(path)
-    record = torch.load(path, map_location="cpu", weights_only=True)
-    return TrainedNet(path, spec, model, record.get("test_accuracy"), record.get("trained") or {})
