@@ -40,7 +40,14 @@ from hwnas_common.errors import HwnasError
 from .backends import Backend
 from .calibrate import backend_for, calibrate, check_calibration_size
 from .host import IDENTITY, describe_host, host_fingerprint, host_note, same_host
-from .table import LatencyTable, load_table, save_table, table_dirs, table_paths
+from .table import (
+    LatencyTable,
+    load_table,
+    save_table,
+    table_digest,
+    table_dirs,
+    table_paths,
+)
 
 ADAPT_NETS = 25  # networks measured per space (the all-skip one and spread ones)
 ADAPT_REPEATS = 20  # timed runs per network and pass (6 passes, the fastest kept)
@@ -134,13 +141,6 @@ def adapt_backend(table: LatencyTable) -> Backend:
         raise HwnasError(f"table {table.name or table.device!r} was measured with "
                          f"{table.metadata['runtime']} ({table.metadata['mode']}), which cannot "
                          f"run here: {type(err).__name__}: {str(err).splitlines()[0]}") from None
-
-
-def table_digest(table: LatencyTable) -> str:
-    """SHA-256 of a table's rows and metadata: which source an adaptation was made from."""
-    digest = hashlib.sha256(table.frame.to_csv(index=False).encode())
-    digest.update(json.dumps(table.metadata, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
 
 
 def adaptation_path(table: LatencyTable, here: dict[str, Any], runtime_version: str) -> Path:

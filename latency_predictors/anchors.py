@@ -271,10 +271,3 @@ def fit_anchored(device: DeviceModel, anchors: Sequence[Anchor],
     return AnchorFit(_with_params(device, *params), anchors,
                      [predict(params, r) for r in rows], leave_one_out(rows, fit, predict))
 
-
-def describe_anchoring(anchoring: dict[str, Any] | None) -> str:
-    """The label an estimated table carries: anchored (N, LOO MAPE) or a-priori."""
-    if not anchoring:
-        return "a-priori, unanchored"
-    return (f"anchored on {anchoring['n_anchors']} {anchoring.get('what', 'published figures')}"
-            f", leave-one-out MAPE {anchoring['loo_mape']:.1f} %")

@@ -24,7 +24,7 @@ from .adapt import (
     check_writable,
     host_true_table,
 )
-from .anchors import describe_anchoring, device_anchors, load_anchors
+from .anchors import device_anchors, load_anchors
 from .backends import BACKENDS, make_backend
 from .calibrate import (
     describe_calibration,
@@ -40,7 +40,7 @@ from .profile import (
     describe_pass_spread,
     profile_device,
 )
-from .table import LatencyTable, known_tables, load_table, save_table
+from .table import LatencyTable, describe_anchoring, known_tables, load_table, save_table
 from .validate import SAMPLERS, validate_table
 
 DEFAULT_TABLE = "cpu"  # measure's table when none of this host covers the space

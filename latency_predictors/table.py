@@ -124,8 +124,6 @@ class LatencyTable:
     def describe(self) -> str:
         """One line: name, device, provenance (estimated tables: anchored or a-priori) and
         runtime."""
-        from .anchors import describe_anchoring
-
         tag = (f"ESTIMATED ({describe_anchoring(self.metadata.get('anchoring'))})"
                if self.estimated else "measured")
         threads = "" if self.estimated else f", {self.metadata['threads']} threads"
@@ -133,6 +131,41 @@ class LatencyTable:
                 f"{self.metadata['runtime']} {self.metadata['runtime_version']} "
                 f"({self.metadata['mode']}{threads}), "
                 f"{len(self.frame)} rows, spaces {self.metadata['spaces']}")
+
+
+def describe_anchoring(anchoring: dict[str, Any] | None) -> str:
+    """The label an estimated table carries: anchored (N, LOO MAPE) or a-priori (its
+    ``anchoring`` metadata, written by :mod:`latency_predictors.anchors`)."""
+    if not anchoring:
+        return "a-priori, unanchored"
+    return (f"anchored on {anchoring['n_anchors']} {anchoring.get('what', 'published figures')}"
+            f", leave-one-out MAPE {anchoring['loo_mape']:.1f} %")
+
+
+def table_digest(table: LatencyTable) -> str:
+    """SHA-256 of a table's rows and metadata: which table a run or an adaptation used."""
+    digest = hashlib.sha256(table.frame.to_csv(index=False).encode())
+    digest.update(json.dumps(table.metadata, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+IDENTITY_FIELDS = ("device", "provenance", "runtime", "runtime_version", "mode", "threads",
+                   "host", "host_fingerprint", "date", "tool_version", "adapted_from")
+
+
+def table_identity(table: LatencyTable, space: str) -> dict[str, Any]:
+    """What identifies a table in a run summary: its provenance fields, a SHA-256 of its rows
+    and metadata (:func:`table_digest`), and this space's calibration model without its fit
+    points."""
+    meta = table.metadata
+    identity = {k: meta[k] for k in IDENTITY_FIELDS if k in meta}
+    if table.estimated:  # "anchored on N published figures, ..." or "a-priori, unanchored"
+        identity["anchoring"] = describe_anchoring(meta.get("anchoring"))
+    calib = table.calibration(space)
+    if calib is not None:
+        identity["calibration"] = {k: v for k, v in calib.items()
+                                   if k not in ("fit_points", "fit_columns", "fitted")}
+    return {**identity, "sha256": table_digest(table)}
 
 
 def _key(values: tuple) -> OpKey:

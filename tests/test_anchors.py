@@ -138,7 +138,7 @@ def test_anchors_listing_shows_fit_and_leave_one_out(capsys):
 
 
 def test_search_and_predict_say_how_an_estimated_table_is_anchored(capsys):
-    from nas.core.constraints import table_identity
+    from latency_predictors.table import table_identity
 
     assert table_identity(load_table("h100"), "cifar")["anchoring"] == "a-priori, unanchored"
     assert table_identity(load_table("a100"), "cifar")["anchoring"].startswith("anchored on 8")

@@ -6,16 +6,14 @@ user gave and the table's identity for the run summary."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hwnas_common import HwnasError
-from latency_predictors import LatencyMatrix, LatencyTable, latency_matrix, load_table
+from latency_predictors import LatencyMatrix, latency_matrix, load_table
 from latency_predictors.adapt import host_true_table
-from latency_predictors.anchors import describe_anchoring
+from latency_predictors.table import table_identity
 from nas.core.derive import check_feasible
 from search_spaces import Space
 
@@ -27,7 +25,7 @@ class Constraint:
     matrix: LatencyMatrix
     budget_ms: float
     source: str  # table name or path as the user gave it
-    metadata: dict[str, Any] = field(default_factory=dict)  # table_identity()
+    metadata: dict[str, Any] = field(default_factory=dict)  # table_identity(table, space)
     note: str | None = None  # how the table was made true to this host (host_true_table)
 
     @property
@@ -43,26 +41,6 @@ class Constraint:
         return {"table": self.source, "device": self.device, "budget_ms": self.budget_ms,
                 "provenance": self.matrix.provenance, "calibrated": self.matrix.calibrated,
                 "metadata": self.metadata}
-
-
-_IDENTITY_FIELDS = ("device", "provenance", "runtime", "runtime_version", "mode", "threads",
-                    "host", "host_fingerprint", "date", "tool_version", "adapted_from")
-
-
-def table_identity(table: LatencyTable, space: str) -> dict[str, Any]:
-    """What identifies a table in a run summary: its provenance fields, a SHA-256 of its rows
-    and metadata, and this space's calibration model without its fit points."""
-    meta = table.metadata
-    digest = hashlib.sha256(table.frame.to_csv(index=False).encode())
-    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    identity = {k: meta[k] for k in _IDENTITY_FIELDS if k in meta}
-    if table.estimated:  # "anchored on N published figures, ..." or "a-priori, unanchored"
-        identity["anchoring"] = describe_anchoring(meta.get("anchoring"))
-    calib = table.calibration(space)
-    if calib is not None:
-        identity["calibration"] = {k: v for k, v in calib.items()
-                                   if k not in ("fit_points", "fit_columns", "fitted")}
-    return {**identity, "sha256": digest.hexdigest()}
 
 
 def load_constraints(space: Space, devices: Sequence[str], budgets_ms: Sequence[float],
