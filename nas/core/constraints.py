@@ -14,7 +14,6 @@ from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix, latency_matrix, load_table
 from latency_predictors.adapt import host_true_table
 from latency_predictors.table import table_identity
-from nas.core.derive import check_feasible
 from search_spaces import Space
 
 
@@ -48,11 +47,11 @@ def load_constraints(space: Space, devices: Sequence[str], budgets_ms: Sequence[
                      measure: bool = True) -> list[Constraint]:
     """Load each device's table, make it true to this host (a measured table of another
     host is adapted for ``space`` unless ``adapt`` is False, see
-    :func:`latency_predictors.adapt.host_true_table`), build its matrix for ``space``, and
-    check joint feasibility.
+    :func:`latency_predictors.adapt.host_true_table`) and build its matrix for ``space``.
+    Whether some architecture meets every budget is the search's first check
+    (:func:`nas.core.derive.check_feasible`).
 
-    Raises :class:`HwnasError` (before any training) when the counts differ, a table is
-    unknown or incomplete, or no architecture of the space meets every budget.
+    Raises :class:`HwnasError` when the counts differ or a table is unknown or incomplete.
     """
     if len(devices) != len(budgets_ms):
         raise HwnasError(f"got {len(devices)} devices {list(devices)} but {len(budgets_ms)} "
@@ -65,5 +64,4 @@ def load_constraints(space: Space, devices: Sequence[str], budgets_ms: Sequence[
         hosted = host_true_table(load_table(device), [space.name], adapt, progress, measure)
         constraints.append(Constraint(latency_matrix(space, hosted.table), budget, device,
                                       table_identity(hosted.table, space.name), hosted.note))
-    check_feasible(space.num_layers, len(space.candidates), constraints)
     return constraints

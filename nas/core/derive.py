@@ -52,15 +52,12 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
 from hwnas_common import HwnasError
+from nas.core.constraints import Constraint
 from search_spaces import ArchSpec, Space, Supernet
-
-if TYPE_CHECKING:
-    from nas.core.constraints import Constraint
 
 _MARGIN = 1e-9  # relative rounding margin of the pruning tests (keeps more, never fewer)
 
@@ -258,7 +255,7 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Te
     return -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
 
 
-def check_feasible(num_layers: int, num_candidates: int,
-                   constraints: Sequence[Constraint]) -> None:
-    """Raise the knapsack's infeasibility error if no architecture meets every budget."""
-    solve([[0.0] * num_candidates for _ in range(num_layers)], constraints)
+def check_feasible(space: Space, constraints: Sequence[Constraint]) -> None:
+    """Raise the knapsack's infeasibility error if no architecture of ``space`` meets every
+    budget: the first check of a search (:func:`nas.run.search.search`)."""
+    solve([[0.0] * len(space.candidates) for _ in range(space.num_layers)], constraints)

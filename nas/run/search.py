@@ -228,7 +228,7 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
     space = get_space(config.space)
     if constraints is None:
         constraints = load_constraints(space, config.devices, config.budgets_ms)
-    check_feasible(space.num_layers, len(space.candidates), constraints)
+    check_feasible(space, constraints)
     run_dir, resume = _check_run_dir(config)
     state = checkpoint.load_checkpoint(run_dir) if resume else None
     torch.manual_seed(config.seed)

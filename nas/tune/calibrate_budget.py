@@ -36,12 +36,13 @@ from hwnas_common.fileio import atomic_write_text, atomic_write_with
 from hwnas_common.outputs import check_not_a_run
 from nas.core.config import SearchConfig
 from nas.core.constraints import Constraint
+from nas.core.derive import check_feasible
 from nas.core.latency_loss import DEFAULT_BETA, DEFAULT_LAMBDA
 from nas.run import checkpoint, report
 from nas.run.distributed import is_distributed
 from nas.run.search import RunResult, search
 from nas.tune.storage import sqlite_url
-from search_spaces import ArchSpec
+from search_spaces import ArchSpec, get_space
 
 STRENGTH_RANGES = {"mul_log": (0.01, 3.0), "hinge_log": (0.01, 3.0),
                    "add_linear": (0.01, 10.0)}  # log-uniform
@@ -71,6 +72,7 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
                          "choose another --out")
     if not base.exists():  # with one, OUT's run files are the calibration's own best trial
         check_not_a_run(out, "--calibrate-budget")
+    check_feasible(get_space(config.space), constraints)  # before anything is written
     if config.resume and not base.exists() and config.progress:
         print(f"--resume: no calibration in {base} yet (killed before it started?); starting "
               "it afresh", file=sys.stderr)
