@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from hwnas_common import HwnasError
@@ -14,7 +15,7 @@ from latency_predictors.adapt import ESTIMATED_NOT_ADAPTED, NO_ADAPT_HELP, host_
 from nas.core.budget import parse_budgets
 from nas.core.config import WEIGHT_PATHS, SearchConfig, default_run_dir
 from nas.core.constraints import load_constraints
-from nas.core.latency_loss import LOSSES
+from nas.core.latency_loss import LOSSES, LatencyLoss
 from nas.deploy.export import FORMATS, export_model
 from nas.deploy.retrain import INITS, inherited_child, retrain, run_config, train_arch
 from nas.run.distributed import is_distributed, is_main_process
@@ -174,6 +175,11 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _per_loss(describe: Callable[[str, LatencyLoss], str]) -> str:
+    """One phrase per registered latency loss, for the help text."""
+    return ", ".join(describe(name, loss) for name, loss in LOSSES.items())
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="ProxylessNAS search under latency budgets")
     p.add_argument("--space", help="search space (default cifar)")
@@ -217,14 +223,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: the search's weight split)")
     p.add_argument("--micro-batches", type=int_arg, help="split each batch into this many "
                    "shards (gradient accumulation; default 1); under torchrun, per process")
-    p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default hinge_log)")
-    p.add_argument("--loss-strength", type=float_arg, help="β of mul_log and hinge_log (default "
-                   "0.3) or λ of add_linear (default 0.1)")
+    p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default "
+                   f"{defaults['loss']})")
+    p.add_argument("--loss-strength", type=float_arg, help=_per_loss(
+        lambda name, loss: f"{loss.strength} of {name} (default {loss.default:g})"))
     p.add_argument("--budget-floor", type=float_arg, help="derive the most probable net that "
                    "uses at least this share of every budget, when one exists (default 0.9; 0: "
                    "the most probable net under the budget)")
     p.add_argument("--calibrate-budget", type=int_arg, metavar="TRIALS", help="tune the loss "
-                   "strength with Optuna over TRIALS searches so E[LAT] lands at the budget")
+                   "strength with Optuna over TRIALS searches so E[LAT] lands at the budget "
+                   "(log scale: " + _per_loss(lambda name, loss: f"{loss.strength} of {name} in "
+                                              "[{:g}, {:g}]".format(*loss.search_range)) + ")")
     p.add_argument("--out", help="run directory (default runs/DATA-SPACE-DEVICES-BUDGETS)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its checkpoint")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from hwnas_common import HwnasError
-from nas.core.latency_loss import PAPER_TARGET_MS, add_linear, hinge_log, latency_loss, mul_log
+from nas.core.latency_loss import (
+    LOSSES,
+    PAPER_TARGET_MS,
+    add_linear,
+    hinge_log,
+    latency_loss,
+    mul_log,
+)
 
 
 def test_mul_log_equals_the_paper_at_80_ms() -> None:
@@ -61,3 +69,26 @@ def test_hinge_log_is_mul_log_above_the_budget_and_ce_below() -> None:
     over, under = torch.tensor(2.0), torch.tensor(0.5)
     assert float(hinge_log(ce, [over, under], [1.0, 1.0])) == pytest.approx(
         float(mul_log(ce, [over], [1.0])))
+
+
+def test_readme_loss_table_is_the_registry() -> None:
+    """One row per registered loss, in registration order, with its record's values."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    header = next(line for line in readme.splitlines() if line.startswith("| `--loss` |"))
+    lines = readme.splitlines()
+    start = lines.index(header) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
+    assert rows == [[name, loss.formula, loss.strength, f"{loss.default:g}",
+                     "[{:g}, {:g}]".format(*loss.search_range)]
+                    for name, loss in LOSSES.items()]
+
+
+def test_default_strength_is_the_records() -> None:
+    ce, e = torch.tensor(1.3), [torch.tensor(3.0)]
+    for name, loss in LOSSES.items():
+        assert float(latency_loss(name, ce, e, [2.0])) == float(
+            loss.function(ce, e, [2.0], loss.default))

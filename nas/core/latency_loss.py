@@ -1,11 +1,14 @@
 """Latency-aware losses of ProxylessNAS (Cai et al., ICLR 2019, §3.3.1), one term per device.
 
-With ``E_d`` the expected latency on device d (differentiable in α) and ``T_d`` its target:
-
-- ``mul_log``:    ``CE · Π_d (log E_d / log T_d)^β``
-- ``hinge_log``:  ``CE · Π_d max(1, log E_d / log T_d)^β``: no reward below the budget
-- ``add_linear``: ``CE + Σ_d λ · (E_d − T_d) / T_d``  (the ``− T_d`` is a constant; it keeps the
-  term at 0 on budget, as in ProxylessNAS's code)
+With ``E_d`` the expected latency on device d (differentiable in α) and ``T_d`` its target,
+every loss adds or multiplies one term per device to the cross-entropy CE. Each loss is one
+:class:`LatencyLoss` record in :data:`LOSSES`: its function, its formula, the name of its
+strength (β or λ), the strength's default and the range ``--calibrate-budget`` searches.
+``--loss`` and ``--loss-strength`` (their help), budget calibration
+(:mod:`nas.tune.calibrate_budget`) and the README's loss table (section "Search defaults",
+checked by ``tests/test_nas_loss.py``) read it, so a new loss is one registered record.
+``add_linear``'s ``− T_d`` is a constant; it keeps the term at 0 on budget, as in ProxylessNAS's
+code.
 
 Defaults follow ProxylessNAS's ImageNet search script (mit-han-lab/proxylessnas,
 ``search/imagenet_arch_search.py``): β = 0.3 (``grad_reg_loss_beta``), λ = 0.1
@@ -24,10 +27,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from hwnas_common import HwnasError
+from hwnas_common import Registry
 
 PAPER_TARGET_MS = 80.0  # ProxylessNAS's mobile target (ref_values['mobile']['1.00'])
 DEFAULT_BETA = 0.3
@@ -70,15 +74,28 @@ def add_linear(ce: torch.Tensor, expected: Sequence[torch.Tensor], targets: Sequ
     return loss
 
 
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {"mul_log": mul_log, "hinge_log": hinge_log,
-                                                  "add_linear": add_linear}
+@dataclass(frozen=True)
+class LatencyLoss:
+    """Everything hwnas asks of one latency loss."""
+
+    function: Callable[..., torch.Tensor]  # (ce, expected, targets, strength) -> loss
+    formula: str  # as the README's loss table writes it
+    strength: str  # the name of its strength: "β" or "λ"
+    default: float  # the strength when none is given (ProxylessNAS's value)
+    search_range: tuple[float, float]  # what --calibrate-budget searches, log-uniform
+
+
+LOSSES: Registry[LatencyLoss] = Registry("latency loss")
+LOSSES.register("mul_log", LatencyLoss(mul_log, "CE · Π_d (log E_d / log T_d)^β", "β",
+                                       DEFAULT_BETA, (0.01, 3.0)))
+LOSSES.register("hinge_log", LatencyLoss(hinge_log, "CE · Π_d max(1, log E_d / log T_d)^β", "β",
+                                         DEFAULT_BETA, (0.01, 3.0)))
+LOSSES.register("add_linear", LatencyLoss(add_linear, "CE + Σ_d λ · (E_d − T_d) / T_d", "λ",
+                                          DEFAULT_LAMBDA, (0.01, 10.0)))
 
 
 def latency_loss(kind: str, ce: torch.Tensor, expected: Sequence[torch.Tensor],
                  targets: Sequence[float], strength: float | None = None) -> torch.Tensor:
-    """The loss ``kind`` with its strength (β for mul_log, λ for add_linear; None: default)."""
-    if kind not in LOSSES:
-        raise HwnasError(f"unknown latency loss {kind!r}; valid: {sorted(LOSSES)}")
-    if strength is None:
-        return LOSSES[kind](ce, expected, targets)
-    return LOSSES[kind](ce, expected, targets, strength)
+    """The loss ``kind`` of :data:`LOSSES` with its strength (None: the loss's default)."""
+    loss = LOSSES[kind]
+    return loss.function(ce, expected, targets, loss.default if strength is None else strength)

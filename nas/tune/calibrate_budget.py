@@ -3,9 +3,10 @@
 ProxylessNAS's β (``mul_log``) and λ (``add_linear``) were set for one target on ImageNet; on
 another device, budget or data set the same strength may leave E[LAT] far above the budget
 (the knapsack then has to cut the distribution hard) or far below it (accuracy given away).
-``calibrate_strength`` searches the strength on a log scale with Optuna; each trial is a whole
-search with that strength, scored by ``|max_d E_d / T_d − 1|``: the relative gap between the
-final expected latency of the binding device and its budget. Trials are expensive and few, and
+``calibrate_strength`` searches the strength on a log scale with Optuna, in the loss's
+``search_range`` (:data:`nas.core.latency_loss.LOSSES`); each trial is a whole search with
+that strength, scored by ``|max_d E_d / T_d − 1|``: the relative gap between the final
+expected latency of the binding device and its budget. Trials are expensive and few, and
 the gap is a smooth function of one variable, so the sampler is Optuna's Gaussian-process
 sampler after two start-up trials (the paper's value, then one random), not TPE, whose default
 start-up alone is ten random trials.
@@ -37,17 +38,13 @@ from hwnas_common.outputs import check_not_a_run
 from nas.core.config import SearchConfig
 from nas.core.constraints import Constraint
 from nas.core.derive import check_feasible
-from nas.core.latency_loss import DEFAULT_BETA, DEFAULT_LAMBDA
+from nas.core.latency_loss import LOSSES
 from nas.run import checkpoint, report
 from nas.run.distributed import is_distributed
 from nas.run.search import RunResult, search
 from nas.tune.storage import sqlite_url
 from search_spaces import ArchSpec, get_space
 
-STRENGTH_RANGES = {"mul_log": (0.01, 3.0), "hinge_log": (0.01, 3.0),
-                   "add_linear": (0.01, 10.0)}  # log-uniform
-DEFAULT_STRENGTH = {"mul_log": DEFAULT_BETA, "hinge_log": DEFAULT_BETA,
-                    "add_linear": DEFAULT_LAMBDA}
 STUDY = "loss-strength"
 
 
@@ -81,9 +78,10 @@ def calibrate_strength(config: SearchConfig, constraints: Sequence[Constraint],
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=sqlite_url(base / "study.db"), study_name=STUDY,
                                 direction="minimize", load_if_exists=True)
-    low, high = STRENGTH_RANGES[config.loss]
+    loss = LOSSES[config.loss]
+    low, high = loss.search_range  # searched log-uniform
     if not study.trials:
-        study.enqueue_trial({"strength": DEFAULT_STRENGTH[config.loss]})  # the paper's value
+        study.enqueue_trial({"strength": loss.default})  # the paper's value
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if "strength" in trial.params:  # interrupted by a kill: continue it
             _run_trial(config, constraints, base, warmup, study, trial.number,
