@@ -23,7 +23,7 @@ from nas.run.search import search
 from nas.run.trained import MODEL_FILE, load_finetuned, load_trained, save_trained
 from nas.tune.calibrate_budget import calibrate_strength
 from nas.tune.sweep_run import sweep_run
-from search_spaces import CHOICE_MODES, WEIGHT_MODES, get_space, read_arch
+from search_spaces import CHOICE_MODES, get_space, read_arch
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "json": ".json", "pt": ".pt"}
 _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "micro_batches",
@@ -195,7 +195,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default = defaults[flag.replace("-", "_")]
         p.add_argument(f"--{flag}", type=int_arg, help=what if default is None
                        else f"{what} (default {default})")
-    p.add_argument("--weights", choices=WEIGHT_MODES, help="supernet weights: shared "
+    p.add_argument("--weights", help="supernet weights: shared "
                    "(entangled: one set per family, sliced per kernel and expansion; default) "
                    "or separate (one set per candidate)")
     p.add_argument("--arch-lr", type=float_arg, help="Adam lr of α (default: scheduled so that lr "

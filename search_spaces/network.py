@@ -4,7 +4,8 @@ Both share one skeleton walk (stem → stages of searchable layers with downsamp
 head) and one parameter naming, so a child's state dict is the supernet's with the chosen
 candidate's weights renamed to ``layers.{i}.``.
 
-The supernet holds its candidates' weights in one of two ways (``WEIGHT_MODES``):
+The supernet holds its candidates' weights in one of two ways (``WEIGHT_MODES``; a search's
+``--weights`` is checked once, by :class:`nas.core.config.SearchConfig`):
 
 - ``shared`` (weight entanglement; Single-Path NAS's superkernel, Stamoulis et al. 2019, and
   Once-for-All's elastic kernel and width, Cai et al. 2020): per layer one module per family
@@ -22,6 +23,7 @@ path's output.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -30,11 +32,12 @@ from torch.func import functional_call
 from hwnas_common import HwnasError, Registry
 
 from .blocks import make_candidate
-from .choices import CHOICE_MODES, ChoiceTree
+from .choices import ChoiceTree
 from .space import FixedPart, Space, get_space
 from .spec import ArchSpec, LayerSpec
 
-WEIGHT_MODES = ("shared", "separate")
+WeightMode = Literal["shared", "separate"]
+WEIGHT_MODES: tuple[WeightMode, ...] = get_args(WeightMode)
 
 
 FixedPartBuilder = Callable[[FixedPart], nn.Module]
@@ -148,11 +151,9 @@ class MixedOp(nn.Module):
     """All candidates of one searchable layer and their architecture logits α (the edges of
     the layer's choice tree, :mod:`search_spaces.choices`)."""
 
-    def __init__(self, space: Space, channels: int, weights: str = "shared",
+    def __init__(self, space: Space, channels: int, weights: WeightMode = "shared",
                  choices: str = "flat") -> None:
         super().__init__()
-        if weights not in WEIGHT_MODES:
-            raise HwnasError(f"unknown weight mode {weights!r}; valid: {list(WEIGHT_MODES)}")
         self.weights = weights
         self.space = space
         self.tree = ChoiceTree.of(space.candidates, choices)
@@ -236,9 +237,8 @@ class Supernet(_Skeleton):
     a weight step of the `cifar` supernet at batch 64 took 1.0-1.35 s instead of 1.7-2.0 s
     (the depthwise k×k convolutions' backward dominates it)."""
 
-    def __init__(self, space: Space, weights: str = "shared", choices: str = "flat") -> None:
-        if choices not in CHOICE_MODES:
-            raise HwnasError(f"unknown choices {choices!r}; valid: {list(CHOICE_MODES)}")
+    def __init__(self, space: Space, weights: WeightMode = "shared",
+                 choices: str = "flat") -> None:
         super().__init__(space, [MixedOp(space, slot.channels, weights, choices)
                                  for slot in space.layer_slots()])
         self.weights = weights
