@@ -52,6 +52,14 @@ class LatencyMatrix:
             total += row[c]
         return total
 
+    def slowest_from(self, layer: int = 0) -> float:
+        """The most latency layers ``layer`` onwards can add: the slowest candidate of each."""
+        return sum(max(row) for row in self.per_layer[layer:])
+
+    def slowest_ms(self) -> float:
+        """The latency of the slowest architecture of the space."""
+        return self.fixed_ms + self.slowest_from(0)
+
     def predict(self, spec: ArchSpec) -> LatencyPrediction:
         """The breakdown of ``spec`` (an architecture of this matrix's space)."""
         space = get_space(self.space)

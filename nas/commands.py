@@ -53,7 +53,7 @@ def _search(args: argparse.Namespace) -> int:
                   f"device; {ESTIMATED_NOT_ADAPTED}")
         elif main and c.note:
             print(c.note)
-        slowest = c.matrix.fixed_ms + sum(max(row) for row in c.matrix.per_layer)
+        slowest = c.matrix.slowest_ms()
         if main and c.budget_ms >= slowest:
             print(f"note: budget {c.budget_ms:g} ms is above the slowest net of {config.space} "
                   f"on {c.source!r} ({slowest:.3g} ms), so it constrains nothing")

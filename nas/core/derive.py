@@ -130,8 +130,8 @@ class _BranchAndBound:
         self.options = [_layer_options(layer, scores, budgets, prune=not floor)
                         for layer in range(self.layers)]
         self.lower = [floor * b.budget_ms for b in budgets]
-        self.slowest_togo = [[sum(max(row) for row in b.matrix.per_layer[layer:])
-                              for layer in range(self.layers + 1)] for b in budgets]
+        self.slowest_togo = [[b.matrix.slowest_from(layer) for layer in range(self.layers + 1)]
+                             for b in budgets]
         self.togo = [_value_to_go(scores, b, (b.budget_ms - b.matrix.fixed_ms) * (1 + _MARGIN)
                                   + _MARGIN) for b in budgets]
         self.best_score = -math.inf
