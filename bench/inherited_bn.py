@@ -14,8 +14,8 @@ from pathlib import Path
 
 from nas import SearchConfig
 from nas.core.parallel import default_device
+from nas.run.batches import prepare_data
 from nas.run.checkpoint import load_checkpoint
-from nas.run.data import prepare_data
 from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
 from search_spaces import ArchSpec, Supernet, get_space
 

@@ -64,8 +64,9 @@ from nas import SearchConfig, search, solve
 from nas.core.constraints import Constraint
 from nas.core.derive import random_band_net
 from nas.core.parallel import default_device
-from nas.run.data import Batches, Splits, channel_stats, load_dataset, split_holdout
+from nas.run.batches import Batches, Splits, channel_stats, split_holdout
 from nas.run.evaluate import top1_accuracy
+from nas.run.readers import load_dataset
 from nas.run.train import Recipe, train_child
 from search_spaces import ArchSpec, Space, build, get_space
 

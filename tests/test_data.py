@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from hwnas_common import HwnasError
-from nas.run import data
-from nas.run.data import Batches, adapt, load_dataset, load_path, random_crop_flip, split_holdout
+from nas.run import readers
+from nas.run.batches import Batches, adapt, random_crop_flip, split_holdout
+from nas.run.readers import load_dataset, load_path
 
 
 def _tree(root: Path, splits=("train", "test"), size=(6, 5)) -> None:
@@ -99,10 +100,10 @@ def test_unreadable_sources(tmp_path: Path) -> None:
 
 def test_missing_fashion_mnist_says_how_to_install(tmp_path: Path) -> None:
     with pytest.raises(HwnasError, match="apt-get install -y dataset-fashion-mnist"):
-        data.load_fashion_mnist(tmp_path)
+        readers.load_fashion_mnist(tmp_path)
 
 
-@pytest.mark.skipif(not data.FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist absent")
+@pytest.mark.skipif(not readers.FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist absent")
 def test_fashion_mnist_is_adapted_to_the_space_input() -> None:
     fm = load_dataset("fashion-mnist", limit=100)
     assert fm.train_x.shape == (100, 1, 28, 28) and len(fm.classes) == 10

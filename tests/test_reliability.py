@@ -19,7 +19,7 @@ from hwnas_common import HwnasError
 from hwnas_common.fileio import atomic_write_text, remove_stale_temporaries
 from latency_predictors import load_table, save_table
 from latency_predictors import table as table_module
-from nas.run import data, distributed
+from nas.run import distributed, readers
 from nas.tune.storage import redact_url, sqlite_url
 from nas.tune.sweep import create_study
 from tests.helpers import cli_fails as _fails
@@ -267,29 +267,29 @@ def test_archive_members_and_images_are_bounded(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     archive = _archive(tmp_path / "big.tar.gz", {"train/cat/0.png": _png((64, 64)),
                                                  "train/dog/0.png": _png((64, 64))})
-    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", 100)
+    monkeypatch.setattr(readers, "MAX_IMAGE_BYTES", 100)
     with pytest.raises(HwnasError, match="image file over"):
-        data.load_path(archive, tmp_path / "cache")
-    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", 2**20)
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 100)
+        readers.load_path(archive, tmp_path / "cache")
+    monkeypatch.setattr(readers, "MAX_IMAGE_BYTES", 2**20)
+    monkeypatch.setattr(readers, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(HwnasError, match="64x64 pixels"):
-        data.load_path(archive, tmp_path / "cache")
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 10**9)
+        readers.load_path(archive, tmp_path / "cache")
+    monkeypatch.setattr(readers, "MAX_IMAGE_PIXELS", 10**9)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL's own bomb check (2x: an error)
     with pytest.raises(HwnasError, match="decompression bomb"):
-        data.load_path(archive, tmp_path / "cache")
+        readers.load_path(archive, tmp_path / "cache")
 
 
 def test_root_level_images_and_foreign_batches_are_one_error(tmp_path: Path) -> None:
     archive = _archive(tmp_path / "loose.tar.gz", {"0.png": _png(), "cat/1.png": _png()})
     with pytest.raises(HwnasError, match="0.png is not in a class folder"):
-        data.load_path(archive, tmp_path / "cache")
+        readers.load_path(archive, tmp_path / "cache")
     batches = tmp_path / "batches"
     batches.mkdir()
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (batches / name).write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(HwnasError, match="a pickled list, expected a dict"):
-        data.load_path(batches, tmp_path / "cache")
+        readers.load_path(batches, tmp_path / "cache")
 
 
 def test_the_data_cache_follows_content_and_heals(tmp_path: Path) -> None:
@@ -298,7 +298,7 @@ def test_the_data_cache_follows_content_and_heals(tmp_path: Path) -> None:
         (tree / cls).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(np.full((4, 4, 3), 10 * i, np.uint8)).save(tree / cls / f"{i}.bmp")
-    first = data.load_path(tree, tmp_path / "cache")
+    first = readers.load_path(tree, tmp_path / "cache")
     image = tree / "a" / "0.bmp"  # uncompressed: one pixel more keeps the size
     stat = image.stat()
     pixels = np.asarray(Image.open(image)).copy()
@@ -306,12 +306,12 @@ def test_the_data_cache_follows_content_and_heals(tmp_path: Path) -> None:
     Image.fromarray(pixels).save(image)
     assert image.stat().st_size == stat.st_size
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    changed = data.load_path(tree, tmp_path / "cache")
+    changed = readers.load_path(tree, tmp_path / "cache")
     assert not np.array_equal(changed.train_x.numpy(), first.train_x.numpy()) or not \
         np.array_equal(changed.test_x.numpy(), first.test_x.numpy())
     for cache in (tmp_path / "cache").glob("*.npz"):
         cache.write_bytes(b"PK\x03\x04 not a zip")
-    healed = data.load_path(tree, tmp_path / "cache")
+    healed = readers.load_path(tree, tmp_path / "cache")
     assert np.array_equal(healed.train_x.numpy(), changed.train_x.numpy())
 
 

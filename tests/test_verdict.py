@@ -14,7 +14,7 @@ import cli
 from hwnas_common import HwnasError
 from nas import SearchConfig, SearchEngine, search
 from nas.run import checkpoint
-from nas.run.data import prepare_data
+from nas.run.batches import prepare_data
 from nas.run.verdict import band_candidates, score_net
 from search_spaces import Supernet
 from tests.helpers import (

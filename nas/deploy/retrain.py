@@ -19,8 +19,9 @@ import torch
 from hwnas_common import HwnasError
 from nas.core.parallel import default_device
 from nas.run import checkpoint
-from nas.run.data import Batches, channel_stats, load_dataset
+from nas.run.batches import Batches, channel_stats
 from nas.run.evaluate import top1_accuracy
+from nas.run.readers import load_dataset
 from nas.run.train import Recipe, train_child
 from search_spaces import ArchSpec, ChildNet, build, get_space
 

@@ -34,8 +34,9 @@ from nas.core.derive import check_feasible, derive_arch
 from nas.core.engine import SearchEngine
 from nas.core.parallel import Group
 from nas.run import checkpoint, distributed, report
-from nas.run.data import Batches, Splits, load_dataset, prepare_data
+from nas.run.batches import Batches, Splits, prepare_data
 from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
+from nas.run.readers import load_dataset
 from nas.run.train import Recipe, train_child
 from nas.run.trained import MODEL_FILE, save_finetuned
 from nas.run.verdict import select_by_evaluation, verdict

@@ -11,7 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hwnas_common import HwnasError
-from nas.run.data import Batches
+from nas.run.batches import Batches
 
 
 @dataclass(frozen=True)

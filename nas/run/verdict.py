@@ -28,7 +28,7 @@ from torch import nn
 
 from nas.core.constraints import Constraint
 from nas.core.derive import gumbel_noise, random_band_net, solve
-from nas.run.data import Splits
+from nas.run.batches import Splits
 from nas.run.evaluate import recalibrate_batchnorm
 from search_spaces import ArchSpec, Supernet
 

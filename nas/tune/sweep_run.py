@@ -33,7 +33,7 @@ from nas.core.config import SearchConfig
 from nas.core.constraints import Constraint
 from nas.core.derive import derive_arch
 from nas.run import checkpoint
-from nas.run.data import prepare_data
+from nas.run.batches import prepare_data
 from nas.tune.storage import redact_url, sqlite_url
 from nas.tune.sweep import SweepPoint, SweepResult, supernet_evaluator, sweep
 from search_spaces import ArchSpec, Supernet
