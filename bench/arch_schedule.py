@@ -1,5 +1,5 @@
 """How far α moves in a short search, per architecture-lr schedule: the basis of the default
-``arch_travel`` (``nas.config``).
+``arch_travel`` (``nas.core.config``).
 
 One short search per setting on the same data, seed and budget: ProxylessNAS's fixed Adam lr
 1e-3, and the schedule ``lr = travel / architecture steps`` for several travels. Reports the

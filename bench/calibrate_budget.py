@@ -1,11 +1,11 @@
 """Does the Optuna budget calibration put E[LAT] at the budget? One calibration, every trial.
 
-Runs ``nas.calibrate_strength`` (the code behind ``hwnas search --calibrate-budget``) on
-Fashion-MNIST, the ``cifar`` space and a latency table, and prints for each trial the loss
-strength, the final expected latency and its gap to the budget, and the derived architecture's
-predicted latency. A short search moves α little at the paper's Adam rate (1e-3), so the
-defaults here take more architecture steps (one per weight step) at a larger rate; the printed
-settings say which.
+Runs ``nas.tune.calibrate_budget.calibrate_strength`` (the code behind ``hwnas search
+--calibrate-budget``) on Fashion-MNIST, the ``cifar`` space and a latency table, and prints for
+each trial the loss strength, the final expected latency and its gap to the budget, and the
+derived architecture's predicted latency. A short search moves α little at the paper's Adam rate
+(1e-3), so the defaults here take more architecture steps (one per weight step) at a larger
+rate; the printed settings say which.
 
     python bench/calibrate_budget.py --budget 1.5 --trials 6 --out /tmp/calib
 """

@@ -1,18 +1,19 @@
-"""Peer benchmark (DESIGN §7): NNI 3.0 ``Proxyless`` vs hwnas, one supernet step, same everything.
+"""Peer benchmark: NNI 3.0 ``Proxyless`` vs hwnas, one supernet step, same everything (README,
+"Search: the main job, step cost and memory").
 
 Same space (``--space``, default ``cifar``: 9 layers × 31 candidates), batch size, device (CPU,
 ``--threads`` threads) and data: synthetic CIFAR-shaped tensors (``randn(N, 3, 32, 32)``, random
 labels; a separate "validation" set for the architecture step). Arms, each in its own process
 so that peak memory is its own:
 
-- ``nni``:   NNI's real ``Proxyless`` strategy (nas/nni_strategy.py: ``Proxyless.mutate_model``
+- ``nni``:   NNI's real ``Proxyless`` strategy (nas/nni/strategy.py: ``Proxyless.mutate_model``
   + ``mutate_evaluator`` + ``Trainer.fit``). One step = NNI's ``DartsLightningModule
   .training_step``: an architecture step on a val batch, then a weight step on a train batch;
   NNI's ProxylessMixedLayer backward runs every candidate of every layer in both phases.
   Timed by a Lightning callback from ``on_train_batch_start`` to ``on_train_batch_end``.
-- ``hwnas``: hwnas's engine (``nas.engine.SearchEngine``): one ``weight_step`` (one sampled path
-  per layer) + one ``arch_step`` (two sampled paths per layer, gate gradient + latency term),
-  weight-shared supernet (the default).
+- ``hwnas``: hwnas's engine (``nas.core.engine.SearchEngine``): one ``weight_step`` (one sampled
+  path per layer) + one ``arch_step`` (two sampled paths per layer, gate gradient + latency
+  term), weight-shared supernet (the default).
 - ``hwnas-separate``: the same with one weight set per candidate (``--weights separate``).
 - ``child``: the training step of the heaviest child (every layer ``quad_k7_e4``,
   ``search_spaces.build``): forward, cross-entropy, backward, Adam step. The physical floor.
@@ -112,7 +113,7 @@ def child_steps(args: argparse.Namespace) -> dict:
 
 
 def hwnas_steps(args: argparse.Namespace, weights: str = "shared") -> dict:
-    """hwnas's engine (``nas.engine.SearchEngine``): ``weight_step`` then ``arch_step``.
+    """hwnas's engine (``nas.core.engine.SearchEngine``): ``weight_step`` then ``arch_step``.
 
     Weight step: one sampled path per layer, SGD. Arch step: two sampled paths per layer, gate
     gradient plus autograd through the expected latency (mul_log loss, one device), Adam on α.

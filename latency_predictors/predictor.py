@@ -113,7 +113,39 @@ def calibration_of(table: LatencyTable, space: str
 
 
 def latency_matrix(space: Space, table: LatencyTable) -> LatencyMatrix:
-    """Per-layer × per-candidate latencies (ms) and fixed latency of ``space`` on ``table``."""
+    """Per-layer × per-candidate latencies (ms) and fixed latency of ``space`` on ``table``.
+
+    ``per_layer[l][i] = s(c_i) · table[key(candidate i at slot l)]`` (skip: 0) and
+    ``fixed_ms = scale · Σ fixed parts + offset_ms``, with the table's calibration for the
+    space (module docstring); the one latency record of hwnas.
+
+    Parameters
+    ----------
+    space
+        The search space; every op key it needs must be in the table.
+    table
+        A latency table (:func:`latency_predictors.load_table`), calibrated for ``space`` or
+        not.
+
+    Returns
+    -------
+    LatencyMatrix
+        ``per_layer`` in ``space.candidates`` order, ``fixed_ms``, the per-part breakdown, the
+        device and provenance; ``total(choices)`` is an architecture's latency.
+
+    Raises
+    ------
+    HwnasError
+        Naming the missing rows and the ``hwnas profile`` command that measures them.
+
+    Examples
+    --------
+    >>> from latency_predictors import latency_matrix, load_table
+    >>> from search_spaces import get_space
+    >>> matrix = latency_matrix(get_space("cifar"), load_table("vpu"))
+    >>> len(matrix.per_layer), len(matrix.per_layer[0])
+    (9, 31)
+    """
     check_coverage(space, table)
     lookup = table.lookup()
     scale, offset, class_scales, grouping = calibration_of(table, space.name)

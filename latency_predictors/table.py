@@ -300,9 +300,34 @@ def _is_path(text: str) -> bool:
 
 
 def load_table(name_or_path: str | os.PathLike) -> LatencyTable:
-    """Load a table by device name (see :func:`known_tables`) or by file path, strictly. A
-    user's table (``$HWNAS_TABLES``, ``~/.hwnas/tables``) that takes the name of a shipped one
-    says on stderr which file it loaded."""
+    """Load a latency table by device name or by file path, strictly.
+
+    Parameters
+    ----------
+    name_or_path
+        A table name (:func:`known_tables`: the user's tables in ``$HWNAS_TABLES`` or
+        ``~/.hwnas/tables`` first, then the shipped ones), or a path to ``NAME.csv`` /
+        ``NAME.json`` (one with a folder separator or a ``.csv``/``.json`` suffix). A user's
+        table that takes the name of a shipped one says on stderr which file it loaded.
+
+    Returns
+    -------
+    LatencyTable
+        The rows (``frame``) and metadata (provenance, runtime, host, calibrations). A save
+        that a kill interrupted after its commit is finished first (:func:`settle_table`).
+
+    Raises
+    ------
+    HwnasError
+        In one line, for an unknown name, a missing file, or a malformed CSV or metadata.
+
+    Examples
+    --------
+    >>> from latency_predictors import load_table
+    >>> table = load_table("vpu")
+    >>> table.device, table.estimated
+    ('vpu', True)
+    """
     text = str(name_or_path)
     if not _is_path(text):
         for folder in table_dirs():

@@ -6,8 +6,9 @@ branches) -> nn.Module`` mapping (B, C, H, W) to (B, C, H, W).
 
 - ``skip``: identity, QuadraNet's "identity block" that lets the search make the net shallower
   (QuadraNet §III.E).
-- ``block``: the MetaFormer-style interaction block of DESIGN §2 (QuadraNet's QuadraBlock, §III.C;
-  InfiNet's InfiBlock, eq. 15-17; StarNet's star block, §3)::
+- ``block``: the MetaFormer-style interaction block of the README's "The search space"
+  (QuadraNet's QuadraBlock, §III.C; InfiNet's InfiBlock, eq. 15-17; StarNet's star block,
+  §3)::
 
       x = x + Mixer_i(Norm(x))                     spatial interaction, kernel k
       x = x + W_2 GELU(W_1 Norm(x))                channel MLP, expansion e

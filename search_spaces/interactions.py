@@ -2,7 +2,7 @@
 
 All operators share one signature, ``Op(channels, kernel, branches)`` and ``forward(t) -> y``
 with ``t, y`` of shape (B, C, H, W); ``t`` is the normalised block input. ``f_a, f_b, f_c`` are
-depthwise k×k convolutions (DESIGN §2).
+depthwise k×k convolutions (the README's "The search space" writes the same formulas).
 
 - ``sum``   f_a(t) + f_b(t)                      representation space "⊕" (InfiNet Fig. 1a)
 - ``star``  act(f_a(t)) * f_b(t)                 StarNet "Rewrite the Stars", §3, eq. (1)
@@ -94,8 +94,9 @@ class QuadInteraction(nn.Module):
 
 
 class _KernelInteraction(nn.Module):
-    uses_branches = True
     """Shared part of the InfiNet kernel operators: r-branch features Za, Zb and the linear path."""
+
+    uses_branches = True
 
     def __init__(self, channels: int, kernel: int, branches: int) -> None:
         super().__init__()

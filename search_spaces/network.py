@@ -270,7 +270,7 @@ class Supernet(_Skeleton):
             return [layer.tree.derive_scores(layer.alpha).tolist() for layer in self.layers]
 
     def derive(self) -> ArchSpec:
-        """The best-scoring candidate per layer (no budget; see ``nas.derive`` for that)."""
+        """The best-scoring candidate per layer (no budget; ``nas.core.derive`` meets one)."""
         return self.space.spec_from_indices([max(range(len(row)), key=row.__getitem__)
                                              for row in self.derive_scores()])
 
@@ -286,9 +286,41 @@ class Supernet(_Skeleton):
         return state
 
     def child(self, spec: ArchSpec) -> ChildNet:
-        """A standalone child network of ``spec`` inheriting this supernet's weights, in the
-        supernet's memory format (``channels_last``), so it computes exactly what the
-        supernet's path does."""
+        """A standalone child network of ``spec`` inheriting this supernet's weights.
+
+        With shared weights a candidate's weights are the slices it runs on (the centred k×k
+        window, the first ``e·C`` hidden channels and their BatchNorm entries). The child is in
+        the supernet's memory format (``channels_last``), so its output equals the supernet
+        path's bit for bit.
+
+        Parameters
+        ----------
+        spec
+            An architecture of this supernet's space.
+
+        Returns
+        -------
+        ChildNet
+            ``build(spec)`` holding copies of the chosen candidates' weights and buffers, in
+            this supernet's memory format and train/eval mode.
+
+        Raises
+        ------
+        HwnasError
+            When ``spec`` is not an architecture of this space.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from search_spaces import Supernet, get_space
+        >>> space = get_space("cifar")
+        >>> supernet = Supernet(space).eval()
+        >>> spec = space.sample(torch.Generator().manual_seed(0))
+        >>> x = torch.randn(1, *space.input)
+        >>> paths = [space.candidate_index(layer) for layer in spec.layers]
+        >>> torch.equal(supernet.child(spec)(x), supernet(x, paths))
+        True
+        """
         net = ChildNet(spec, self.space).to(memory_format=torch.channels_last)
         net.load_state_dict(self.child_state_dict(spec))
         return net.train(self.training)

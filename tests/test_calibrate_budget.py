@@ -1,4 +1,4 @@
-"""Budget calibration (nas.calibrate_budget): Optuna over the loss strength, shared warm-up,
+"""Budget calibration (nas.tune.calibrate_budget): Optuna over the loss strength, shared warm-up,
 resume after a kill, the best trial adopted as the run; CLI errors."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Latency budgets as the user writes them: ``30ms``, ``1.5s``, ``800us`` (DESIGN §5)."""
+"""Latency budgets as the user writes them (``--budget``): ``30ms``, ``1.5s``, ``800us``."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class SearchConfig:
     budgets_ms: tuple[float, ...]
     space: str = "cifar"
     weights: str = "shared"  # supernet weights: "shared" (entangled) or "separate" per candidate
-    dataset: str = "fashion-mnist"  # the built-in default data set (DESIGN §5)
+    dataset: str = "fashion-mnist"  # the built-in default data set (README, "Set-up")
     out: str = "runs/search"
     epochs: int = 30  # search epochs after warm-up (ProxylessNAS: 120)
     warmup_epochs: int = 10  # weights only, uniform paths (ProxylessNAS: 40)
@@ -70,7 +70,8 @@ class SearchConfig:
     retrain_images: int | None = None  # fine-tune on this many training images (a superset
     #                          of the search's; default: the search's weight split)
     budget_floor: float = 0.9  # derive the most probable net using >= 90 % of every budget,
-    #                            when one exists (nas.derive; 0: any net under the budget)
+    #                            when one exists (nas.core.derive; 0: any net under the
+    #                            budget)
     checkpoint_minutes: float = 5.0  # also checkpoint mid-epoch this often (Lightning's
     #                                  train_time_interval); 0: after every step
     resume: bool = False

@@ -210,13 +210,41 @@ def solve(scores: Sequence[Sequence[float]], budgets: Sequence[Constraint],
           floor: float = 0.0) -> list[int]:
     """The candidate index per layer maximising Σ scores under every device budget (exact).
 
-    With ``floor`` in (0, 1): when the optimum uses less than ``floor`` of some budget, the
-    most probable choice that also uses at least ``floor`` of every budget. That band search
-    is exact when it ends within :data:`FLOOR_NODE_LIMIT` visits (it ignores the floor in its
-    bound, so a diffuse p on a large space can need more); otherwise it returns the best band
-    choice it found. When it finds none, the floor is dropped.
-    Raises :class:`HwnasError` naming the smallest achievable latency per device when no
-    choice satisfies all budgets.
+    Maximises ``Σ_l scores[l][c_l]`` subject to ``fixed_d + Σ_l LAT_d(l, c_l) ≤ budget_d`` for
+    every device d (the module docstring says why the branch and bound is exact).
+
+    Parameters
+    ----------
+    scores
+        ``scores[l][i]``: the score of candidate i at layer l (log-probabilities), finite.
+    budgets
+        One :class:`nas.core.constraints.Constraint` per device; each latency matrix has the
+        shape of ``scores``.
+    floor
+        In [0, 1). When the optimum uses less than ``floor`` of some budget: the best choice
+        that also uses at least ``floor`` of every budget. That band search is exact when it
+        ends within :data:`FLOOR_NODE_LIMIT` visits (it ignores the floor in its bound, so a
+        diffuse p on a large space can need more); otherwise it returns the best band choice
+        it found. When it finds none, the floor is dropped.
+
+    Returns
+    -------
+    list of int
+        The chosen candidate index per layer (``space.candidates`` order).
+
+    Raises
+    ------
+    HwnasError
+        Naming the smallest achievable latency per device when no choice meets every budget;
+        on shapes that differ or scores that are not finite.
+
+    Examples
+    --------
+    >>> from nas.core.constraints import Constraint
+    >>> from latency_predictors import LatencyMatrix
+    >>> matrix = LatencyMatrix("toy", "toy", "measured", False, 0.5, [[0.0, 1.0], [0.0, 2.0]])
+    >>> solve([[-1.0, -0.1], [-1.0, -0.2]], [Constraint(matrix, 2.0, "toy")])
+    [1, 0]
     """
     _check_shapes(scores, budgets)
     if not 0 <= floor < 1:
@@ -234,9 +262,31 @@ def solve(scores: Sequence[Sequence[float]], budgets: Sequence[Constraint],
 
 def derive_arch(supernet: Supernet, constraints: Sequence[Constraint],
                 floor: float = 0.0) -> ArchSpec:
-    """The most probable architecture of ``supernet`` (exact knapsack on its derivation scores,
-    ``Supernet.derive_scores``: log p, normalised per step of a factorised choice) that meets
-    every budget and, when one can, uses at least ``floor`` of each."""
+    """The most probable architecture of ``supernet`` that meets every budget.
+
+    The exact knapsack (:func:`solve`) on the supernet's derivation scores
+    (``Supernet.derive_scores``: log p, normalised per step of a factorised choice).
+
+    Parameters
+    ----------
+    supernet
+        The searched supernet; its α give the scores.
+    constraints
+        One :class:`nas.core.constraints.Constraint` per device, for the supernet's space.
+    floor
+        In [0, 1): when some net can, the derived net uses at least this share of every
+        budget (see :func:`solve`).
+
+    Returns
+    -------
+    ArchSpec
+        The derived architecture of ``supernet.space``.
+
+    Raises
+    ------
+    HwnasError
+        When no architecture of the space meets every budget.
+    """
     return supernet.space.spec_from_indices(solve(supernet.derive_scores(), constraints, floor))
 
 

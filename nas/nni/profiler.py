@@ -1,4 +1,4 @@
-"""hwnas latency tables as an NNI 3.0 profiler (DESIGN §6).
+"""hwnas latency tables as an NNI 3.0 profiler, so NNI's strategies search under hwnas's tables.
 
 The profiler is an ``nni.nas.profiler.ExpressionProfiler`` whose expression is the table sum of
 :func:`latency_predictors.predict_latency`::

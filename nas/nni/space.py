@@ -1,4 +1,5 @@
-"""The hwnas search space as an NNI 3.0 ``ModelSpace`` (DESIGN §6), and the sample ↔ ArchSpec map.
+"""The hwnas search space as an NNI 3.0 ``ModelSpace`` (so NNI's strategies run on it), and the
+sample ↔ ArchSpec map.
 
 The NNI model space has the same skeleton and parameter names as :class:`search_spaces.ChildNet`
 (``stem``, ``layers.{i}``, ``downsamples.{s}``, ``head``), with one ``LayerChoice`` per searchable

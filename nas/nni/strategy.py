@@ -1,9 +1,10 @@
-"""Run NNI 3.0's ``Proxyless`` strategy on an hwnas space (DESIGN §6, §7: the peer).
+"""Run NNI 3.0's ``Proxyless`` strategy on an hwnas space: the peer hwnas is measured against
+(README, "Search: the main job, step cost and memory"; ``bench/peer_nni.py``).
 
 This drives NNI's own code end to end, as ``nni.nas.experiment.NasExperiment`` does for a
 one-shot strategy, minus the experiment manager (no web UI, no NNI manager process):
 
-1. ``Proxyless.mutate_model`` turns the :func:`~nas.nni_space.nni_model_space` into NNI's
+1. ``Proxyless.mutate_model`` turns the :func:`~nas.nni.space.nni_model_space` into NNI's
    supernet (every ``LayerChoice`` becomes a ``ProxylessMixedLayer`` with logits α);
 2. ``Proxyless.mutate_evaluator`` wraps NNI's ``Classification`` evaluator (Adam, cross-entropy)
    into NNI's ``DartsLightningModule``, whose ``training_step`` is one architecture step on a
@@ -59,7 +60,7 @@ def run_proxyless(space: Space | str, train_data: Dataset, val_data: Dataset, *,
                   seed: int = 0) -> ProxylessRun:
     """``steps`` Proxyless steps (architecture step + weight step each) on CPU, one epoch.
 
-    ``penalty`` is an ``ExpectationProfilerPenalty`` (see :func:`nas.nni_profiler.latency_penalty`)
+    ``penalty`` is an ``ExpectationProfilerPenalty`` (see :func:`nas.nni.profiler.latency_penalty`)
     or None; ``callbacks`` are Lightning callbacks (e.g. timers). Batches are taken in order.
     """
     space = as_space(space)

@@ -6,8 +6,9 @@ epoch, and within an epoch every ``checkpoint_minutes``, a checkpoint holds the 
 optimisers, the path-sampling and data-order generators and the torch/numpy/python RNG states
 (mid-epoch: also the steps done, see :func:`_run_epoch`), so a resumed single-process run
 reproduces an uninterrupted one exactly. The final architecture comes from the exact knapsack
-(:mod:`nas.derive`), so the predicted latency meets every budget. Under ``torchrun`` the
-batches are split over the processes (:mod:`nas.distributed`) and rank 0 writes the run.
+(:mod:`nas.core.derive`), so the predicted latency meets every budget. Under ``torchrun`` the
+batches are split over the processes (:mod:`nas.run.distributed`, :class:`nas.core.parallel.Group`)
+and rank 0 writes the run.
 """
 
 from __future__ import annotations
@@ -203,17 +204,42 @@ def _restore(engine: SearchEngine, state: dict[str, Any], data_gen: torch.Genera
 
 def search(config: SearchConfig, constraints: Sequence[Constraint] | None = None, *,
            stop_after_epoch: int | None = None, data: Splits | None = None) -> RunResult | None:
-    """Run (or resume) a search; ``stop_after_epoch`` stops there as if killed (returns None).
+    """Run (or resume) a ProxylessNAS search under latency budgets and derive its net.
 
-    Parameters: ``config`` (everything that determines the run), ``constraints`` (default:
-    the tables and budgets of ``config``, :func:`nas.core.constraints.load_constraints`),
-    ``data`` (default: ``prepare_data(config)``; a benchmark passes its own seeded splits).
-    Returns the :class:`RunResult` (rank 0), also written to ``config.out``.
+    Parameters
+    ----------
+    config
+        Everything that determines the run (space, data, budgets, epochs, seed, ``out``).
+    constraints
+        One :class:`nas.core.constraints.Constraint` per device: a latency matrix of the
+        space and its budget. Default: the tables and budgets of ``config``, loaded and made
+        true to this host by :func:`nas.core.constraints.load_constraints`.
+    stop_after_epoch
+        Stop after this epoch as if killed (the checkpoint is kept; returns None).
+    data
+        The weight, architecture and test splits. Default: ``prepare_data(config)``; a
+        benchmark passes its own seeded splits.
 
-    Every user-input problem (tables, budgets, data, run directory, checkpoint) raises
-    :class:`HwnasError` before anything is written, except a NaN loss mid-run, which stops
-    with the last good checkpoint kept. Under ``torchrun`` only rank 0 returns the result;
-    the other ranks return None.
+    Returns
+    -------
+    RunResult or None
+        The derived architecture, its predicted latency per table, its accuracies and the
+        verdict, all also written to ``config.out``. None on ranks other than 0 under
+        ``torchrun`` and with ``stop_after_epoch``.
+
+    Raises
+    ------
+    HwnasError
+        For every user-input problem (tables, budgets, infeasibility, data, run directory,
+        checkpoint), before anything is written; for a NaN loss mid-run, with the last good
+        checkpoint kept.
+
+    Examples
+    --------
+    >>> from nas import SearchConfig, search
+    >>> result = search(SearchConfig(("vpu",), (30.0,), space="imagenet"))  # doctest: +SKIP
+    >>> result.latency_ms["vpu"] <= 30.0  # doctest: +SKIP
+    True
     """
     group, created = distributed.environment_group()
     try:
