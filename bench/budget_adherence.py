@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from latency_predictors import load_table, predict_latency
-from latency_predictors.adapt import host_true_table
-from latency_predictors.calibrate import backend_for, measure_archs, table_reference_ms
+from latency_predictors.measure.adapt import host_true_table
+from latency_predictors.measure.calibrate import backend_for, measure_archs, table_reference_ms
 from nas import SearchConfig, search
 from search_spaces import ArchSpec
 

@@ -1,15 +1,16 @@
 """Refit the estimated `a100` table on a GPU that was measured here (bench/gpu_tables.sh).
 
-The analytical model (``latency_predictors.analytical``) is fitted on the measured table's rows
-(every op of the table is one "anchor": efficiencies of the three node classes, per-node and
-per-call overhead, leave-one-out error; ``latency_predictors.anchors.fit_anchored``). Then the
-device is swapped for the A100 by the datasheet ratio, the documented assumption of this
-transfer: the fitted efficiencies and the per-node (kernel launch) overhead carry over, and only
-the peak FP32 rate and the memory bandwidths change to the A100's (19.5 TFLOPS, 1555 GB/s HBM2,
-40 MB L2). The per-call constant of the fit (what timing one op alone costs on top of its
-kernels) becomes the per-inference overhead. The result is written as ``OUT/a100.csv`` (still
-ESTIMATED, labelled "anchored on N rows measured on GPU"); copy it over
-``latency_predictors/tables/a100`` only after comparing it with the shipped one.
+The analytical model (``latency_predictors.estimate.roofline``) is fitted on the measured
+table's rows (every op of the table is one "anchor": efficiencies of the three node classes,
+per-node and per-call overhead, leave-one-out error;
+``latency_predictors.estimate.anchors.fit_anchored``). Then the device is swapped for the A100
+by the datasheet ratio, the documented assumption of this transfer: the fitted efficiencies and
+the per-node (kernel launch) overhead carry over, and only the peak FP32 rate and the memory
+bandwidths change to the A100's (19.5 TFLOPS, 1555 GB/s HBM2, 40 MB L2). The per-call constant
+of the fit (what timing one op alone costs on top of its kernels) becomes the per-inference
+overhead. The result is written as ``OUT/a100.csv`` (still ESTIMATED, labelled "anchored on N
+rows measured on GPU"); copy it over ``latency_predictors/tables/a100`` only after comparing it
+with the shipped one.
 
     python bench/gpu_refit_a100.py --measured tables/h200.csv --gpu h200 --out tables
     python bench/gpu_refit_a100.py --measured X --gpu h200 --out Y --dry-run   # check only
@@ -23,8 +24,8 @@ from dataclasses import replace
 
 from hwnas_common.errors import HwnasError
 from latency_predictors import load_table, save_table
-from latency_predictors.analytical import DeviceModel, estimate_table, row_costs
-from latency_predictors.anchors import Anchor, fit_anchored
+from latency_predictors.estimate.anchors import Anchor, fit_anchored
+from latency_predictors.estimate.roofline import DeviceModel, estimate_table, row_costs
 
 # datasheet FP32 (non-tensor) peak GFLOPS, DRAM GB/s, L2 MB; cache bandwidth taken as 3x DRAM
 DATASHEETS = {

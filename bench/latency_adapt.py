@@ -22,9 +22,9 @@ import time
 import torch
 
 from latency_predictors import load_table
-from latency_predictors.adapt import ADAPT_NETS, adapt_table
-from latency_predictors.calibrate import backend_for, errors, measure_archs, spread_sample
-from latency_predictors.validate import VALIDATION_SEED, compare_tables
+from latency_predictors.measure.adapt import ADAPT_NETS, adapt_table
+from latency_predictors.measure.calibrate import backend_for, errors, measure_archs, spread_sample
+from latency_predictors.measure.validate import VALIDATION_SEED, compare_tables
 from search_spaces import get_space
 
 

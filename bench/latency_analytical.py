@@ -12,8 +12,8 @@ predictions next to published figures (QuadraNet Table III).
 
 With ``--write-tables DIR`` it also writes the estimated tables (a100, vpu, cortex-a76, h100)
 for the six spaces, with the x86 error in their metadata: each device with anchors
-(``latency_predictors/anchors.csv``) gets its parameters fitted on them
-(``latency_predictors.anchors.fit_anchored``, leave-one-out error in the table's
+(``latency_predictors/estimate/anchors.csv``) gets its parameters fitted on them
+(``latency_predictors.estimate.anchors.fit_anchored``, leave-one-out error in the table's
 ``anchoring``); one without (h100) keeps its datasheet parameters and is labelled a-priori,
 unanchored. ``--tables-only`` skips steps 1-4 (no timing on this CPU) and carries the x86
 error over from the shipped tables. CPU-heavy: run it as
@@ -31,7 +31,14 @@ import numpy as np
 import torch
 
 from latency_predictors import load_table, save_table
-from latency_predictors.analytical import (
+from latency_predictors.estimate.anchors import (
+    device_anchors,
+    fit_anchored,
+    load_anchors,
+    reference_costs,
+)
+from latency_predictors.estimate.reference_nets import mobilenet_v2
+from latency_predictors.estimate.roofline import (
     DEVICE_MODELS,
     estimate_table,
     fit_device,
@@ -40,18 +47,11 @@ from latency_predictors.analytical import (
     predict_rows,
     row_costs,
 )
-from latency_predictors.anchors import (
-    device_anchors,
-    fit_anchored,
-    load_anchors,
-    reference_costs,
-)
-from latency_predictors.backends import export_onnx, summarize
-from latency_predictors.calibrate import backend_for, measure_archs
-from latency_predictors.host import describe_host, host_fingerprint
 from latency_predictors.keys import fixed_key, layer_keys
-from latency_predictors.profile import space_ops
-from latency_predictors.reference_nets import mobilenet_v2
+from latency_predictors.measure.backends import export_onnx, summarize
+from latency_predictors.measure.calibrate import backend_for, measure_archs
+from latency_predictors.measure.host import describe_host, host_fingerprint
+from latency_predictors.measure.profile import space_ops
 from search_spaces import get_space
 from search_spaces.stats import count_macs
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from latency_predictors import latency_matrix, load_table
-from latency_predictors.calibrate import (
+from latency_predictors.measure.calibrate import (
     MODELS,
     _without_calibration,
     backend_for,

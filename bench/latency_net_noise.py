@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from latency_predictors.backends import make_backend, summarize, with_reference
-from latency_predictors.calibrate import errors, spread_sample
+from latency_predictors.measure.backends import make_backend, summarize, with_reference
+from latency_predictors.measure.calibrate import errors, spread_sample
 from search_spaces import build, get_space
 
 STATISTICS = {

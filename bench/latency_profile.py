@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from latency_predictors.profile import profile_table
+from latency_predictors.measure.profile import profile_table
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from latency_predictors import load_table
-from latency_predictors.profile import PROFILE_PASSES, PROFILE_REPEATS, profile_table
+from latency_predictors.measure.profile import PROFILE_PASSES, PROFILE_REPEATS, profile_table
 from latency_predictors.table import KEY_COLUMNS
 
 

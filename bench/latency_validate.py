@@ -15,7 +15,7 @@ import argparse
 import time
 
 from latency_predictors import load_table
-from latency_predictors.validate import SAMPLERS, VALIDATION_SEED, compare_tables
+from latency_predictors.measure.validate import SAMPLERS, VALIDATION_SEED, compare_tables
 
 
 def main() -> None:

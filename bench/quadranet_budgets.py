@@ -19,9 +19,9 @@ import torch
 
 from hwnas_common.fileio import atomic_write_text
 from latency_predictors import load_table, predict_latency
-from latency_predictors.analytical import DeviceModel, node_latency_us
-from latency_predictors.anchors import TABLE3_PROXIES, load_anchors, reference_costs
-from latency_predictors.reference_nets import build_reference
+from latency_predictors.estimate.anchors import TABLE3_PROXIES, load_anchors, reference_costs
+from latency_predictors.estimate.reference_nets import build_reference
+from latency_predictors.estimate.roofline import DeviceModel, node_latency_us
 from search_spaces import build, read_arch
 from search_spaces.stats import count_macs
 

@@ -16,10 +16,12 @@ Public API (DESIGN §4)::
 
 from __future__ import annotations
 
-from .analytical import DEVICE_MODELS, estimate_table
-from .backends import BACKENDS, make_backend
-from .calibrate import calibrate, measure_latency
+from .estimate.roofline import DEVICE_MODELS, estimate_table
 from .keys import key_label, required_keys
+from .measure.backends import BACKENDS, make_backend
+from .measure.calibrate import calibrate, measure_latency
+from .measure.profile import profile_table
+from .measure.validate import ValidationResult, validate_table
 from .predictor import (
     LatencyMatrix,
     LatencyPrediction,
@@ -28,7 +30,6 @@ from .predictor import (
     latency_matrix,
     predict_latency,
 )
-from .profile import profile_table
 from .table import (
     COLUMNS,
     KEY_COLUMNS,
@@ -41,7 +42,6 @@ from .table import (
     op_key,
     save_table,
 )
-from .validate import ValidationResult, validate_table
 
 __all__ = [
     "BACKENDS", "COLUMNS", "DEVICE_MODELS", "KEY_COLUMNS", "PROVENANCES", "LatencyMatrix",

@@ -16,7 +16,8 @@ from hwnas_common.cli_types import int_arg
 from hwnas_common.outputs import check_output_file
 from search_spaces import SPACES, get_space, read_arch
 
-from .adapt import (
+from .estimate.anchors import device_anchors, load_anchors
+from .measure.adapt import (
     ADAPT_NETS,
     ESTIMATED_NOT_ADAPTED,
     NO_ADAPT_HELP,
@@ -24,24 +25,29 @@ from .adapt import (
     check_writable,
     host_true_table,
 )
-from .anchors import device_anchors, load_anchors
-from .backends import BACKENDS, make_backend
-from .calibrate import (
+from .measure.backends import BACKENDS, make_backend
+from .measure.calibrate import (
     describe_calibration,
     measure_latency,
     table_reference_ms,
 )
-from .host import describe_host, host_fingerprint, host_mismatch, same_host, table_of_this_host
-from .predictor import check_coverage, predict_latency
-from .profile import (
+from .measure.host import (
+    describe_host,
+    host_fingerprint,
+    host_mismatch,
+    same_host,
+    table_of_this_host,
+)
+from .measure.profile import (
     PROFILE_PASSES,
     PROFILE_REPEATS,
     default_out,
     describe_pass_spread,
     profile_device,
 )
+from .measure.validate import SAMPLERS, validate_table
+from .predictor import check_coverage, predict_latency
 from .table import LatencyTable, describe_anchoring, known_tables, load_table, save_table
-from .validate import SAMPLERS, validate_table
 
 DEFAULT_TABLE = "cpu"  # measure's table when none of this host covers the space
 _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not from "
@@ -282,7 +288,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("target", nargs="?", help="table name (show, adapt), file (check) or "
                    "device (anchors)")
     p.add_argument("--anchors", help="anchors: CSV of published latencies (default "
-                   "latency_predictors/anchors.csv)")
+                   "latency_predictors/estimate/anchors.csv)")
     p.add_argument("--rows", type=int_arg, default=20, help="rows shown by 'show' (default 20)")
     p.add_argument("--name", help="adapt: name of the adapted table")
     p.add_argument("--out", help="adapt: table path (default $HWNAS_TABLES/NAME.csv)")

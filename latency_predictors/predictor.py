@@ -6,7 +6,7 @@ Whole-network latency is a plain sum (DESIGN §3-4)::
 
 with ``per_layer[l][i] = s(c_i) · table[key(candidate i at slot l)]`` (skip = 0) and
 ``fixed_ms = scale · Σ fixed parts + offset_ms``. The calibration of the table for the space
-(:mod:`latency_predictors.calibrate`) gives ``scale``, ``offset_ms`` and optionally
+(:mod:`latency_predictors.measure.calibrate`) gives ``scale``, ``offset_ms`` and optionally
 ``class_scales``: ``s(c)`` is the scale of the candidate's op class (its interaction, or
 ``mbconv``) when ``class_scales`` has one, else ``scale``; without a calibration every scale
 is 1 and the offset 0. Every calibration only rescales entries and adds a constant, so the sum

@@ -80,7 +80,7 @@ OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "method": str,  # profiling method: "chain" (in-context difference) or "alone"
     "clock": str,  # "wall" or "thread-cpu" (1-thread CPU timing immune to other processes)
     "notes": str,
-    "host_fingerprint": dict,  # the machine measured on (latency_predictors.host)
+    "host_fingerprint": dict,  # the machine measured on (latency_predictors.measure.host)
     "adapted_from": dict,  # `hwnas tables adapt`: the source table and its host
     "rows_sha256": str,  # SHA-256 of NAME.csv as saved (the pair's commit record)
 }
@@ -135,7 +135,7 @@ class LatencyTable:
 
 def describe_anchoring(anchoring: dict[str, Any] | None) -> str:
     """The label an estimated table carries: anchored (N, LOO MAPE) or a-priori (its
-    ``anchoring`` metadata, written by :mod:`latency_predictors.anchors`)."""
+    ``anchoring`` metadata, written by :mod:`latency_predictors.estimate.anchors`)."""
     if not anchoring:
         return "a-priori, unanchored"
     return (f"anchored on {anchoring['n_anchors']} {anchoring.get('what', 'published figures')}"

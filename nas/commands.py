@@ -11,7 +11,7 @@ from hwnas_common import HwnasError
 from hwnas_common.cli_types import float_arg, int_arg
 from hwnas_common.outputs import check_output_file
 from latency_predictors import load_table
-from latency_predictors.adapt import ESTIMATED_NOT_ADAPTED, NO_ADAPT_HELP, host_true_table
+from latency_predictors.measure.adapt import ESTIMATED_NOT_ADAPTED, NO_ADAPT_HELP, host_true_table
 from nas.core.budget import parse_budgets
 from nas.core.config import WEIGHT_PATHS, SearchConfig, default_run_dir
 from nas.core.constraints import load_constraints

@@ -18,7 +18,7 @@ from latency_predictors import (
     required_keys,
     save_table,
 )
-from latency_predictors.backends import Backend
+from latency_predictors.measure.backends import Backend
 from nas import SearchConfig
 from nas.core.constraints import Constraint
 from search_spaces import SPACES, LayerSpec, Space

@@ -9,8 +9,7 @@ import torch
 import cli
 from hwnas_common.errors import HwnasError
 from latency_predictors import load_table
-from latency_predictors.analytical import DeviceModel, NodeCost, node_latency_us
-from latency_predictors.anchors import (
+from latency_predictors.estimate.anchors import (
     ANCHOR_COLUMNS,
     TABLE3_PROXIES,
     Anchor,
@@ -21,7 +20,8 @@ from latency_predictors.anchors import (
     mape,
     reference_costs,
 )
-from latency_predictors.reference_nets import PUBLISHED_MACS, build_reference
+from latency_predictors.estimate.reference_nets import PUBLISHED_MACS, build_reference
+from latency_predictors.estimate.roofline import DeviceModel, NodeCost, node_latency_us
 from search_spaces.stats import count_macs
 
 
@@ -150,8 +150,8 @@ def test_search_and_predict_say_how_an_estimated_table_is_anchored(capsys):
 def test_activation_after_a_convolution_is_fused_only_where_the_device_fuses():
     from torch import nn
 
-    from latency_predictors.analytical import get_device_model, graph_costs
-    from latency_predictors.backends import export_onnx
+    from latency_predictors.estimate.roofline import get_device_model, graph_costs
+    from latency_predictors.measure.backends import export_onnx
 
     class Branchy(nn.Module):
         def __init__(self) -> None:

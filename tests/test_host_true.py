@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import cli
-import latency_predictors.adapt as adapt
+import latency_predictors.measure.adapt as adapt
 from latency_predictors import (
     load_table,
     make_table,
@@ -22,8 +22,8 @@ from latency_predictors import (
     required_keys,
     save_table,
 )
-from latency_predictors.adapt import ADAPTED_DIR, host_true_table
-from latency_predictors.host import host_fingerprint
+from latency_predictors.measure.adapt import ADAPTED_DIR, host_true_table
+from latency_predictors.measure.host import host_fingerprint
 from latency_predictors.table import KEY_COLUMNS, table_dirs
 from search_spaces import read_arch
 from tests.helpers import CAL, SEARCH_TINY, Affine, fake_table, search_argv

@@ -8,15 +8,16 @@ import torch
 
 from hwnas_common.errors import HwnasError
 from latency_predictors import predict_latency, required_keys
-from latency_predictors.analytical import (
+from latency_predictors.estimate.roofline import (
     DEVICE_MODELS,
     NodeCost,
     estimate_table,
     graph_costs,
     node_latency_us,
 )
-from latency_predictors.backends import export_onnx
-from latency_predictors.calibrate import (
+from latency_predictors.keys import op_class, op_group
+from latency_predictors.measure.backends import export_onnx
+from latency_predictors.measure.calibrate import (
     TableParts,
     calibrate,
     calibration_specs,
@@ -27,8 +28,7 @@ from latency_predictors.calibrate import (
     measure_archs,
     spread_sample,
 )
-from latency_predictors.keys import op_class, op_group
-from latency_predictors.validate import validate_table
+from latency_predictors.measure.validate import validate_table
 from search_spaces import build
 from tests.helpers import CAL, KERNEL_BRANCH, KERNELS, Affine, FakeBackend
 from tests.helpers import fake_table as table

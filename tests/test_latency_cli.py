@@ -91,7 +91,7 @@ def test_measure_with_prediction(capsys, tables):
 
 
 def test_measure_defaults_to_a_table_of_this_host(capsys, tables):
-    from latency_predictors.host import host_fingerprint
+    from latency_predictors.measure.host import host_fingerprint
 
     folder, arch = tables
     here = load_table("meas")
@@ -154,7 +154,7 @@ def _has_openvino() -> bool:
 def test_validate_spread_sampler_measures_searched_like_archs(capsys, tables, tmp_path):
     import torch
 
-    from latency_predictors.calibrate import spread_sample
+    from latency_predictors.measure.calibrate import spread_sample
 
     code, out, _ = run(capsys, "validate", "--device", "meas", "--space", "latency-cli", "-n",
                        "4", "--seed", "7", "--sampler", "spread", "--quiet", "--out",

@@ -6,8 +6,8 @@ import pytest
 
 from hwnas_common.errors import HwnasError
 from latency_predictors import predict_latency
-from latency_predictors.adapt import adapt_table, check_writable
-from latency_predictors.host import (
+from latency_predictors.measure.adapt import adapt_table, check_writable
+from latency_predictors.measure.host import (
     describe_host,
     host_fingerprint,
     host_mismatch,

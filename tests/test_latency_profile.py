@@ -16,9 +16,9 @@ import torch
 
 from hwnas_common.errors import HwnasError
 from latency_predictors import latency_matrix, load_table, required_keys
-from latency_predictors.backends import OrtBackend, make_backend, summarize
 from latency_predictors.keys import key_label
-from latency_predictors.profile import partial_path, pass_spread, profile_table, space_ops
+from latency_predictors.measure.backends import OrtBackend, make_backend, summarize
+from latency_predictors.measure.profile import partial_path, pass_spread, profile_table, space_ops
 from search_spaces import LayerSpec, Space
 
 SMALL = Space("latency-small", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),
@@ -58,8 +58,8 @@ def test_profile_adds_rows_and_checks_settings(tmp_path):
 
 KILLABLE = textwrap.dedent("""
     import sys, time
-    from latency_predictors.backends import OrtBackend
-    from latency_predictors.profile import profile_table
+    from latency_predictors.measure.backends import OrtBackend
+    from latency_predictors.measure.profile import profile_table
     sys.path.insert(0, {here!r})
     from test_latency_profile import SMALL
 
@@ -148,7 +148,7 @@ class _Linear(OrtBackend):
 
 
 def test_chain_method_cancels_call_overhead():
-    from latency_predictors.profile import measure_op
+    from latency_predictors.measure.profile import measure_op
 
     backend = _Linear("cpu", 1, 0, 4)
     factory = lambda: torch.nn.Identity()  # noqa: E731

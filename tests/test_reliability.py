@@ -151,7 +151,7 @@ def test_a_table_save_killed_anywhere_loads_whole(tmp_path: Path, where: str,
 
 def test_table_names_are_not_paths_and_lookup_says_what_it_loaded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    from latency_predictors.profile import default_out
+    from latency_predictors.measure.profile import default_out
 
     for name in ("../x", "a/b", "..", ""):
         with pytest.raises(HwnasError, match="must be a name, not a path"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix, latency_matrix, load_table
-from latency_predictors.adapt import host_true_table
+from latency_predictors.measure.adapt import host_true_table
 from latency_predictors.table import table_identity
 from search_spaces import Space
 
@@ -47,7 +47,7 @@ def load_constraints(space: Space, devices: Sequence[str], budgets_ms: Sequence[
                      measure: bool = True) -> list[Constraint]:
     """Load each device's table, make it true to this host (a measured table of another
     host is adapted for ``space`` unless ``adapt`` is False, see
-    :func:`latency_predictors.adapt.host_true_table`) and build its matrix for ``space``.
+    :func:`latency_predictors.measure.adapt.host_true_table`) and build its matrix for ``space``.
     Whether some architecture meets every budget is the search's first check
     (:func:`nas.core.derive.check_feasible`).
 

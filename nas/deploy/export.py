@@ -1,8 +1,8 @@
 """Export a child network: ONNX (checked against PyTorch with onnxruntime), TorchScript, JSON, pt.
 
 ONNX files come from the same exporter settings as the latency profiles
-(:func:`latency_predictors.backends.export_onnx`: TorchScript exporter, opset 17; on torch 2.13
-it takes ~10 ms per small model against ~4 s for the dynamo exporter).
+(:func:`latency_predictors.measure.backends.export_onnx`: TorchScript exporter, opset 17; on
+torch 2.13 it takes ~10 ms per small model against ~4 s for the dynamo exporter).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 
 from hwnas_common import HwnasError
 from hwnas_common.fileio import atomic_path, atomic_write_text
-from latency_predictors.backends import export_onnx
+from latency_predictors.measure.backends import export_onnx
 from nas.run.trained import net_record
 from search_spaces import ArchSpec, build
 

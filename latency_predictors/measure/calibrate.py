@@ -35,10 +35,10 @@ from tqdm import tqdm
 from hwnas_common.errors import HwnasError
 from search_spaces import ArchSpec, Space, build, get_space
 
+from ..keys import op_group
+from ..predictor import LatencyMatrix, latency_matrix
+from ..table import GROUPINGS, LatencyTable
 from .backends import Backend, make_backend, reference_summary, summarize, with_reference
-from .keys import op_group
-from .predictor import LatencyMatrix, latency_matrix
-from .table import GROUPINGS, LatencyTable
 
 WHOLE_NETWORK_REPEATS = 30  # timed runs per pass; a cifar network takes 1-15 ms on one core
 WHOLE_NETWORK_PASSES = 6  # round-robin passes; each network keeps its fastest

@@ -2,7 +2,7 @@
 
 For each distinct ``(candidate, input shape)`` of the space and each fixed part, the module is
 built alone (``make_candidate`` / ``make_fixed_part``, eval mode), handed to a timing backend
-(:mod:`latency_predictors.backends`; onnxruntime exports it alone to ONNX) and timed after
+(:mod:`latency_predictors.measure.backends`; onnxruntime exports it alone to ONNX) and timed after
 warm-up over ``repeats`` runs; the row keeps mean, median, std and the sample count. With
 ``method="chain"`` a candidate is timed as chains of 2 and 4 copies and its row is the
 difference per copy (see :func:`measure_op`). The default is ``alone``: on 50 held-out `cifar`
@@ -13,16 +13,17 @@ Drift-robust timing (a shared VM's speed drifts with frequency and its neighbour
 
 - Passes are interleaved: the ops are timed round robin, ``passes`` (default 3) passes over the
   whole list, so a slow period hits many ops once rather than one op in every pass.
-- The backend's fixed reference kernel (:func:`latency_predictors.backends.reference_module`)
-  is timed before and after every op. Each pass's op latency is normalised to the profile's
-  reference speed, ``t · ref_base / ref_now``, where ``ref_base`` is the median reference time
-  of the whole profile (or of the table the rows are added to), so machine-wide drift cancels.
+- The backend's fixed reference kernel
+  (:func:`latency_predictors.measure.backends.reference_module`) is timed before and after every
+  op. Each pass's op latency is normalised to the profile's reference speed, ``t · ref_base /
+  ref_now``, where ``ref_base`` is the median reference time of the whole profile (or of the
+  table the rows are added to), so machine-wide drift cancels.
 - An op's row is its (lower) median pass after normalisation: a burst that hits the op but not
   the reference in one pass of three is dropped.
 
 ``ref_base`` is stored in the metadata (``reference``), and whole-network measurements against
 the table (calibration, ``validate``, ``tables adapt``) are normalised to it the same way
-(:func:`latency_predictors.calibrate.measure_archs`).
+(:func:`latency_predictors.measure.calibrate.measure_archs`).
 
 Resumable: every measurement (its statistics and its reference time) is recorded (atomically)
 in ``NAME.partial.json`` next to the output; a rerun with the same settings after a kill
@@ -49,18 +50,8 @@ from hwnas_common.errors import HwnasError
 from hwnas_common.fileio import atomic_write_text
 from search_spaces import Space, get_space, make_candidate, make_fixed_part
 
-from .backends import (
-    Backend,
-    make_backend,
-    median_pass,
-    reference_summary,
-    summarize,
-    with_reference,
-)
-from .calibrate import calibrate, check_calibration_size, describe_calibration
-from .host import host_fingerprint
-from .keys import candidate_key, fixed_key, key_label
-from .table import (
+from ..keys import candidate_key, fixed_key, key_label
+from ..table import (
     KEY_COLUMNS,
     LatencyTable,
     OpKey,
@@ -72,6 +63,16 @@ from .table import (
     table_dirs,
     table_paths,
 )
+from .backends import (
+    Backend,
+    make_backend,
+    median_pass,
+    reference_summary,
+    summarize,
+    with_reference,
+)
+from .calibrate import calibrate, check_calibration_size, describe_calibration
+from .host import host_fingerprint
 
 PROFILE_REPEATS = 100  # timed runs per op and pass
 PROFILE_PASSES = 3  # passes over the ops; each op keeps its median normalised pass
@@ -226,7 +227,7 @@ def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
                   method: str = "alone", passes: int = PROFILE_PASSES) -> LatencyTable:
     """Measure every op of ``space`` missing from the table at ``out``; save and return it.
 
-    ``backend`` is a name of :data:`latency_predictors.backends.BACKENDS` (with ``ep``,
+    ``backend`` is a name of :data:`latency_predictors.measure.backends.BACKENDS` (with ``ep``,
     ``threads``, ``warmup``, ``repeats``) or a ready :class:`Backend`. ``method``: see
     :func:`measure_op`; ``passes``: each op is measured once per pass over the list and keeps
     its fastest pass. ``out`` defaults to ``$HWNAS_TABLES/NAME.csv`` (``~/.hwnas/tables``).

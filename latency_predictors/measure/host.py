@@ -1,13 +1,13 @@
 """Which machine a measured table belongs to: a host fingerprint, and the check against this host.
 
-A per-op table is a property of one CPU model, core count, runtime and execution provider:
-the `cpu` table profiled on one 2-vCPU AMD EPYC guest predicted nets on an Intel Xeon guest of
-the same VM kind 48 % off, and on a Zen 5 EPYC guest about 3× off. Every measured table records
+A per-op table is a property of one CPU model, core count, runtime and execution provider: the
+`cpu` table profiled on one 2-vCPU AMD EPYC guest predicted nets on an Intel Xeon guest of the
+same VM kind 48 % off, and on a Zen 5 EPYC guest about 3× off. Every measured table records
 ``host_fingerprint`` (CPU model, family/model numbers, vector flags, logical cores, OS; the
-runtime, provider and threads are in the table's own metadata). The commands that use a
-table adapt one measured elsewhere to this host first
-(:func:`latency_predictors.adapt.host_true_table`); a table that records no fingerprint is used
-as it is, with one line saying how to adapt it (``hwnas tables adapt``).
+runtime, provider and threads are in the table's own metadata). The commands that use a table
+adapt one measured elsewhere to this host first
+(:func:`latency_predictors.measure.adapt.host_true_table`); a table that records no fingerprint
+is used as it is, with one line saying how to adapt it (``hwnas tables adapt``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from .table import LatencyTable, known_tables, load_table
+from ..table import LatencyTable, known_tables, load_table
 
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
                 "amx_bf16", "asimd", "sve")

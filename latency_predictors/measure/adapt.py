@@ -6,7 +6,7 @@ offset (the ratio measured/predicted of the shipped `cpu` table on another host 
 to 0.74). Adaptation keeps the per-op table and refits only its whole-network calibration on
 a few spread networks measured end to end here (per space: ``none`` / ``affine`` /
 ``per-class`` / ``per-kernel`` / ``per-kernel-branch``, chosen by cross-validation, as
-:func:`latency_predictors.calibrate.calibrate` does; between a Zen 3 and a Zen 5 host the
+:func:`latency_predictors.measure.calibrate.calibrate` does; between a Zen 3 and a Zen 5 host the
 per-op speed-up depends mostly on the kernel size: k3 ops ×0.40, k5 ×0.38, k7 ×0.32, and on
 whether the block has r branches). This
 is the transfer idea of HELP (Lee et al., NeurIPS 2021: 10 samples on a new device) and
@@ -37,10 +37,7 @@ from typing import Any
 
 from hwnas_common.errors import HwnasError
 
-from .backends import Backend
-from .calibrate import backend_for, calibrate, check_calibration_size
-from .host import IDENTITY, describe_host, host_fingerprint, host_note, same_host
-from .table import (
+from ..table import (
     LatencyTable,
     load_table,
     save_table,
@@ -48,6 +45,9 @@ from .table import (
     table_dirs,
     table_paths,
 )
+from .backends import Backend
+from .calibrate import backend_for, calibrate, check_calibration_size
+from .host import IDENTITY, describe_host, host_fingerprint, host_note, same_host
 
 ADAPT_NETS = 25  # networks measured per space (the all-skip one and spread ones)
 ADAPT_REPEATS = 20  # timed runs per network and pass (6 passes, the fastest kept)

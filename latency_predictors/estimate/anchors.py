@@ -5,13 +5,13 @@
     device,net,latency_ms,fit,runtime,precision,batch,source,where,notes
 
 ``fit`` is ``yes`` for the rows a device's parameters are fitted on (batch 1, a net of
-:data:`latency_predictors.reference_nets.REFERENCE_NETS`, the runtime class the table models)
-and ``no`` for rows kept for reference only (other runtimes, unpublished architectures such as
-QuadraNet Table III's nets, which serve the ordering check).
+:data:`latency_predictors.estimate.reference_nets.REFERENCE_NETS`, the runtime class the table
+models) and ``no`` for rows kept for reference only (other runtimes, unpublished architectures
+such as QuadraNet Table III's nets, which serve the ordering check).
 
 :func:`fit_anchored` fits, per device, the efficiencies of the three node classes (grid) and
 the per-node and per-inference overheads (closed-form non-negative least squares of the
-relative error) of :class:`latency_predictors.analytical.DeviceModel` on the anchors, and
+relative error) of :class:`latency_predictors.estimate.roofline.DeviceModel` on the anchors, and
 reports the leave-one-out error (:func:`leave_one_out`: every anchor predicted by a model
 fitted on the others).
 """
@@ -30,7 +30,7 @@ import pandas as pd
 
 from hwnas_common.errors import HwnasError
 
-from .analytical import DeviceModel, NodeCost
+from .roofline import DeviceModel, NodeCost
 
 ANCHORS_FILE = Path(__file__).resolve().parent / "anchors.csv"
 ANCHOR_COLUMNS = ("device", "net", "latency_ms", "fit", "runtime", "precision", "batch",
@@ -122,9 +122,9 @@ def device_anchors(device: str, anchors: Sequence[Anchor]) -> list[Anchor]:
 
 def reference_costs(nets: Sequence[str]) -> dict[str, list[NodeCost]]:
     """Node costs of the reference nets ``nets`` (one ONNX export each)."""
-    from .analytical import graph_costs
-    from .backends import export_onnx
+    from ..measure.backends import export_onnx
     from .reference_nets import build_reference
+    from .roofline import graph_costs
 
     costs = {}
     for name in dict.fromkeys(nets):
@@ -245,7 +245,7 @@ class AnchorFit:
                          "fitted_ms": round(f, 3), "loo_ms": round(lo, 3)}
                         for a, f, lo in zip(self.anchors, self.fitted_ms, self.loo_ms,
                                             strict=True)],
-            "anchors_file": "latency_predictors/anchors.csv",
+            "anchors_file": "latency_predictors/estimate/anchors.csv",
         }
 
 

@@ -14,13 +14,12 @@ Reshape, Flatten, float->float Cast) cost nothing. A table row is the sum over i
 stem row also carries ``inference_overhead_us`` (the once-per-inference cost: runtime call, for
 the NCS2 the USB transfer) so whole-network latency stays a plain sum.
 
-A-priori device parameters (datasheet values; the efficiencies and overheads below are
-modelling choices, so the error on the x86 host is an honest out-of-sample figure). The shipped
-``a100``, ``vpu`` and ``cortex-a76`` tables do not use these efficiencies and overheads: they
-are fitted on published batch-1 latencies of published nets (``latency_predictors.anchors``,
-``anchors.csv``; the fitted values and the leave-one-out error are in each table's
-``anchoring`` and ``model`` metadata). ``h100`` has no anchors and keeps them (a-priori,
-unanchored):
+A-priori device parameters (datasheet values; the efficiencies and overheads below are modelling
+choices, so the error on the x86 host is an honest out-of-sample figure). The shipped ``a100``,
+``vpu`` and ``cortex-a76`` tables do not use these efficiencies and overheads: they are fitted
+on published batch-1 latencies of published nets (``latency_predictors.estimate.anchors``,
+``anchors.csv``; the fitted values and the leave-one-out error are in each table's ``anchoring``
+and ``model`` metadata). ``h100`` has no anchors and keeps them (a-priori, unanchored):
 
 - ``a100``: NVIDIA A100 SXM4 40GB datasheet: FP32 19.5 TFLOPS (non-tensor-core), HBM2
   1555 GB/s, 40 MB L2 (cache bandwidth taken as ~3x HBM, a common microbenchmark figure).
@@ -81,9 +80,9 @@ from onnx import shape_inference
 from hwnas_common.errors import HwnasError
 from search_spaces import Space, get_space
 
-from .backends import export_onnx
-from .profile import space_ops
-from .table import KEY_COLUMNS, LatencyTable, make_table, new_metadata
+from ..measure.backends import export_onnx
+from ..measure.profile import space_ops
+from ..table import KEY_COLUMNS, LatencyTable, make_table, new_metadata
 
 FREE_OPS = {"Identity", "Constant", "Reshape", "Flatten", "Cast", "Shape", "Squeeze",
             "Unsqueeze", "Dropout"}
@@ -224,8 +223,8 @@ def estimate_table(device: DeviceModel | str, spaces: list[Space | str],
                    costs: dict[tuple, list[NodeCost]] | None = None,
                    anchoring: dict[str, Any] | None = None) -> LatencyTable:
     """An ``estimated`` table of ``device`` covering ``spaces`` (``costs``: precomputed
-    :func:`row_costs` of those spaces, to share the ONNX exports between devices;
-    ``anchoring``: :meth:`latency_predictors.anchors.AnchorFit.summary` of the fit that gave
+    :func:`row_costs` of those spaces, to share the ONNX exports between devices; ``anchoring``:
+    :meth:`latency_predictors.estimate.anchors.AnchorFit.summary` of the fit that gave
     ``device`` its parameters, None for datasheet parameters)."""
     device = get_device_model(device) if isinstance(device, str) else device
     spaces = [get_space(s) if isinstance(s, str) else s for s in spaces]
@@ -238,9 +237,9 @@ def estimate_table(device: DeviceModel | str, spaces: list[Space | str],
                         runtime_version="1", mode=device.description, threads=0,
                         dtype="float16" if device.dtype_bytes == 2 else "float32",
                         spaces=sorted(s.name for s in spaces), model=device.to_dict(),
-                        notes="estimated by latency_predictors.analytical (roofline, "
+                        notes="estimated by latency_predictors.estimate.roofline (roofline, "
                               + (f"parameters fitted on {anchoring['n_anchors']} published "
-                                 "batch-1 latencies in latency_predictors/anchors.csv"
+                                 "batch-1 latencies in latency_predictors/estimate/anchors.csv"
                                  if anchoring else "datasheet parameters, a-priori, unanchored")
                               + "); replace it by a measured table from `hwnas profile` on "
                               "the real device")
