@@ -47,11 +47,10 @@ from latency_predictors.estimate.roofline import (
     predict_rows,
     row_costs,
 )
-from latency_predictors.keys import fixed_key, layer_keys
+from latency_predictors.keys import fixed_key, layer_keys, space_ops
 from latency_predictors.measure.backends import export_onnx, summarize
 from latency_predictors.measure.calibrate import backend_for, measure_archs
 from latency_predictors.measure.host import describe_host, host_fingerprint
-from latency_predictors.measure.profile import space_ops
 from search_spaces import get_space
 from search_spaces.stats import count_macs
 

@@ -1,8 +1,20 @@
-"""Which table rows a space needs: the op key of every (layer slot, candidate) and fixed part."""
+"""Which table rows a space needs: the op key of every (layer slot, candidate) and fixed part,
+and the module that each key stands for (:func:`space_ops`: what is profiled or costed)."""
 
 from __future__ import annotations
 
-from search_spaces import FixedPart, LayerSlot, LayerSpec, Space
+from collections.abc import Callable
+
+from torch import nn
+
+from search_spaces import (
+    FixedPart,
+    LayerSlot,
+    LayerSpec,
+    Space,
+    make_candidate,
+    make_fixed_part,
+)
 from search_spaces.interactions import uses_branches
 
 from .table import GROUPINGS, OpKey, op_key
@@ -68,3 +80,21 @@ def key_label(key: OpKey) -> str:
     if branches:
         label += f"/r{branches}"
     return label
+
+
+OpFactory = tuple[Callable[[], nn.Module], tuple[int, int, int]]
+
+
+def space_ops(space: Space) -> dict[OpKey, OpFactory]:
+    """``{key: (module factory, input shape (C, H, W))}`` of every op the space needs."""
+    ops: dict[OpKey, OpFactory] = {}
+    for part in space.fixed_parts():
+        ops.setdefault(fixed_key(part), (lambda p=part: make_fixed_part(p),
+                                         (part.c_in, part.height, part.width)))
+    for slot in space.layer_slots():
+        for layer in space.candidates:
+            key = candidate_key(layer, slot, space.branches)
+            if key is not None and key not in ops:
+                ops[key] = (lambda c=layer, s=slot: make_candidate(c, s.channels, space.branches),
+                            (slot.channels, slot.height, slot.width))
+    return ops

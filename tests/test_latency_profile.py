@@ -16,9 +16,9 @@ import torch
 
 from hwnas_common.errors import HwnasError
 from latency_predictors import latency_matrix, load_table, required_keys
-from latency_predictors.keys import key_label
+from latency_predictors.keys import key_label, space_ops
 from latency_predictors.measure.backends import OrtBackend, make_backend, summarize
-from latency_predictors.measure.profile import partial_path, pass_spread, profile_table, space_ops
+from latency_predictors.measure.profile import partial_path, pass_spread, profile_table
 from search_spaces import LayerSpec, Space
 
 SMALL = Space("latency-small", input=(3, 8, 8), stem="conv3x3", width=4, depths=(1, 1),

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from latency_predictors import load_table, make_table, measure_latency, predict_latency
-from latency_predictors.keys import candidate_key, fixed_key
+from latency_predictors.keys import candidate_key, fixed_key, space_ops
 from latency_predictors.measure.calibrate import backend_for
-from latency_predictors.measure.profile import measure_op, space_ops
+from latency_predictors.measure.profile import measure_op
 from latency_predictors.table import KEY_COLUMNS
 from search_spaces import get_space
 

@@ -80,8 +80,8 @@ from onnx import shape_inference
 from hwnas_common.errors import HwnasError
 from search_spaces import Space, get_space
 
+from ..keys import space_ops
 from ..measure.backends import export_onnx
-from ..measure.profile import space_ops
 from ..table import KEY_COLUMNS, LatencyTable, make_table, new_metadata
 
 FREE_OPS = {"Identity", "Constant", "Reshape", "Flatten", "Cast", "Shape", "Squeeze",

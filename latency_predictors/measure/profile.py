@@ -1,13 +1,13 @@
 """Profile a device's latency table: every distinct op of a space, built and timed alone.
 
-For each distinct ``(candidate, input shape)`` of the space and each fixed part, the module is
-built alone (``make_candidate`` / ``make_fixed_part``, eval mode), handed to a timing backend
-(:mod:`latency_predictors.measure.backends`; onnxruntime exports it alone to ONNX) and timed after
-warm-up over ``repeats`` runs; the row keeps mean, median, std and the sample count. With
-``method="chain"`` a candidate is timed as chains of 2 and 4 copies and its row is the
-difference per copy (see :func:`measure_op`). The default is ``alone``: on 50 held-out `cifar`
-networks measured in one run it predicted better (MAPE 6.88 % vs 8.73 % for chain with 2
-passes) and profiles ~3.5× faster.
+For each distinct ``(candidate, input shape)`` of the space and each fixed part
+(:func:`latency_predictors.keys.space_ops`), the module is built alone (eval mode), handed to a
+timing backend (:mod:`latency_predictors.measure.backends`; onnxruntime exports it alone to
+ONNX) and timed after warm-up over ``repeats`` runs; the row keeps mean, median, std and the
+sample count. With ``method="chain"`` a candidate is timed as chains of 2 and 4 copies and its
+row is the difference per copy (see :func:`measure_op`). The default is ``alone``: on 50
+held-out `cifar` networks measured in one run it predicted better (MAPE 6.88 % vs 8.73 % for
+chain with 2 passes) and profiles ~3.5× faster.
 
 Drift-robust timing (a shared VM's speed drifts with frequency and its neighbours' load):
 
@@ -48,9 +48,9 @@ from tqdm import tqdm
 
 from hwnas_common.errors import HwnasError
 from hwnas_common.fileio import atomic_write_text
-from search_spaces import Space, get_space, make_candidate, make_fixed_part
+from search_spaces import Space, get_space
 
-from ..keys import candidate_key, fixed_key, key_label
+from ..keys import OpFactory, key_label, space_ops
 from ..table import (
     KEY_COLUMNS,
     LatencyTable,
@@ -78,24 +78,6 @@ PROFILE_REPEATS = 100  # timed runs per op and pass
 PROFILE_PASSES = 3  # passes over the ops; each op keeps its median normalised pass
 _SETTINGS = ("device", "runtime", "mode", "threads", "warmup", "repeats", "clock", "method",
              "passes")
-OpFactory = tuple[Callable[[], nn.Module], tuple[int, int, int]]
-
-
-def space_ops(space: Space) -> dict[OpKey, OpFactory]:
-    """``{key: (module factory, input shape (C, H, W))}`` of every op the space needs."""
-    ops: dict[OpKey, OpFactory] = {}
-    for part in space.fixed_parts():
-        ops.setdefault(fixed_key(part), (lambda p=part: make_fixed_part(p),
-                                         (part.c_in, part.height, part.width)))
-    for slot in space.layer_slots():
-        for layer in space.candidates:
-            key = candidate_key(layer, slot, space.branches)
-            if key is not None and key not in ops:
-                ops[key] = (lambda c=layer, s=slot: make_candidate(c, s.channels, space.branches),
-                            (slot.channels, slot.height, slot.width))
-    return ops
-
-
 def default_out(name: str) -> Path:
     """Where ``hwnas profile --name NAME`` writes when no ``--out`` is given."""
     return table_dirs()[0] / f"{check_table_name(name)}.csv"
