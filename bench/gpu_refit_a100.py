@@ -25,7 +25,8 @@ from dataclasses import replace
 from hwnas_common.errors import HwnasError
 from latency_predictors import load_table, save_table
 from latency_predictors.estimate.anchors import Anchor, fit_anchored
-from latency_predictors.estimate.roofline import DeviceModel, estimate_table, row_costs
+from latency_predictors.estimate.roofline import DeviceModel, row_costs
+from latency_predictors.estimate.tables import estimate_table
 
 # datasheet FP32 (non-tensor) peak GFLOPS, DRAM GB/s, L2 MB; cache bandwidth taken as 3x DRAM
 DATASHEETS = {

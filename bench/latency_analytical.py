@@ -10,16 +10,12 @@ predictions next to published figures (QuadraNet Table III).
    QuadraNet Table III (nn-Meter predictions for ProxylessNAS models: Cortex-A76 CPU / Myriad
    VPU / A100 GPU) and to its end-to-end latency measured here.
 
-With ``--write-tables DIR`` it also writes the estimated tables (a100, vpu, cortex-a76, h100)
-for the six spaces, with the x86 error in their metadata: each device with anchors
-(``latency_predictors/estimate/anchors.csv``) gets its parameters fitted on them
-(``latency_predictors.estimate.anchors.fit_anchored``, leave-one-out error in the table's
-``anchoring``); one without (h100) keeps its datasheet parameters and is labelled a-priori,
-unanchored. ``--tables-only`` skips steps 1-4 (no timing on this CPU) and carries the x86
-error over from the shipped tables. CPU-heavy: run it as
+With ``--write-tables DIR`` it then writes the shipped estimated tables with this x86 error in
+their metadata (:func:`latency_predictors.estimate.tables.write_shipped_tables`; without a
+fresh x86 check, ``python -m latency_predictors.estimate.tables DIR`` carries the shipped
+tables' over). CPU-heavy: run it as
 
     flock /tmp/hwnas-cpu.lock python bench/latency_analytical.py [--write-tables DIR]
-    python bench/latency_analytical.py --tables-only --write-tables latency_predictors/tables
 """
 
 from __future__ import annotations
@@ -30,23 +26,16 @@ import json
 import numpy as np
 import torch
 
-from latency_predictors import load_table, save_table
-from latency_predictors.estimate.anchors import (
-    device_anchors,
-    fit_anchored,
-    load_anchors,
-    reference_costs,
-)
+from latency_predictors import load_table
+from latency_predictors.estimate.devices import DEVICE_MODELS
 from latency_predictors.estimate.reference_nets import mobilenet_v2
 from latency_predictors.estimate.roofline import (
-    DEVICE_MODELS,
-    estimate_table,
     fit_device,
-    get_device_model,
     graph_latency_ms,
     predict_rows,
     row_costs,
 )
+from latency_predictors.estimate.tables import SPACES, write_shipped_tables
 from latency_predictors.keys import fixed_key, layer_keys, space_ops
 from latency_predictors.measure.backends import export_onnx, summarize
 from latency_predictors.measure.calibrate import backend_for, measure_archs
@@ -57,9 +46,6 @@ from search_spaces.stats import count_macs
 # QuadraNet Table III (nn-Meter predictions): model -> (MFLOPs, Cortex-A76 ms, VPU ms, A100 ms)
 QUADRANET = {"Proxyless-CPU": (333, 299.6, 53.1, 1.8), "Proxyless-VPU": (275, 379.1, 29.9, 1.7),
              "Proxyless-GPU": (1065, 1521.1, 146.1, 2.9)}
-ESTIMATED = ("a100", "vpu", "cortex-a76", "h100")
-SPACES = ("cifar", "proxyless-cifar", "hybrid-cifar", "imagenet", "proxyless-imagenet",
-          "hybrid-imagenet")
 
 
 def mape(pred: dict, meas: dict, keys) -> float:
@@ -78,7 +64,7 @@ def x86_errors(measured_table: str, n_archs: int, all_costs: dict) -> dict:
     meas = table.lookup()
     small = {k for s in ("cifar", "proxyless-cifar") for k in space_ops(get_space(s))}
     costs = {k: v for k, v in all_costs.items() if k in small}
-    x86 = get_device_model("x86")
+    x86 = DEVICE_MODELS["x86"]
     apriori = predict_rows(costs, x86)
     cifar_keys = set(space_ops(get_space("cifar")))
     held_out = [k for k in costs if k not in cifar_keys and k in meas]
@@ -121,45 +107,15 @@ def mobilenet_report(measured_table: str) -> dict:
     return report
 
 
-def write_tables(folder: str, costs: dict, error: dict) -> None:
-    """The estimated tables, fitted on their anchors where there are any."""
-    anchors = load_anchors()
-    fitted = {a.device for a in anchors if a.fit}
-    ref_costs = reference_costs(sorted({a.net for a in anchors if a.fit}))
-    for name in ESTIMATED:
-        anchoring, model = None, get_device_model(name)
-        if name in fitted:
-            fit = fit_anchored(model, device_anchors(name, anchors), ref_costs)
-            model, anchoring = fit.model, fit.summary()
-            print(f"{name}: fitted on {len(fit.anchors)} anchors, in-sample MAPE "
-                  f"{fit.fit_mape:.1f} %, leave-one-out MAPE {fit.loo_mape:.1f} %, "
-                  f"{anchoring['params']}")
-        table = estimate_table(model, list(SPACES), analytical_error=error, costs=costs,
-                               anchoring=anchoring)
-        if name == "h100":
-            table.metadata["notes"] += (
-                "; no GPU was lent to the session that made it: a measured table from "
-                "`hwnas profile --backend torch --ep cuda --name h100` on the H100 "
-                "replaces it (bench/gpu_tables.sh)")
-        print("wrote", save_table(table, f"{folder}/{name}"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measured", default="cpu", help="measured table of this CPU")
     parser.add_argument("-n", type=int, default=20, help="end-to-end archs for the x86 check")
-    parser.add_argument("--write-tables", default=None, metavar="DIR")
-    parser.add_argument("--tables-only", action="store_true",
-                        help="only --write-tables, carrying the shipped tables' x86 error over")
+    parser.add_argument("--write-tables", default=None, metavar="DIR",
+                        help="then write the shipped estimated tables with this x86 error")
     args = parser.parse_args()
     torch.set_num_threads(1)
     costs = row_costs(list(SPACES))
-    if args.tables_only:
-        if not args.write_tables:
-            parser.error("--tables-only needs --write-tables DIR")
-        write_tables(args.write_tables, costs,
-                     load_table("a100").metadata.get("analytical_error") or {})
-        return
     errors = x86_errors(args.measured, args.n, costs)
     print("x86 check of the analytical model:", json.dumps(errors, indent=1))
     mbv2 = mobilenet_report(args.measured)
@@ -174,7 +130,9 @@ def main() -> None:
               f"{est['cortex-a76'] / cpu:.2f}), VPU {vpu:6.1f} ms ({est['vpu'] / vpu:.2f}), "
               f"A100 {gpu:4.1f} ms ({est['a100'] / gpu:.2f})")
     if args.write_tables:
-        write_tables(args.write_tables, costs, {**errors, "mobilenet_v2": mbv2})
+        for shipped in write_shipped_tables(args.write_tables, {**errors, "mobilenet_v2": mbv2},
+                                            costs):
+            print("wrote", shipped.path)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 One registry per kind of thing hwnas lets a user or a module add by name (timm's
 register/entrypoint idea): interaction operators (``search_spaces.interactions``), candidate
 blocks (``search_spaces.blocks``), fixed skeleton parts (``search_spaces.network``), spaces
-(``search_spaces.space``) and timing backends (``latency_predictors.measure.backends``). A
-registry is a read-only mapping; ``register`` refuses duplicates, and ``registered`` adds an
-entry for the duration of a ``with`` block (tests).
+(``search_spaces.space``), timing backends (``latency_predictors.measure.backends``), estimated
+devices (``latency_predictors.estimate.devices``) and latency losses
+(``nas.core.latency_loss``). A registry is a read-only mapping; ``register`` refuses
+duplicates, and ``registered`` adds an entry for the duration of a ``with`` block (tests).
 """
 
 from __future__ import annotations

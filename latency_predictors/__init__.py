@@ -16,7 +16,8 @@ Public API (DESIGN §4)::
 
 from __future__ import annotations
 
-from .estimate.roofline import DEVICE_MODELS, estimate_table
+from .estimate.devices import DEVICE_MODELS
+from .estimate.tables import estimate_table
 from .keys import key_label, required_keys
 from .measure.backends import BACKENDS, make_backend
 from .measure.calibrate import calibrate, measure_latency

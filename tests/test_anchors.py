@@ -150,7 +150,8 @@ def test_search_and_predict_say_how_an_estimated_table_is_anchored(capsys):
 def test_activation_after_a_convolution_is_fused_only_where_the_device_fuses():
     from torch import nn
 
-    from latency_predictors.estimate.roofline import get_device_model, graph_costs
+    from latency_predictors.estimate.devices import DEVICE_MODELS
+    from latency_predictors.estimate.roofline import graph_costs
     from latency_predictors.measure.backends import export_onnx
 
     class Branchy(nn.Module):
@@ -166,5 +167,5 @@ def test_activation_after_a_convolution_is_fused_only_where_the_device_fuses():
     fusable = [c.fusable for c in costs if c.op_type == "Relu"]
     assert sorted(fusable) == [False, True]
     relu = next(c for c in costs if c.fusable)
-    assert node_latency_us(relu, get_device_model("vpu")) == 0.0
-    assert node_latency_us(relu, get_device_model("x86")) > 0.0
+    assert node_latency_us(relu, DEVICE_MODELS["vpu"]) == 0.0
+    assert node_latency_us(relu, DEVICE_MODELS["x86"]) > 0.0

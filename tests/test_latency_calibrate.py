@@ -8,13 +8,9 @@ import torch
 
 from hwnas_common.errors import HwnasError
 from latency_predictors import predict_latency, required_keys
-from latency_predictors.estimate.roofline import (
-    DEVICE_MODELS,
-    NodeCost,
-    estimate_table,
-    graph_costs,
-    node_latency_us,
-)
+from latency_predictors.estimate.devices import DEVICE_MODELS
+from latency_predictors.estimate.roofline import NodeCost, graph_costs, node_latency_us
+from latency_predictors.estimate.tables import estimate_table
 from latency_predictors.keys import op_class, op_group
 from latency_predictors.measure.backends import export_onnx
 from latency_predictors.measure.calibrate import (

@@ -30,7 +30,9 @@ import pandas as pd
 
 from hwnas_common.errors import HwnasError
 
-from .roofline import DeviceModel, NodeCost
+from ..measure.backends import export_onnx
+from .reference_nets import REFERENCE_NETS, build_reference
+from .roofline import DeviceModel, NodeCost, graph_costs
 
 ANCHORS_FILE = Path(__file__).resolve().parent / "anchors.csv"
 ANCHOR_COLUMNS = ("device", "net", "latency_ms", "fit", "runtime", "precision", "batch",
@@ -64,8 +66,6 @@ class Anchor:
 
 def load_anchors(path: str | os.PathLike | None = None) -> list[Anchor]:
     """All rows of an anchors file (default: the shipped ``anchors.csv``), strictly."""
-    from .reference_nets import REFERENCE_NETS
-
     path = Path(path) if path is not None else ANCHORS_FILE
     if not path.is_file():
         raise HwnasError(f"anchors file {path} does not exist")
@@ -122,10 +122,6 @@ def device_anchors(device: str, anchors: Sequence[Anchor]) -> list[Anchor]:
 
 def reference_costs(nets: Sequence[str]) -> dict[str, list[NodeCost]]:
     """Node costs of the reference nets ``nets`` (one ONNX export each)."""
-    from ..measure.backends import export_onnx
-    from .reference_nets import build_reference
-    from .roofline import graph_costs
-
     costs = {}
     for name in dict.fromkeys(nets):
         model, shape = build_reference(name)

@@ -1,4 +1,4 @@
-"""Analytical (roofline) device models: estimated latency tables for devices we do not have.
+"""The analytical (roofline) cost model: an op's latency on a device from its ONNX graph.
 
 Each op of a space is exported alone to ONNX (the graph a runtime would execute) and every node
 is costed as ::
@@ -14,48 +14,15 @@ Reshape, Flatten, float->float Cast) cost nothing. A table row is the sum over i
 stem row also carries ``inference_overhead_us`` (the once-per-inference cost: runtime call, for
 the NCS2 the USB transfer) so whole-network latency stays a plain sum.
 
-A-priori device parameters (datasheet values; the efficiencies and overheads below are modelling
-choices, so the error on the x86 host is an honest out-of-sample figure). The shipped ``a100``,
-``vpu`` and ``cortex-a76`` tables do not use these efficiencies and overheads: they are fitted
-on published batch-1 latencies of published nets (``latency_predictors.estimate.anchors``,
-``anchors.csv``; the fitted values and the leave-one-out error are in each table's ``anchoring``
-and ``model`` metadata). ``h100`` has no anchors and keeps them (a-priori, unanchored):
-
-- ``a100``: NVIDIA A100 SXM4 40GB datasheet: FP32 19.5 TFLOPS (non-tensor-core), HBM2
-  1555 GB/s, 40 MB L2 (cache bandwidth taken as ~3x HBM, a common microbenchmark figure).
-  fp32, batch 1: kernels are launch-bound; node overhead 5 µs (CUDA kernel launch + runtime
-  dispatch in eager/ORT-CUDA execution), inference overhead 20 µs.
-- ``h100``: NVIDIA H100 SXM5 80GB datasheet: FP32 67 TFLOPS, HBM3 3.35 TB/s, 50 MB L2 (cache
-  ~3x HBM). Node overhead 4 µs, inference overhead 20 µs. Replace it by a measured table:
-  ``hwnas profile --backend torch --ep cuda --name h100`` on the H100.
-- ``vpu``: Intel Movidius Myriad X (MA2485, in the Neural Compute Stick 2), Intel/Movidius
-  launch material: Neural Compute Engine "over 1 TOPS" (fp16), 16 SHAVE 128-bit VLIW vector
-  cores (~700 MHz: 16 x 8 fp16 lanes x 2 FLOP x 0.7 GHz = 179 GFLOPS) for the layers the NCE
-  does not run (depthwise, element-wise), 2.5 MB on-chip CMX memory at up to 450 GB/s,
-  in-package LPDDR4 (taken as 1 x32 channel at 3200 MT/s = 12.8 GB/s: an assumption, the
-  datasheet gives no figure). fp16 tensors. Node overhead 30 µs (per-layer SHAVE dispatch),
-  inference overhead 1500 µs (USB 3 transfer of the input and result + host runtime).
-- ``cortex-a76``: a Raspberry Pi 5 class SoC (BCM2712, 4 x Cortex-A76 @ 2.4 GHz): each A76 has
-  two 128-bit NEON FMA pipes = 16 FP32 FLOP/cycle (Arm Cortex-A76 TRM), 4 cores = 153.6
-  GFLOPS; LPDDR4X-4267 x32 = 17 GB/s; 2 MB shared L3 (cache bandwidth taken as 4x DRAM).
-  Node overhead 10 µs (TFLite/ORT CPU op dispatch with a thread pool), inference 50 µs.
-- ``x86``: the project's first development host, from ``lscpu`` (AMD EPYC, Zen 3, family 25,
-  2 cores, ``avx2`` + ``fma`` flags: two 256-bit FMA pipes = 32 FP32 FLOP/cycle; BogoMIPS
-  4890.86 = 2 x 2445 MHz; L2 1 MB per core, L3 32 MB). Profiled with 1 thread: peak 78.2
-  GFLOPS; cache bandwidth 32 B/cycle = 78 GB/s (Zen 3 L2/L3 per-core load bandwidth), DRAM
-  20 GB/s per core (assumption).
-  Node overhead 3 µs (ORT CPU kernel dispatch), inference overhead 15 µs (session.run).
+A device is a :class:`DeviceModel`; the devices are data in
+:mod:`latency_predictors.estimate.devices` (datasheet figures and where they come from),
+:mod:`latency_predictors.estimate.anchors` fits their parameters on published latencies and
+:mod:`latency_predictors.estimate.tables` writes their estimated tables.
 
 The models of the anchored devices (``a100``, ``vpu``, ``cortex-a76``) fuse activations: a
 ReLU/ReLU6 that only consumes a convolution or GEMM output costs nothing, as TFLite, OpenVINO
 and cuDNN/TensorRT fuse it (the anchored fit's leave-one-out MAPE with and without this:
 A76 4.1 vs 11.4 %, VPU 17.5 vs 25.0 %, A100 14.7 vs 14.8 %).
-
-Efficiencies (all devices unless noted): dense 0.5 (vendor GEMM/conv libraries reach 50-80 %
-of peak on large problems; batch-1 layers are small), depthwise 0.1 (little reuse, vectorises
-poorly), element-wise 0.25; mem_eff 0.6. VPU: dense 0.3 of the NCE, depthwise and element-wise
-run on the SHAVEs (0.18 of the NCE peak x 0.5), GPUs: dense 0.3 (batch-1 convolutions leave most
-SMs idle).
 
 Measured error (``bench/latency_analytical.py`` on this host, 2026-11-22; also stored in every
 estimated table's ``analytical_error``): the a-priori ``x86`` model over-predicts the measured
@@ -77,12 +44,10 @@ from typing import Any
 import onnx
 from onnx import shape_inference
 
-from hwnas_common.errors import HwnasError
 from search_spaces import Space, get_space
 
 from ..keys import space_ops
 from ..measure.backends import export_onnx
-from ..table import KEY_COLUMNS, LatencyTable, make_table, new_metadata
 
 FREE_OPS = {"Identity", "Constant", "Reshape", "Flatten", "Cast", "Shape", "Squeeze",
             "Unsqueeze", "Dropout"}
@@ -97,7 +62,7 @@ FUSE_INTO = {"Conv", "Gemm", "MatMul"}
 
 @dataclass(frozen=True)
 class DeviceModel:
-    """Roofline parameters of one device (see the module docstring for their sources)."""
+    """Roofline parameters of one device (sources: :mod:`latency_predictors.estimate.devices`)."""
 
     name: str
     description: str
@@ -112,31 +77,15 @@ class DeviceModel:
         "dense": 0.5, "depthwise": 0.1, "elementwise": 0.25})
     mem_eff: float = 0.6
     fuse_activations: bool = False  # fusable activations cost nothing (NodeCost.fusable)
+    # what the writer of the shipped tables (latency_predictors.estimate.tables) asks: whether
+    # the device has a shipped estimated table (x86 only checks the model form), and what its
+    # notes add
+    ships_table: bool = True
+    table_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-DEVICE_MODELS: dict[str, DeviceModel] = {m.name: m for m in [
-    DeviceModel("a100", "NVIDIA A100 SXM4 40GB, fp32/TF32, framework kernels", 19_500, 1555,
-                4665, 40, 5.0, 20.0, eff={"dense": 0.3, "depthwise": 0.1, "elementwise": 0.25},
-                fuse_activations=True),
-    DeviceModel("h100", "NVIDIA H100 SXM5 80GB, fp32, eager/ORT-CUDA kernels", 67_000, 3350,
-                10_050, 50, 4.0, 20.0, eff={"dense": 0.3, "depthwise": 0.1, "elementwise": 0.25}),
-    DeviceModel("vpu", "Intel Myriad X VPU (NCS2), fp16, OpenVINO MYRIAD plugin", 1000, 12.8,
-                450, 2.5, 30.0, 1500.0, dtype_bytes=2,
-                eff={"dense": 0.3, "depthwise": 0.09, "elementwise": 0.09}, fuse_activations=True),
-    DeviceModel("cortex-a76", "Arm Cortex-A76 CPU (Pixel 4 / Raspberry Pi 5 class), fp32",
-                153.6, 17, 68, 2, 10.0, 50.0, fuse_activations=True),
-    DeviceModel("x86", "AMD EPYC (Zen 3) guest, 1 thread, fp32, onnxruntime CPU EP", 78.2,
-                20, 78, 32, 3.0, 15.0),
-]}
-
-
-def get_device_model(name: str) -> DeviceModel:
-    if name not in DEVICE_MODELS:
-        raise HwnasError(f"unknown analytical device {name!r}; valid: {sorted(DEVICE_MODELS)}")
-    return DEVICE_MODELS[name]
+        """The roofline parameters (an estimated table's ``model`` metadata)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("ships_table", "table_note")}
 
 
 @dataclass(frozen=True)
@@ -216,38 +165,6 @@ def node_latency_us(cost: NodeCost, device: DeviceModel) -> float:
 def graph_latency_ms(model_bytes: bytes, device: DeviceModel) -> float:
     """Estimated latency (ms) of one ONNX graph, without the per-inference overhead."""
     return sum(node_latency_us(c, device) for c in graph_costs(model_bytes)) / 1e3
-
-
-def estimate_table(device: DeviceModel | str, spaces: list[Space | str],
-                   analytical_error: dict[str, Any] | None = None,
-                   costs: dict[tuple, list[NodeCost]] | None = None,
-                   anchoring: dict[str, Any] | None = None) -> LatencyTable:
-    """An ``estimated`` table of ``device`` covering ``spaces`` (``costs``: precomputed
-    :func:`row_costs` of those spaces, to share the ONNX exports between devices; ``anchoring``:
-    :meth:`latency_predictors.estimate.anchors.AnchorFit.summary` of the fit that gave
-    ``device`` its parameters, None for datasheet parameters)."""
-    device = get_device_model(device) if isinstance(device, str) else device
-    spaces = [get_space(s) if isinstance(s, str) else s for s in spaces]
-    costs = costs if costs is not None else row_costs(spaces)
-    needed = {k for s in spaces for k in space_ops(s)}
-    rows = [{**dict(zip(KEY_COLUMNS, key, strict=True)), "mean_ms": ms, "median_ms": ms,
-             "std_ms": 0.0, "samples": 1}
-            for key, ms in predict_rows(costs, device).items() if key in needed]
-    meta = new_metadata(device.name, "estimated", runtime="analytical-roofline",
-                        runtime_version="1", mode=device.description, threads=0,
-                        dtype="float16" if device.dtype_bytes == 2 else "float32",
-                        spaces=sorted(s.name for s in spaces), model=device.to_dict(),
-                        notes="estimated by latency_predictors.estimate.roofline (roofline, "
-                              + (f"parameters fitted on {anchoring['n_anchors']} published "
-                                 "batch-1 latencies in latency_predictors/estimate/anchors.csv"
-                                 if anchoring else "datasheet parameters, a-priori, unanchored")
-                              + "); replace it by a measured table from `hwnas profile` on "
-                              "the real device")
-    if analytical_error:
-        meta["analytical_error"] = analytical_error
-    if anchoring:
-        meta["anchoring"] = anchoring
-    return make_table(rows, meta, device.name)
 
 
 def row_costs(spaces: list[Space | str]) -> dict[tuple, list[NodeCost]]:
