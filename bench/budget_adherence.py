@@ -23,7 +23,7 @@ import torch
 
 from latency_predictors import load_table, predict_latency
 from latency_predictors.measure.adapt import host_true_table
-from latency_predictors.measure.calibrate import backend_for, measure_archs, table_reference_ms
+from latency_predictors.measure.networks import backend_for, measure_archs, table_reference_ms
 from nas import SearchConfig, search
 from search_spaces import ArchSpec
 

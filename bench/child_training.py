@@ -23,7 +23,7 @@ from torch import nn
 
 from latency_predictors import load_table, predict_latency
 from latency_predictors.measure.adapt import host_true_table
-from latency_predictors.measure.calibrate import backend_for, measure_archs, spread_sample
+from latency_predictors.measure.networks import backend_for, measure_archs, spread_sample
 from nas.run.batches import Batches, channel_stats
 from nas.run.readers import load_dataset
 from search_spaces import build, get_space, read_arch

@@ -23,7 +23,7 @@ import torch
 
 from latency_predictors import load_table
 from latency_predictors.measure.adapt import ADAPT_NETS, adapt_table
-from latency_predictors.measure.calibrate import backend_for, errors, measure_archs, spread_sample
+from latency_predictors.measure.networks import backend_for, errors, measure_archs, spread_sample
 from latency_predictors.measure.validate import VALIDATION_SEED, compare_tables
 from search_spaces import get_space
 

@@ -38,8 +38,8 @@ from latency_predictors.estimate.roofline import (
 from latency_predictors.estimate.tables import SPACES, write_shipped_tables
 from latency_predictors.keys import fixed_key, layer_keys, space_ops
 from latency_predictors.measure.backends import export_onnx, summarize
-from latency_predictors.measure.calibrate import backend_for, measure_archs
 from latency_predictors.measure.host import describe_host, host_fingerprint
+from latency_predictors.measure.networks import backend_for, measure_archs
 from search_spaces import get_space
 from search_spaces.stats import count_macs
 

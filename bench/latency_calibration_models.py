@@ -24,15 +24,13 @@ from latency_predictors import latency_matrix, load_table
 from latency_predictors.measure.calibrate import (
     MODELS,
     _without_calibration,
-    backend_for,
     calibration_specs,
     cross_validate,
-    errors,
     fit_model,
-    measure_archs,
     predict,
     table_parts,
 )
+from latency_predictors.measure.networks import backend_for, errors, measure_archs
 from latency_predictors.table import GROUPINGS
 from search_spaces import ArchSpec, get_space
 

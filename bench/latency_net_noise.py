@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from latency_predictors.measure.backends import make_backend, summarize, with_reference
-from latency_predictors.measure.calibrate import errors, spread_sample
+from latency_predictors.measure.networks import errors, spread_sample
 from search_spaces import build, get_space
 
 STATISTICS = {

@@ -20,7 +20,8 @@ from .estimate.devices import DEVICE_MODELS
 from .estimate.tables import estimate_table
 from .keys import key_label, required_keys
 from .measure.backends import BACKENDS, make_backend
-from .measure.calibrate import calibrate, measure_latency
+from .measure.calibrate import calibrate
+from .measure.networks import measure_latency
 from .measure.profile import profile_table
 from .measure.validate import ValidationResult, validate_table
 from .predictor import (

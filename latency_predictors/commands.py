@@ -26,11 +26,7 @@ from .measure.adapt import (
     host_true_table,
 )
 from .measure.backends import BACKENDS, make_backend
-from .measure.calibrate import (
-    describe_calibration,
-    measure_latency,
-    table_reference_ms,
-)
+from .measure.calibrate import describe_calibration
 from .measure.host import (
     describe_host,
     host_fingerprint,
@@ -38,6 +34,7 @@ from .measure.host import (
     same_host,
     table_of_this_host,
 )
+from .measure.networks import measure_latency, table_reference_ms
 from .measure.profile import (
     PROFILE_PASSES,
     PROFILE_REPEATS,

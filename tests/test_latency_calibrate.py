@@ -21,9 +21,8 @@ from latency_predictors.measure.calibrate import (
     describe_calibration,
     fit_affine,
     fit_per_group,
-    measure_archs,
-    spread_sample,
 )
+from latency_predictors.measure.networks import measure_archs, spread_sample
 from latency_predictors.measure.validate import validate_table
 from search_spaces import build
 from tests.helpers import CAL, KERNEL_BRANCH, KERNELS, Affine, FakeBackend

@@ -154,7 +154,7 @@ def _has_openvino() -> bool:
 def test_validate_spread_sampler_measures_searched_like_archs(capsys, tables, tmp_path):
     import torch
 
-    from latency_predictors.measure.calibrate import spread_sample
+    from latency_predictors.measure.networks import spread_sample
 
     code, out, _ = run(capsys, "validate", "--device", "meas", "--space", "latency-cli", "-n",
                        "4", "--seed", "7", "--sampler", "spread", "--quiet", "--out",

@@ -9,7 +9,7 @@ import torch
 
 from latency_predictors import load_table, make_table, measure_latency, predict_latency
 from latency_predictors.keys import candidate_key, fixed_key, space_ops
-from latency_predictors.measure.calibrate import backend_for
+from latency_predictors.measure.networks import backend_for
 from latency_predictors.measure.profile import measure_op
 from latency_predictors.table import KEY_COLUMNS
 from search_spaces import get_space

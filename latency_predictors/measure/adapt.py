@@ -46,8 +46,9 @@ from ..table import (
     table_paths,
 )
 from .backends import Backend
-from .calibrate import backend_for, calibrate, check_calibration_size
+from .calibrate import calibrate, check_calibration_size
 from .host import IDENTITY, describe_host, host_fingerprint, host_note, same_host
+from .networks import backend_for
 
 ADAPT_NETS = 25  # networks measured per space (the all-skip one and spread ones)
 ADAPT_REPEATS = 20  # timed runs per network and pass (6 passes, the fastest kept)

@@ -23,7 +23,7 @@ Drift-robust timing (a shared VM's speed drifts with frequency and its neighbour
 
 ``ref_base`` is stored in the metadata (``reference``), and whole-network measurements against
 the table (calibration, ``validate``, ``tables adapt``) are normalised to it the same way
-(:func:`latency_predictors.measure.calibrate.measure_archs`).
+(:func:`latency_predictors.measure.networks.measure_archs`).
 
 Resumable: every measurement (its statistics and its reference time) is recorded (atomically)
 in ``NAME.partial.json`` next to the output; a rerun with the same settings after a kill

@@ -7,7 +7,7 @@ with the table's backend and compares with ``predict_latency``: MAPE and the sha
 (nn-Meter's figure of merit). The table is judged by the raw error: the latency a user measures
 on this machine now. Only where the table was profiled on this host (same fingerprint) is the
 drift-normalised error (measurements scaled to the reference speed the table was profiled at,
-:func:`latency_predictors.measure.calibrate.measure_archs`) a second, labelled figure:
+:func:`latency_predictors.measure.networks.measure_archs`) a second, labelled figure:
 normalising cancels drift on one host, and would hide the gap between two hosts (a Zen 5 table
 on a Zen 4 guest: 7.8 % normalised, 45-50 % raw). On a foreign host the result says so, with the
 ratio of the reference kernel's times here and there.
@@ -30,8 +30,8 @@ from search_spaces import Space, get_space
 from ..predictor import predict_latency
 from ..table import LatencyTable
 from .backends import Backend
-from .calibrate import backend_for, errors, measure_archs, spread_sample, table_reference_ms
 from .host import describe_host, host_fingerprint, same_host
+from .networks import backend_for, errors, measure_archs, spread_sample, table_reference_ms
 
 VALIDATION_SEED = 1000  # far from the calibration seeds (0 and 1 by default)
 SAMPLERS = ("uniform", "spread")
