@@ -31,7 +31,7 @@ from latency_predictors.measure.calibrate import (
     table_parts,
 )
 from latency_predictors.measure.networks import backend_for, errors, measure_archs
-from latency_predictors.table import GROUPINGS
+from latency_predictors.metadata import GROUPINGS
 from search_spaces import ArchSpec, get_space
 
 

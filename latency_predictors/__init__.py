@@ -1,6 +1,8 @@
 """Latency lookup tables, profilers, analytical device models and the latency predictor.
 
-Public API (DESIGN §4)::
+Three rooms: the table and its predictor here (``table``, ``metadata``, ``store``, ``keys``,
+``predictor``); measuring on a real machine in :mod:`latency_predictors.measure`; estimating a
+device we do not have in :mod:`latency_predictors.estimate` (README, "Layout"). Public API::
 
     from latency_predictors import load_table, predict_latency, latency_matrix, expected_latency
     table = load_table("cpu")                 # a user/shipped device name or a file path
@@ -24,6 +26,7 @@ from .measure.calibrate import calibrate
 from .measure.networks import measure_latency
 from .measure.profile import profile_table
 from .measure.validate import ValidationResult, validate_table
+from .metadata import PROVENANCES, new_metadata
 from .predictor import (
     LatencyMatrix,
     LatencyPrediction,
@@ -32,18 +35,8 @@ from .predictor import (
     latency_matrix,
     predict_latency,
 )
-from .table import (
-    COLUMNS,
-    KEY_COLUMNS,
-    PROVENANCES,
-    LatencyTable,
-    known_tables,
-    load_table,
-    make_table,
-    new_metadata,
-    op_key,
-    save_table,
-)
+from .store import known_tables, load_table, save_table
+from .table import COLUMNS, KEY_COLUMNS, LatencyTable, make_table, op_key
 
 __all__ = [
     "BACKENDS", "COLUMNS", "DEVICE_MODELS", "KEY_COLUMNS", "PROVENANCES", "LatencyMatrix",

@@ -44,7 +44,8 @@ from .measure.profile import (
 )
 from .measure.validate import SAMPLERS, validate_table
 from .predictor import check_coverage, predict_latency
-from .table import LatencyTable, describe_anchoring, known_tables, load_table, save_table
+from .store import known_tables, load_table, save_table
+from .table import LatencyTable, describe_anchoring
 
 DEFAULT_TABLE = "cpu"  # measure's table when none of this host covers the space
 _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not from "

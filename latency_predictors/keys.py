@@ -17,7 +17,8 @@ from search_spaces import (
 )
 from search_spaces.interactions import uses_branches
 
-from .table import GROUPINGS, OpKey, op_key
+from .metadata import GROUPINGS
+from .table import OpKey, op_key
 
 
 def candidate_key(layer: LayerSpec, slot: LayerSlot, branches: int) -> OpKey | None:

@@ -9,7 +9,7 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["nas.run.search", "nas.core.derive", "search_spaces.network",
-                                    "latency_predictors.predictor", "latency_predictors.table"])
+                                    "latency_predictors.predictor", "latency_predictors.store"])
 def test_docstring_examples_run(module: str, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HWNAS_TABLES", str(tmp_path))  # the shipped tables only
     result = doctest.testmod(importlib.import_module(module))

@@ -24,7 +24,8 @@ from latency_predictors import (
 )
 from latency_predictors.measure.adapt import ADAPTED_DIR, host_true_table
 from latency_predictors.measure.host import host_fingerprint
-from latency_predictors.table import KEY_COLUMNS, table_dirs
+from latency_predictors.store import table_dirs
+from latency_predictors.table import KEY_COLUMNS
 from search_spaces import read_arch
 from tests.helpers import CAL, SEARCH_TINY, Affine, fake_table, search_argv
 

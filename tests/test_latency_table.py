@@ -10,7 +10,8 @@ import pytest
 
 from hwnas_common.errors import HwnasError
 from latency_predictors import COLUMNS, load_table, make_table, save_table
-from latency_predictors.table import REQUIRED_METADATA, known_tables, table_paths
+from latency_predictors.metadata import REQUIRED_METADATA
+from latency_predictors.store import known_tables, table_paths
 
 
 def metadata(**overrides):

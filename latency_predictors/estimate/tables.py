@@ -27,7 +27,9 @@ import torch
 from search_spaces import Space, get_space
 
 from ..keys import space_ops
-from ..table import KEY_COLUMNS, LatencyTable, load_table, make_table, new_metadata, save_table
+from ..metadata import new_metadata
+from ..store import load_table, save_table
+from ..table import KEY_COLUMNS, LatencyTable, make_table
 from .anchors import AnchorFit, device_anchors, fit_anchored, load_anchors, reference_costs
 from .devices import DEVICE_MODELS
 from .roofline import DeviceModel, NodeCost, predict_rows, row_costs

@@ -37,14 +37,8 @@ from typing import Any
 
 from hwnas_common.errors import HwnasError
 
-from ..table import (
-    LatencyTable,
-    load_table,
-    save_table,
-    table_digest,
-    table_dirs,
-    table_paths,
-)
+from ..store import load_table, save_table, table_dirs, table_paths
+from ..table import LatencyTable, table_digest
 from .backends import Backend
 from .calibrate import calibrate, check_calibration_size
 from .host import IDENTITY, describe_host, host_fingerprint, host_note, same_host

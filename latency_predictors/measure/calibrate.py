@@ -35,8 +35,9 @@ from hwnas_common.errors import HwnasError
 from search_spaces import ArchSpec, Space, get_space
 
 from ..keys import op_group
+from ..metadata import GROUPINGS
 from ..predictor import LatencyMatrix, latency_matrix
-from ..table import GROUPINGS, LatencyTable
+from ..table import LatencyTable
 from .backends import Backend, reference_summary
 from .networks import backend_for, errors, measure_archs, spread_sample, table_reference_ms
 

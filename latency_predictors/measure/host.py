@@ -17,7 +17,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from ..table import LatencyTable, known_tables, load_table
+from ..store import known_tables, load_table
+from ..table import LatencyTable
 
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
                 "amx_bf16", "asimd", "sve")

@@ -51,18 +51,9 @@ from hwnas_common.fileio import atomic_write_text
 from search_spaces import Space, get_space
 
 from ..keys import OpFactory, key_label, space_ops
-from ..table import (
-    KEY_COLUMNS,
-    LatencyTable,
-    OpKey,
-    check_table_name,
-    load_table,
-    make_table,
-    new_metadata,
-    save_table,
-    table_dirs,
-    table_paths,
-)
+from ..metadata import new_metadata
+from ..store import check_table_name, load_table, save_table, table_dirs, table_paths
+from ..table import KEY_COLUMNS, LatencyTable, OpKey, make_table
 from .backends import (
     Backend,
     make_backend,
