@@ -2,10 +2,11 @@
 analytical device models on published latencies (:mod:`latency_predictors.estimate.anchors`).
 
 Every net is data (a list of block settings) plus one small builder per block family, so the
-analytical model costs it exactly like a table row: :func:`reference_costs` exports it to ONNX
-and costs every node (:func:`latency_predictors.estimate.roofline.graph_costs`).
-:data:`PUBLISHED_MACS` holds the multiply-accumulates the authors report, checked by the tests
-against :func:`search_spaces.stats.count_macs` of the built net.
+analytical model costs it exactly like a table row:
+:func:`latency_predictors.estimate.anchors.reference_costs` exports it to ONNX and costs every
+node (:func:`latency_predictors.estimate.roofline.graph_costs`). :data:`PUBLISHED_MACS` holds
+the multiply-accumulates the authors report, checked by the tests against
+:func:`search_spaces.stats.count_macs` of the built net.
 
 Sources of the definitions:
 

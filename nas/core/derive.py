@@ -35,9 +35,9 @@ Why it is exact:
    device) is dropped: swapping it for its dominator never hurts score or feasibility. (Not
    with a floor, where a slower candidate may be needed to reach it.)
 4. Leaves are accepted with the exact ``≤ budget`` test (and ``≥ floor · budget``) on the same
-   left-to-right sums as :meth:`LatencyMatrix.total`, so the result is feasible by construction and
-   optimal among all feasible choices (up to the 1e-9 relative rounding of summed
-   log-probabilities).
+   left-to-right sums as :meth:`latency_predictors.LatencyMatrix.total`, so the result is
+   feasible by construction and optimal among all feasible choices (up to the 1e-9 relative
+   rounding of summed log-probabilities).
 5. With a floor, a prefix is also dropped when even the slowest completion stays below the
    floor on some device; the bound of 1. ignores the floor, so it stays admissible but can be
    loose: the band search stops after ``FLOOR_NODE_LIMIT`` visits with the best band choice

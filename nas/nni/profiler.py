@@ -68,7 +68,8 @@ def _profiler_class() -> type:
 
 
 def latency_profiler(model_space: nn.Module, matrix: LatencyMatrix) -> Any:
-    """An NNI ``ExpressionProfiler`` of ``model_space`` (from :func:`nni_model_space`)."""
+    """An NNI ``ExpressionProfiler`` of ``model_space``
+    (from :func:`nas.nni.space.nni_model_space`)."""
     return _profiler_class()(model_space, matrix)
 
 

@@ -53,8 +53,9 @@ def write_metrics(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:
 
 
 def latency_breakdown(spec: ArchSpec, constraints: Sequence[Constraint]) -> list[dict[str, Any]]:
-    """Per device: the table, the budget and ``spec``'s :class:`LatencyPrediction` (total,
-    fixed parts with the calibration offset, per-layer latency), as ``hwnas predict`` shows it."""
+    """Per device: the table, the budget and ``spec``'s
+    :class:`latency_predictors.LatencyPrediction` (total, fixed parts with the calibration
+    offset, per-layer latency), as ``hwnas predict`` shows it."""
     return [{"table": c.source, "budget_ms": c.budget_ms, **c.matrix.predict(spec).to_dict()}
             for c in constraints]
 
