@@ -257,8 +257,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("profile", help="measure a device's latency table")
     p.add_argument("--backend", choices=sorted(BACKENDS), default="onnxruntime",
                    help="(default onnxruntime)")
-    p.add_argument("--ep", default=None, help="onnxruntime: cpu|cuda|tensorrt|openvino; torch: "
-                   "cpu|cuda|cuda-graph; openvino: CPU|GPU|NPU|MYRIAD...")
+    p.add_argument("--ep", default=None, help="; ".join(
+        f"{name}: {backend.ep_help}" for name, backend in BACKENDS.items()))
     p.add_argument("--space", default="cifar", help="space name(s), comma-separated "
                    "(default cifar)")
     p.add_argument("--name", required=True, help="device name of the table")

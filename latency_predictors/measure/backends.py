@@ -136,12 +136,15 @@ class Backend(ABC):
 
     name: str = ""
     runtime: str = ""
+    default_ep: str = ""  # the execution provider / device when none is given
+    ep_help: str = ""  # the eps it accepts, as ``hwnas profile --help`` lists them
 
-    def __init__(self, ep: str, threads: int, warmup: int, repeats: int) -> None:
+    def __init__(self, ep: str | None, threads: int, warmup: int, repeats: int) -> None:
         if threads < 1 or warmup < 0 or repeats < 1:
             raise HwnasError(f"need threads >= 1, warmup >= 0, repeats >= 1; got {threads=}, "
                              f"{warmup=}, {repeats=}")
-        self.ep, self.threads, self.warmup, self.repeats = ep, threads, warmup, repeats
+        self.ep = ep or self.default_ep
+        self.threads, self.warmup, self.repeats = threads, warmup, repeats
         self.clock = "wall"
         self._reference: Callable[[], object] | None = None
 
@@ -185,13 +188,16 @@ class Backend(ABC):
 
 class OrtBackend(Backend):
     name = runtime = "onnxruntime"
+    default_ep = "cpu"
+    ep_help = "|".join(ORT_PROVIDERS)
 
-    def __init__(self, ep: str = "cpu", threads: int = 1, warmup: int = 20,
+    def __init__(self, ep: str | None = None, threads: int = 1, warmup: int = 20,
                  repeats: int = 300) -> None:
         super().__init__(ep, threads, warmup, repeats)
         import onnxruntime as ort
 
         self._ort = ort
+        ep = self.ep
         if ep not in ORT_PROVIDERS:
             raise HwnasError(f"unknown onnxruntime ep {ep!r}; valid: {sorted(ORT_PROVIDERS)}")
         available = ort.get_available_providers()
@@ -232,10 +238,13 @@ class OrtBackend(Backend):
 class TorchBackend(Backend):
     name = runtime = "torch"
     MODES = {"cpu": "cpu-eager", "cuda": "cuda-eager", "cuda-graph": "cuda-graph"}
+    default_ep = "cpu"
+    ep_help = "|".join(MODES)
 
-    def __init__(self, ep: str = "cpu", threads: int = 1, warmup: int = 20,
+    def __init__(self, ep: str | None = None, threads: int = 1, warmup: int = 20,
                  repeats: int = 300) -> None:
         super().__init__(ep, threads, warmup, repeats)
+        ep = self.ep
         if ep not in self.MODES:
             raise HwnasError(f"unknown torch ep {ep!r}; valid: {sorted(self.MODES)}")
         if ep != "cpu" and not torch.cuda.is_available():
@@ -302,8 +311,10 @@ class TorchBackend(Backend):
 
 class OpenVinoBackend(Backend):
     name = runtime = "openvino"
+    default_ep = "CPU"
+    ep_help = "CPU|GPU|NPU|MYRIAD..."
 
-    def __init__(self, ep: str = "CPU", threads: int = 1, warmup: int = 20,
+    def __init__(self, ep: str | None = None, threads: int = 1, warmup: int = 20,
                  repeats: int = 300) -> None:
         super().__init__(ep, threads, warmup, repeats)
         try:
@@ -337,10 +348,9 @@ class OpenVinoBackend(Backend):
 BACKENDS: Registry[type[Backend]] = Registry("backend")
 for _backend in (OrtBackend, TorchBackend, OpenVinoBackend):
     BACKENDS.register(_backend.name, _backend)
-DEFAULT_EP = {"onnxruntime": "cpu", "torch": "cpu", "openvino": "CPU"}
 
 
 def make_backend(name: str, ep: str | None = None, threads: int = 1, warmup: int = 20,
                  repeats: int = 300) -> Backend:
     """The backend registered as ``name`` (``onnxruntime``, ``torch``, ``openvino``)."""
-    return BACKENDS[name](ep or DEFAULT_EP[name], threads, warmup, repeats)
+    return BACKENDS[name](ep, threads, warmup, repeats)
