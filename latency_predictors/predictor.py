@@ -143,9 +143,12 @@ def latency_matrix(space: Space, table: LatencyTable) -> LatencyMatrix:
     --------
     >>> from latency_predictors import latency_matrix, load_table
     >>> from search_spaces import get_space
-    >>> matrix = latency_matrix(get_space("cifar"), load_table("vpu"))
-    >>> len(matrix.per_layer), len(matrix.per_layer[0])
-    (9, 31)
+    >>> space = get_space("cifar")
+    >>> matrix = latency_matrix(space, load_table("vpu"))
+    >>> [len(row) for row in matrix.per_layer] == [len(space.candidates)] * space.num_layers
+    True
+    >>> matrix.total([0] * space.num_layers) == matrix.fixed_ms  # candidate 0 is skip: 0 ms
+    True
     """
     check_coverage(space, table)
     lookup = table.lookup()
