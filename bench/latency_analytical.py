@@ -12,7 +12,7 @@ predictions next to published figures (QuadraNet Table III).
 
 With ``--write-tables DIR`` it then writes the shipped estimated tables with this x86 error in
 their metadata (:func:`latency_predictors.estimate.tables.write_shipped_tables`; without a
-fresh x86 check, ``python -m latency_predictors.estimate.tables DIR`` carries the shipped
+fresh x86 check, ``python -m latency_predictors.estimate DIR`` carries the shipped
 tables' over). CPU-heavy: run it as
 
     flock /tmp/hwnas-cpu.lock python bench/latency_analytical.py [--write-tables DIR]

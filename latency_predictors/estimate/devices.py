@@ -2,7 +2,7 @@
 
 An estimated device is added here: register its datasheet parameters, add its published
 latencies to ``anchors.csv`` if there are any, and write the tables
-(``python -m latency_predictors.estimate.tables latency_predictors/tables``).
+(``python -m latency_predictors.estimate latency_predictors/tables``).
 
 A-priori device parameters (datasheet values; the efficiencies and overheads below are modelling
 choices, so the error on the x86 host is an honest out-of-sample figure). The shipped ``a100``,

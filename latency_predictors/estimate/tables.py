@@ -8,7 +8,7 @@ The shipped estimated tables (``latency_predictors/tables/NAME.*``) are one per 
 unanchored. Every table carries the x86 check of the model form (``analytical_error``, from
 ``bench/latency_analytical.py``). To write them again (about 10 s, no timing)::
 
-    python -m latency_predictors.estimate.tables latency_predictors/tables
+    python -m latency_predictors.estimate latency_predictors/tables
 
 which carries the x86 check over from the shipped ``a100`` table;
 ``python bench/latency_analytical.py --write-tables DIR`` measures it afresh first.
@@ -112,7 +112,3 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"{fit.fit_mape:.1f} %, leave-one-out MAPE {fit.loo_mape:.1f} %, "
                   f"{fit.summary()['params']}")
         print("wrote", shipped.path)
-
-
-if __name__ == "__main__":
-    main()
