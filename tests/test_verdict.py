@@ -4,6 +4,7 @@ architecture step, Adam β1) on a tiny synthetic search."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from nas import SearchConfig, SearchEngine, search
 from nas.run import checkpoint
 from nas.run.batches import prepare_data
 from nas.run.verdict import band_candidates, score_net
-from search_spaces import Supernet
+from search_spaces import ArchSpec, Supernet
 from tests.helpers import (
     SEARCH_TINY,
     cli_fails,
@@ -55,6 +56,21 @@ def test_verdict_scores_on_the_warmup_snapshot_not_the_final_supernet(tmp_path: 
     on_final = score_net(final, result.spec, splits, [tiny_constraint(4.0)], 32)
     assert result.verdict["found"]["heldout_loss"] == pytest.approx(on_warm.heldout_loss)
     assert on_warm.heldout_loss != pytest.approx(on_final.heldout_loss)
+
+
+def test_each_epoch_scores_the_derived_net_with_its_own_batchnorm_statistics(
+        tmp_path: Path) -> None:
+    """metrics.csv's held-out figures are the derived net's score_net on that epoch's
+    supernet, not the supernet's path under running statistics that mix every path's."""
+    out = tmp_path / "run"
+    search(tiny_config(out, verdict_nets=0, select_top=1), [tiny_constraint(4.0)])
+    last = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))[-1]
+    final = checkpoint.load_supernet(out)
+    splits = prepare_data(tiny_config(out), torch.device("cpu"))
+    derived = ArchSpec.from_string(last["derived"], final.space.name, final.space.input)
+    scored = score_net(final, derived, splits, [tiny_constraint(4.0)], 32)
+    assert float(last["heldout_loss"]) == pytest.approx(scored.heldout_loss)
+    assert float(last["heldout_acc"]) == pytest.approx(scored.heldout_acc)
 
 
 def test_no_verdict_without_warmup_or_when_switched_off(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [row["heldout_acc"] for row in history],
-            label="held-out (derived net's supernet path)")
+            label="held-out (derived net, supernet weights, own BatchNorm statistics)")
     ax.set(xlabel="epoch", ylabel="accuracy", title="supernet accuracy")
     ax.legend()
     _save(fig, run_dir / "accuracy.png")

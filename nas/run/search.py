@@ -40,7 +40,7 @@ from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
 from nas.run.readers import load_dataset
 from nas.run.train import Recipe, train_child
 from nas.run.trained import MODEL_FILE, save_finetuned
-from nas.run.verdict import select_by_evaluation, verdict
+from nas.run.verdict import score_net, select_by_evaluation, verdict
 from search_spaces import ArchSpec, Supernet, get_space
 
 
@@ -139,8 +139,11 @@ def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int, data_gen: torch
 
 def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[str, float],
                seconds: float) -> dict[str, Any]:
-    """One metrics.csv row. ``entropy`` is the mean entropy of p over layers (nats; uniform
-    is log K); ``derived_prob`` the mean probability of the budget-derived net's choice per
+    """One metrics.csv row. ``heldout_acc`` and ``heldout_loss`` are the budget-derived net's
+    on the held-out split with the supernet's weights and its own BatchNorm statistics
+    (:func:`nas.run.verdict.score_net`; the supernet's running statistics mix every path's and
+    put its accuracy at chance). ``entropy`` is the mean entropy of p over layers (nats;
+    uniform is log K); ``derived_prob`` the mean probability of the derived net's choice per
     layer: both say how decisive α has become."""
     argmax = [engine.supernet.space.candidate_index(layer)
               for layer in engine.supernet.derive().layers]
@@ -148,11 +151,12 @@ def _epoch_row(engine: SearchEngine, splits: Splits, epoch: int, losses: dict[st
     chosen = [engine.supernet.space.candidate_index(layer) for layer in derived.layers]
     probs = engine.probs().detach().double()
     entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(dim=1).mean())
-    engine.supernet.eval()
-    heldout = top1_accuracy(lambda x: engine.supernet(x, chosen), splits.arch.in_order())
+    heldout = score_net(engine.supernet, derived, splits, engine.constraints,
+                        min(engine.config.batch_size, len(splits.weight)))
     row: dict[str, Any] = {"epoch": epoch + 1, "phase": "warmup" if epoch <
                            engine.config.warmup_epochs else "search", **losses,
-                           "heldout_acc": heldout,
+                           "heldout_acc": heldout.heldout_acc,
+                           "heldout_loss": heldout.heldout_loss,
                            "lr": engine.weight_opt.param_groups[0]["lr"],
                            "arch_lr": engine.arch_opt.param_groups[0]["lr"],
                            "entropy": entropy,
@@ -172,7 +176,7 @@ def _epoch_line(row: dict[str, Any]) -> str:
     arch = ("no architecture steps in warm-up" if row["arch_loss"] is None
             else f"arch loss {row['arch_loss']:.4f}")
     return (f"epoch {row['epoch']} ({row['phase']}): weight loss {row['weight_loss']:.4f}, "
-            f"{arch}, held-out acc {row['heldout_acc']:.4f}, {latency}, "
+            f"{arch}, derived net's held-out acc {row['heldout_acc']:.4f}, {latency}, "
             f"p entropy {row['entropy']:.3f}, derived-path p {row['derived_prob']:.3f}, "
             f"{row['seconds']:.1f} s")
 
