@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from hwnas_common import HwnasError
@@ -137,6 +138,32 @@ def test_batches_augment_on_tensors_deterministically() -> None:
     x = torch.arange(2 * 8 * 8, dtype=torch.float).view(2, 1, 8, 8)
     out = random_crop_flip(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape
+
+
+def test_random_crop_flip_is_a_padded_shift_and_an_optional_flip() -> None:
+    """Brute force: every augmented image is one of the (2·pad + 1)² shifts × 2 flips of its
+    image, zero-padded by pad = H / 8."""
+    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float).view(2, 3, 16, 16) + 1
+    generator = torch.Generator().manual_seed(0)
+    pad = 2
+    for _ in range(10):
+        out = random_crop_flip(x, generator)
+        for image, augmented in zip(x, out, strict=True):
+            candidates = [F.pad(flipped, (pad,) * 4)[:, dy:dy + 16, dx:dx + 16]
+                          for flipped in (image, image.flip(2))
+                          for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+            assert any(torch.equal(augmented, c) for c in candidates)
+
+
+def test_augmentation_pads_with_black_not_with_the_mean() -> None:
+    """The crop's border is the images' own black (0 before normalising), so training images
+    look like the unaugmented test images; padding after normalising would add mean-grey
+    bands that no test image has."""
+    black = torch.zeros(64, 1, 28, 28, dtype=torch.uint8)
+    batches = Batches(black, torch.zeros(64, dtype=torch.long), (3, 32, 32), torch.device("cpu"),
+                      torch.full((3,), 0.5), torch.full((3,), 0.25))
+    x, _ = next(batches.epoch(64, torch.Generator().manual_seed(0), augment=True))
+    assert torch.all(x == -2.0)
 
 
 @pytest.mark.parametrize(("value", "problem"), [(np.nan, "NaN or infinite"),

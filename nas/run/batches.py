@@ -48,10 +48,9 @@ class Batches:
     def batch(self, index: torch.Tensor, augment: bool,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = adapt(self.x[index.to(self.device)], self.shape)
-        x = (x - self.mean) / self.std
-        if augment:
+        if augment:  # before normalising: the crop's padding is black, as the images' border
             x = random_crop_flip(x, generator)
-        return x, self.y[index.to(self.device)]
+        return (x - self.mean) / self.std, self.y[index.to(self.device)]
 
     def in_order(self, batch_size: int = 256, limit: int | None = None
                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
