@@ -187,7 +187,7 @@ def pool_arm(args: argparse.Namespace, folder: Path, seed: int, dataset: str,
 
 
 def recipe(args: argparse.Namespace, seed: int) -> Recipe:
-    return Recipe(args.retrain_epochs, args.batch_size, 0.05, 4e-5, seed)
+    return Recipe(args.retrain_epochs, args.batch_size, 0.05, 4e-5, seed, augment=True)
 
 
 def parse_overrides(pairs: list[str]) -> dict:

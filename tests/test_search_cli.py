@@ -136,6 +136,7 @@ def test_search_keeps_its_fine_tuned_net_and_export_uses_it(
     summary = json.loads((run / "summary.json").read_text())
     assert record["test_accuracy"] == summary["test_accuracy_finetuned"]
     assert record["trained"]["epochs"] == 1 and record["trained"]["init"] == "inherit"
+    assert record["trained"]["augment"] is False
     assert record["trained"]["dataset"] == "synthetic" and record["trained"]["images"] > 0
     assert main(["export", str(run), "--format", "onnx"]) == 0
     out = capsys.readouterr().out

@@ -201,3 +201,25 @@ def test_fine_tuning_on_more_images_than_the_search(tmp_path: Path) -> None:
     assert result.retrained_accuracy is not None
     assert summary["test_accuracy_finetuned"] == result.retrained_accuracy
     assert summary["config"]["retrain_images"] == 500
+
+
+def test_child_training_augments_only_when_its_recipe_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas.run import batches
+    from nas.run.batches import Batches
+    from nas.run.readers import load_dataset
+    from nas.run.train import Recipe, train_child
+    from search_spaces import build
+
+    augmented = []
+    crop_flip = batches.random_crop_flip
+    monkeypatch.setattr(batches, "random_crop_flip",
+                        lambda x, generator: augmented.append(len(x)) or crop_flip(x, generator))
+    synth = load_dataset("synthetic", limit=128, shape=TINY.input, classes=TINY.num_classes)
+    data = Batches(synth.train_x, synth.train_y, TINY.input, torch.device("cpu"),
+                   torch.zeros(3), torch.ones(3))
+    model = build(TINY.spec_from_indices([1] * TINY.num_layers))
+    train_child(model, data, Recipe(1, 32, 0.01, 0.0, seed=0), progress=False)
+    assert augmented == []  # the default: no augmentation
+    train_child(model, data, Recipe(1, 32, 0.01, 0.0, seed=0, augment=True), progress=False)
+    assert augmented == [32] * (len(data) // 32)

@@ -63,10 +63,10 @@ def inherited_child(run_dir: Path, spec: ArchSpec) -> ChildNet:
 def train_arch(spec: ArchSpec, dataset: str, epochs: int, init: ChildNet | None = None,
                batch_size: int = 64, seed: int = 0, data_limit: int | None = None,
                lr: float = 0.05, weight_decay: float = 4e-5,
-               progress: bool = True) -> RetrainResult:
+               progress: bool = True, augment: bool = False) -> RetrainResult:
     """Train ``spec`` (from ``init``'s weights, else from scratch) for ``epochs`` on the
-    training split of ``dataset`` with :class:`Recipe` (the search's weight recipe); accuracy
-    is on the test split."""
+    training split of ``dataset`` with :class:`Recipe` (the search's weight recipe; random crop
+    and flip when ``augment``); accuracy is on the test split."""
     if epochs < 0:
         raise HwnasError(f"epochs must be >= 0, got {epochs}")
     space = get_space(spec.space)
@@ -77,7 +77,8 @@ def train_arch(spec: ArchSpec, dataset: str, epochs: int, init: ChildNet | None 
     mean, std = channel_stats(data.train_x, space.input)
     train = Batches(data.train_x, data.train_y, space.input, device, mean, std)
     test = Batches(data.test_x, data.test_y, space.input, device, mean, std)
-    train_child(model, train, Recipe(epochs, batch_size, lr, weight_decay, seed), progress)
+    train_child(model, train, Recipe(epochs, batch_size, lr, weight_decay, seed, augment),
+                progress)
     test_accuracy = top1_accuracy(model.eval(), test.in_order())
     return RetrainResult(spec, model.cpu().eval(), test_accuracy, epochs,
                          "scratch" if init is None else "inherit", dataset, len(train))
