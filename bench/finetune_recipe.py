@@ -18,13 +18,12 @@ supernet's weights.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from scipy import stats
+from quality import t_interval  # bench/quality.py, beside this script
 
 from nas.run.batches import Batches, channel_stats, split_holdout
 from nas.run.checkpoint import load_checkpoint, load_supernet
@@ -51,15 +50,6 @@ def parse_recipe(name: str) -> dict:
         else:
             raise SystemExit(f"unknown recipe part {part!r} in {name!r}")
     return recipe
-
-
-def ci95(diffs: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % t interval."""
-    mean = statistics.mean(diffs)
-    if len(diffs) < 2:
-        return mean, float("nan")
-    return mean, stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(
-        len(diffs))
 
 
 def main() -> None:
@@ -109,9 +99,10 @@ def main() -> None:
     for name in recipes:
         accs = results[name]
         std_acc = statistics.stdev(accs) if len(accs) > 1 else float("nan")
-        diff, half = ci95([a - b for a, b in zip(accs, results[recipes[0]], strict=True)])
+        diff, low, high = t_interval([a - b for a, b in
+                                      zip(accs, results[recipes[0]], strict=True)])
         print(f"| {name} | {statistics.mean(accs):.4f} ± {std_acc:.4f} | "
-              f"{diff:+.4f} [{diff - half:+.4f}, {diff + half:+.4f}] |")
+              f"{diff:+.4f} [{low:+.4f}, {high:+.4f}] |")
 
 
 if __name__ == "__main__":
