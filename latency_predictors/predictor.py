@@ -57,6 +57,10 @@ class LatencyMatrix:
         """The most latency layers ``layer`` onwards can add: the slowest candidate of each."""
         return sum(max(row) for row in self.per_layer[layer:])
 
+    def fastest_ms(self) -> float:
+        """The latency of the fastest architecture of the space."""
+        return self.total([min(range(len(row)), key=row.__getitem__) for row in self.per_layer])
+
     def slowest_ms(self) -> float:
         """The latency of the slowest architecture of the space."""
         return self.fixed_ms + self.slowest_from(0)

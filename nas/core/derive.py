@@ -64,8 +64,7 @@ _MARGIN = 1e-9  # relative rounding margin of the pruning tests (keeps more, nev
 
 def min_latency(budget: Constraint) -> float:
     """The smallest latency any architecture can reach on this device."""
-    return budget.matrix.total([min(range(len(row)), key=row.__getitem__)
-                                for row in budget.matrix.per_layer])
+    return budget.matrix.fastest_ms()
 
 
 def _check_shapes(scores: Sequence[Sequence[float]], budgets: Sequence[Constraint]) -> None:
@@ -288,15 +287,6 @@ def derive_arch(supernet: Supernet, constraints: Sequence[Constraint],
         When no architecture of the space meets every budget.
     """
     return supernet.space.spec_from_indices(solve(supernet.derive_scores(), constraints, floor))
-
-
-def random_band_net(space: Space, constraints: Sequence[Constraint], floor: float,
-                    generator: torch.Generator) -> ArchSpec:
-    """A random architecture of the band the derivation uses (``[floor · B, B]`` on every
-    device, when it can): the knapsack optimum of i.i.d. Gumbel scores (perturb-and-MAP with
-    a uniform prior)."""
-    gumbel = gumbel_noise((space.num_layers, len(space.candidates)), generator)
-    return space.spec_from_indices(solve(gumbel.tolist(), constraints, floor))
 
 
 def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
