@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 
 import pytest
 
+import cli
 from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix
-from nas.core.budget import parse_budget, parse_budgets
-from nas.core.constraints import Constraint
+from nas.core.budget import (
+    RelativeBudget,
+    parse_budget,
+    parse_budget_request,
+    parse_budget_requests,
+    parse_budgets,
+)
+from nas.core.constraints import Constraint, load_constraints
 from nas.core.derive import min_latency, solve
+from tests.helpers import SEARCH_TINY, search_argv, tiny_table
 
 
 @pytest.mark.parametrize(("text", "ms"), [("30ms", 30.0), ("1.5s", 1500.0), ("800us", 0.8),
@@ -30,6 +39,27 @@ def test_parse_budget_rejects(text: str) -> None:
 
 def test_parse_budgets_list() -> None:
     assert parse_budgets("30ms,3ms") == [30.0, 3.0]
+
+
+def test_relative_budgets_parse_and_resolve() -> None:
+    assert parse_budget_requests("15%,3ms") == [RelativeBudget(0.15), 3.0]
+    assert parse_budget_request(" 100 % ") == RelativeBudget(1.0)
+    assert RelativeBudget(0.25).resolve(1.0, 5.0) == pytest.approx(2.0)
+    assert str(RelativeBudget(0.15)) == "15%"
+    for bad in ("0%", "150%", "-5%", "abc%", "5%ms"):
+        with pytest.raises(HwnasError, match="relative budget"):
+            parse_budget_request(bad)
+
+
+def test_relative_budget_resolves_on_the_space_of_the_table(tmp_path) -> None:
+    """15 % is 15 % of the way from the space's fastest net to its slowest on that table."""
+    table = tiny_table(tmp_path)
+    (limit,) = load_constraints(SEARCH_TINY, [str(table)], [RelativeBudget(0.15)])
+    fastest, slowest = limit.matrix.fastest_ms(), limit.matrix.slowest_ms()
+    assert fastest == pytest.approx(min_latency(limit)) and fastest < slowest
+    assert limit.budget_ms == pytest.approx(fastest + 0.15 * (slowest - fastest))
+    assert limit.requested == "15%" and limit.describe()["budget_requested"] == "15%"
+    assert f"= {limit.budget_ms:.4g} ms" in limit.budget_line()
 
 
 def _device(name: str, budget_ms: float, fixed_ms: float, rows) -> Constraint:
@@ -160,3 +190,16 @@ def test_knapsack_is_fast_on_a_realistic_size(layers: int, cands: int, devices: 
     choice = solve(scores, budgets, floor)
     assert visits and sum(visits) <= 1_000  # a search derives after every epoch
     assert all(total_latency(b, choice) <= b.budget_ms for b in budgets)
+
+
+def test_search_prints_and_saves_how_a_relative_budget_resolved(tmp_path, capsys) -> None:
+    table = str(tiny_table(tmp_path / "tables"))
+    argv = search_argv(tmp_path / "run", table, "--budget", "60%", "--verdict-nets", "0",
+                       "--select-top", "1")
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"budget 60% on {table!r} = 1.5 ms" in out  # 0.3 + 0.6 × (2.3 − 0.3)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["budgets_ms"][table] == pytest.approx(1.5)
+    assert summary["tables"][0]["budget_requested"] == "60%"
+    assert summary["predicted_latency_ms"][table] <= 1.5

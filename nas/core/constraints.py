@@ -14,6 +14,7 @@ from hwnas_common import HwnasError
 from latency_predictors import LatencyMatrix, latency_matrix, load_table
 from latency_predictors.measure.adapt import host_true_table
 from latency_predictors.table import table_identity
+from nas.core.budget import Budget, RelativeBudget
 from search_spaces import Space
 
 
@@ -26,6 +27,7 @@ class Constraint:
     source: str  # table name or path as the user gave it
     metadata: dict[str, Any] = field(default_factory=dict)  # table_identity(table, space)
     note: str | None = None  # how the table was made true to this host (host_true_table)
+    requested: str | None = None  # a relative budget as the user gave it ("15%"), else None
 
     @property
     def device(self) -> str:
@@ -35,19 +37,30 @@ class Constraint:
     def estimated(self) -> bool:
         return self.matrix.provenance == "estimated"
 
+    def budget_line(self) -> str | None:
+        """How a relative budget resolved, in one line (None for a budget in ms)."""
+        if self.requested is None:
+            return None
+        return (f"budget {self.requested} on {self.source!r} = {self.budget_ms:.4g} ms "
+                f"({self.requested} of the way from the fastest net of {self.matrix.space}, "
+                f"{self.matrix.fastest_ms():.4g} ms, to its slowest, "
+                f"{self.matrix.slowest_ms():.4g} ms)")
+
     def describe(self) -> dict[str, Any]:
         """What a run summary records about this table."""
         return {"table": self.source, "device": self.device, "budget_ms": self.budget_ms,
+                "budget_requested": self.requested or f"{self.budget_ms:g}ms",
                 "provenance": self.matrix.provenance, "calibrated": self.matrix.calibrated,
                 "metadata": self.metadata}
 
 
-def load_constraints(space: Space, devices: Sequence[str], budgets_ms: Sequence[float],
+def load_constraints(space: Space, devices: Sequence[str], budgets_ms: Sequence[Budget],
                      adapt: bool = True, progress: bool = True,
                      measure: bool = True) -> list[Constraint]:
     """Load each device's table, make it true to this host (a measured table of another
     host is adapted for ``space`` unless ``adapt`` is False, see
     :func:`latency_predictors.measure.adapt.host_true_table`) and build its matrix for ``space``.
+    A :class:`nas.core.budget.RelativeBudget` is resolved to milliseconds on that matrix.
     Whether some architecture meets every budget is the search's first check
     (:func:`nas.core.derive.check_feasible`).
 
@@ -62,6 +75,12 @@ def load_constraints(space: Space, devices: Sequence[str], budgets_ms: Sequence[
     constraints = []
     for device, budget in zip(devices, budgets_ms, strict=True):
         hosted = host_true_table(load_table(device), [space.name], adapt, progress, measure)
-        constraints.append(Constraint(latency_matrix(space, hosted.table), budget, device,
-                                      table_identity(hosted.table, space.name), hosted.note))
+        matrix = latency_matrix(space, hosted.table)
+        requested = None
+        if isinstance(budget, RelativeBudget):
+            requested = str(budget)
+            budget = budget.resolve(matrix.fastest_ms(), matrix.slowest_ms())
+        constraints.append(Constraint(matrix, budget, device,
+                                      table_identity(hosted.table, space.name), hosted.note,
+                                      requested))
     return constraints
