@@ -12,8 +12,8 @@ from hwnas_common.cli_types import float_arg, int_arg
 from hwnas_common.outputs import check_output_file
 from latency_predictors import load_table
 from latency_predictors.measure.adapt import ESTIMATED_NOT_ADAPTED, NO_ADAPT_HELP, host_true_table
-from nas.core.budget import parse_budgets
-from nas.core.config import WEIGHT_PATHS, SearchConfig, default_run_dir
+from nas.core.budget import parse_budget_requests, parse_budgets
+from nas.core.config import PATH_PRIORS, WEIGHT_PATHS, SearchConfig, default_run_dir
 from nas.core.constraints import load_constraints
 from nas.core.latency_loss import LOSSES, LatencyLoss
 from nas.deploy.export import FORMATS, export_model
@@ -30,22 +30,24 @@ _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "m
                  "loss", "loss_strength", "seed", "data_limit", "resume", "weights", "arch_lr",
                  "arch_every", "retrain_epochs", "retrain_images", "checkpoint_minutes",
                  "budget_floor", "arch_batches", "arch_beta1", "choices", "weight_paths",
+                 "path_floor", "path_prior",
                  "select_top", "verdict_nets")
 
 
 def _search(args: argparse.Namespace) -> int:
     devices = tuple(name.strip() for name in args.device.split(","))
-    budgets = tuple(parse_budgets(args.budget))
+    requests = tuple(parse_budget_requests(args.budget))
     fields = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
-    fields["out"] = args.out or default_run_dir(fields.get("dataset", "fashion-mnist"),
-                                                fields.get("space", "cifar"), devices,
-                                                args.budget)
-    preset = SearchConfig.quick if args.quick else SearchConfig.short if args.short else None
-    config = (preset or SearchConfig)(devices, budgets, **fields)
+    space = fields.get("space", SearchConfig.space)
+    fields["out"] = args.out or default_run_dir(fields.get("dataset", "fashion-mnist"), space,
+                                                devices, args.budget)
     main = is_main_process()  # under torchrun, rank 0 alone reports
     # under torchrun every rank must use the same table: only a cached adaptation
-    constraints = load_constraints(get_space(config.space), devices, budgets,
-                                   not args.no_adapt, main, not is_distributed())
+    constraints = load_constraints(get_space(space), devices, requests, not args.no_adapt,
+                                   main, not is_distributed())
+    budgets = tuple(c.budget_ms for c in constraints)  # relative budgets resolved here
+    preset = SearchConfig.quick if args.quick else SearchConfig.short if args.short else None
+    config = (preset or SearchConfig)(devices, budgets, **fields)
     for c in constraints:
         if c.estimated and main:
             print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model "
@@ -53,6 +55,8 @@ def _search(args: argparse.Namespace) -> int:
                   f"device; {ESTIMATED_NOT_ADAPTED}")
         elif main and c.note:
             print(c.note)
+        if main and c.budget_line():
+            print(c.budget_line())
         slowest = c.matrix.slowest_ms()
         if main and c.budget_ms >= slowest:
             print(f"note: budget {c.budget_ms:g} ms is above the slowest net of {config.space} "
@@ -182,11 +186,13 @@ def _per_loss(describe: Callable[[str, LatencyLoss], str]) -> str:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="ProxylessNAS search under latency budgets")
-    p.add_argument("--space", help="search space (default cifar)")
+    p.add_argument("--space", help=f"search space (default {SearchConfig.space})")
     p.add_argument("--dataset", help="fashion-mnist (default), cifar10, synthetic or a PATH")
     p.add_argument("--device", required=True, help="latency table name(s) or path(s), comma "
                    "separated")
-    p.add_argument("--budget", required=True, help="budget(s) per device, e.g. 30ms,3ms")
+    p.add_argument("--budget", required=True, help="budget(s) per device, e.g. 30ms,3ms, or "
+                   "relative: 15%% = 15 %% of the way from the space's fastest net to its "
+                   "slowest on that device (the milliseconds are printed and saved)")
     defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig)}
     for flag, what in (("epochs", "search epochs after warm-up"),
                        ("warmup-epochs", "weight-only epochs on uniform paths first"),
@@ -210,8 +216,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--choices", choices=CHOICE_MODES, help="α per layer: family (default: "
                    "skip / interaction type / MBConv, then kernel and expansion) or flat (one "
                    "softmax over every candidate, ProxylessNAS)")
-    p.add_argument("--weight-paths", choices=WEIGHT_PATHS, help="paths of the weight steps "
-                   "after warm-up: uniform (default, as in warm-up) or p (ProxylessNAS)")
+    p.add_argument("--weight-paths", choices=WEIGHT_PATHS, help="paths of the weight steps: "
+                   "budget (default: every step, warm-up too, trains a net drawn exactly among "
+                   "those the budgets admit), uniform (over the whole space) or p (from p after "
+                   "warm-up, ProxylessNAS)")
+    p.add_argument("--path-floor", type=float_arg, help="budget paths use at least this share "
+                   f"of every budget (default {defaults['path_floor']:g}; 0: every net under "
+                   "the budgets)")
+    p.add_argument("--path-prior", choices=PATH_PRIORS, help="budget paths: uniform over the "
+                   f"admitted nets (net) or weighted by the choice tree (family); default "
+                   f"{defaults['path_prior']}")
     p.add_argument("--select-top", type=int_arg, help="score this many band nets under p on "
                    "the supernet and return the one with the lowest held-out loss (default 8; "
                    "1: the knapsack's most probable net)")

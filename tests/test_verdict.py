@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,17 @@ import cli
 from hwnas_common import HwnasError
 from nas import SearchConfig, SearchEngine, search
 from nas.run import checkpoint
+from nas.run import verdict as verdict_module
 from nas.run.batches import prepare_data
-from nas.run.verdict import band_candidates, score_net
+from nas.run.verdict import (
+    NetScore,
+    ScorerRanking,
+    band_candidates,
+    compare_losses,
+    judge,
+    score_net,
+    verdict_line,
+)
 from search_spaces import ArchSpec, Supernet
 from tests.helpers import (
     SEARCH_TINY,
@@ -32,7 +43,9 @@ def test_verdict_ranks_the_found_net_among_random_band_nets(tmp_path: Path) -> N
     result = search(tiny_config(tmp_path / "run", verdict_nets=3), [tiny_constraint(4.0)])
     judged = result.verdict
     assert judged is not None and 1 <= judged["rank"] <= 4 and judged["of"] == 4
-    assert judged["line"].startswith("verdict: found net held-out acc")
+    assert judged["line"].startswith("verdict: ")
+    assert judged["judgement"] in ("better", "worse", "indistinguishable", "cannot tell")
+    assert not re.search(r"\brank \d", judged["line"])  # no bare rank read as a judgement
     assert judged["found"]["arch"] == result.spec.to_string()
     assert len(judged["random"]) == 3
     for net in [judged["found"], *judged["random"]]:
@@ -46,7 +59,10 @@ def test_verdict_ranks_the_found_net_among_random_band_nets(tmp_path: Path) -> N
     assert (tmp_path / "run" / "warmup.pt").is_file()
 
 
-def test_verdict_scores_on_the_warmup_snapshot_not_the_final_supernet(tmp_path: Path) -> None:
+@pytest.mark.parametrize("phase", ["warmup", "final"])
+def test_verdict_scores_on_the_supernet_its_scorer_was_measured_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
+    monkeypatch.setitem(verdict_module.RANKINGS, "budget", replace(VALIDATED, phase=phase))
     out = tmp_path / "run"
     result = search(tiny_config(out, verdict_nets=2), [tiny_constraint(4.0)])
     final = checkpoint.load_supernet(out)
@@ -54,8 +70,42 @@ def test_verdict_scores_on_the_warmup_snapshot_not_the_final_supernet(tmp_path: 
     splits = prepare_data(tiny_config(out), torch.device("cpu"))
     on_warm = score_net(warm, result.spec, splits, [tiny_constraint(4.0)], 32)
     on_final = score_net(final, result.spec, splits, [tiny_constraint(4.0)], 32)
-    assert result.verdict["found"]["heldout_loss"] == pytest.approx(on_warm.heldout_loss)
     assert on_warm.heldout_loss != pytest.approx(on_final.heldout_loss)
+    expected = on_warm if phase == "warmup" else on_final
+    assert result.verdict["found"]["heldout_loss"] == pytest.approx(expected.heldout_loss)
+    assert result.verdict["scorer"]["phase"] == phase
+
+
+VALIDATED = ScorerRanking("test scorer", "final", 0.8, 0.6, 0.9, 0.7, "a test")
+NOT_VALIDATED = ScorerRanking("test scorer", "final", 0.4, -0.2, 0.8, 0.7, "a test")
+
+
+def test_judgement_on_a_synthetic_tie_and_a_clear_win() -> None:
+    generator = torch.Generator().manual_seed(0)
+    randoms = 2.0 + 0.5 * torch.randn(8, 400, generator=generator)
+    tie = randoms.mean(dim=0) + 0.05 * torch.randn(400, generator=generator)
+    win = randoms.mean(dim=0) - 0.3
+    assert judge(tie, randoms, VALIDATED) == "indistinguishable"
+    assert judge(win, randoms, VALIDATED) == "better"
+    assert judge(randoms.mean(dim=0) + 0.3, randoms, VALIDATED) == "worse"
+    assert judge(win, randoms, NOT_VALIDATED) == "cannot tell"  # a clear win it cannot judge
+    delta = compare_losses(win, randoms)
+    assert delta[0] == pytest.approx(-0.3, abs=1e-6) and delta[1] < delta[0] < delta[2] < 0
+
+
+def test_verdict_wording_says_what_the_scorer_can_tell() -> None:
+    mine = NetScore("a", 1.9, 0.5, {"cpu": 1.0})
+    others = [NetScore(str(i), 2.0 + i / 100, 0.4, {"cpu": 0.95}) for i in range(4)]
+    delta = (-0.1, -0.2, 0.01)
+    tie = verdict_line("indistinguishable", mine, others, delta, VALIDATED, "cpu")
+    assert "indistinguishable from random nets of its band at this fidelity" in tie
+    assert "corrected ρ +0.80 [+0.60, +0.90]" in tie and not re.search(r"\brank \d", tie)
+    win = verdict_line("better", mine, others, (-0.3, -0.4, -0.2), VALIDATED, "cpu")
+    assert "scores better than random nets of its band" in win
+    unknown = verdict_line("cannot tell", mine, others, delta, NOT_VALIDATED, "cpu")
+    assert unknown.startswith("verdict: cannot tell whether the found net beats random nets")
+    assert "not validated" in unknown
+    assert not NOT_VALIDATED.validated and VALIDATED.validated
 
 
 def test_each_epoch_scores_the_derived_net_with_its_own_batchnorm_statistics(
@@ -111,15 +161,27 @@ def test_search_levers_move_alpha_and_meet_the_budget(tmp_path: Path, levers: di
 
 def test_uniform_paths_follow_the_prior_of_the_choice_tree() -> None:
     engine = SearchEngine(Supernet(SEARCH_TINY, choices="family"), [tiny_constraint(4.0)],
-                          tiny_config(Path("unused"), choices="family"))
+                          tiny_config(Path("unused"), choices="family", weight_paths="uniform"))
     draws = torch.tensor([engine.sample_paths(uniform=True) for _ in range(2000)])
     skip_share = float((draws == 0).double().mean())  # root: {skip, interaction}
     assert skip_share == pytest.approx(0.5, abs=5 * (0.25 / draws.numel()) ** 0.5)
     flat = SearchEngine(Supernet(SEARCH_TINY), [tiny_constraint(4.0)],
-                        tiny_config(Path("unused")))
+                        tiny_config(Path("unused"), weight_paths="uniform"))
     draws = torch.tensor([flat.sample_paths(uniform=True) for _ in range(2000)])
     assert float((draws == 0).double().mean()) == pytest.approx(
         0.25, abs=5 * (0.1875 / draws.numel()) ** 0.5)
+
+
+def test_budget_paths_train_only_nets_the_budget_admits() -> None:
+    limit = tiny_constraint(4.0)
+    for floor, prior in ((0.9, "net"), (0.0, "family")):
+        engine = SearchEngine(Supernet(SEARCH_TINY, choices="family"), [limit],
+                              tiny_config(Path("unused"), choices="family", path_floor=floor,
+                                          path_prior=prior))
+        for warm in (True, False):
+            for _ in range(50):
+                total = limit.matrix.total(engine.sample_paths(uniform=warm))
+                assert floor * 4.0 <= total <= 4.0
 
 
 def test_factorised_search_resumes_to_the_same_run(tmp_path: Path) -> None:
@@ -148,7 +210,7 @@ def test_cli_prints_the_verdict_and_takes_the_lever_flags(tmp_path: Path,
                        "--verdict-nets", "2")
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "verdict: found net held-out acc" in out and "rank" in out
+    assert "verdict: cannot tell" in out  # p paths: a scorer never measured
     config = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]
     assert (config["choices"], config["arch_batches"], config["verdict_nets"]) == ("flat", 3, 2)
     cli_fails(search_argv(tmp_path / "bad", table, "--budget", "4ms", "--arch-batches", "0"),

@@ -19,7 +19,8 @@ from search_spaces import CHOICE_MODES, WEIGHT_MODES
 
 PROXYLESS_ARCH_LR = 1e-3  # ProxylessNAS's Adam lr for α on ImageNet
 ARCH_TRAVEL = 10.0  # default lr × architecture steps; chosen by bench/arch_schedule.py
-WEIGHT_PATHS = ("p", "uniform")
+WEIGHT_PATHS = ("budget", "uniform", "p")
+PATH_PRIORS = ("net", "family")
 
 
 SHORT = dict(epochs=2, warmup_epochs=1, batch_size=64, data_limit=3000, retrain_epochs=1,
@@ -32,7 +33,7 @@ class SearchConfig:
 
     devices: tuple[str, ...]  # latency table names or paths, one per budget
     budgets_ms: tuple[float, ...]
-    space: str = "cifar"
+    space: str = "hybrid-cifar"  # interaction blocks, MBConv and skip: the family per layer
     weights: str = "shared"  # supernet weights: "shared" (entangled) or "separate" per candidate
     dataset: str = "fashion-mnist"  # the built-in default data set (README, "Set-up")
     out: str = "runs/search"
@@ -58,9 +59,15 @@ class SearchConfig:
     choices: str = "family"  # α per layer: the family tree skip / interaction type / MBConv,
     #                          then size, or one softmax over the candidates ("flat",
     #                          ProxylessNAS)
-    weight_paths: str = "uniform"  # weight steps after warm-up keep the warm-up's uniform
-    #                                prior, so no early favourite trains itself, or sample
-    #                                from "p" (ProxylessNAS)
+    weight_paths: str = "budget"  # every weight step (warm-up too) trains a net drawn
+    #                               exactly among those the budgets admit (SPOS), so the
+    #                               supernet learns the nets the search chooses between;
+    #                               "uniform": the choice tree's uniform prior over the whole
+    #                               space; "p": from p after warm-up (ProxylessNAS)
+    path_floor: float = 0.9  # "budget" paths use >= this share of every budget (the
+    #                          derivation's band; 0: every net under the budgets)
+    path_prior: str = "net"  # "budget" paths: uniform over the admitted nets ("net"), or
+    #                          weighted by the choice tree's uniform prior ("family")
     select_top: int = 8  # > 1: score this many band nets under p on the supernet (held-out
     #                      loss, BatchNorm re-estimated) and return the best; 0 or 1: the
     #                      knapsack's most probable net
@@ -90,6 +97,11 @@ class SearchConfig:
             raise HwnasError(f"loss strength must be a positive number, got {self.loss_strength}")
         if self.choices not in CHOICE_MODES:
             raise HwnasError(f"unknown choices {self.choices!r}; valid: {list(CHOICE_MODES)}")
+        if self.path_prior not in PATH_PRIORS:
+            raise HwnasError(f"unknown path prior {self.path_prior!r}; valid: "
+                             f"{list(PATH_PRIORS)}")
+        if not 0 <= self.path_floor < 1:
+            raise HwnasError(f"need 0 <= path_floor < 1, got {self.path_floor}")
         if self.weight_paths not in WEIGHT_PATHS:
             raise HwnasError(f"unknown weight paths {self.weight_paths!r}; valid: "
                              f"{list(WEIGHT_PATHS)}")
@@ -168,4 +180,5 @@ def default_run_dir(dataset: str, space: str, devices: Sequence[str], budget: st
     """``runs/DATA-SPACE-DEVICES-BUDGETS``, e.g. ``runs/fashion-mnist-cifar-cpu-1ms``; a data
     set given as a path is named by its file or folder name without suffixes."""
     data = Path(dataset).name.split(".")[0] or "data"
-    return f"runs/{data}-{space}-{'-'.join(devices)}-{budget.replace(',', '-')}"
+    budgets = budget.replace(",", "-").replace("%", "pct")
+    return f"runs/{data}-{space}-{'-'.join(devices)}-{budgets}"

@@ -3,10 +3,12 @@
 Cai et al., "ProxylessNAS: Direct Neural Architecture Search on Target Task and Hardware",
 ICLR 2019:
 
-- ``weight_step``: one binarized path per layer, drawn from the prior (uniform at every step of
-  the choice tree: warm-up, and every step with ``weight_paths="uniform"``) or from p;
-  only that child computes, so memory is that of one child. SGD, nesterov momentum, cosine
-  learning rate, label smoothing.
+- ``weight_step``: one binarized path per layer; only that child computes, so memory is that
+  of one child. With ``weight_paths="budget"`` (the default) every step, warm-up included,
+  trains a net drawn exactly among those the budgets admit (SPOS's uniform constraint
+  sampling, :class:`nas.core.sampler.BudgetSampler`); with ``"uniform"`` a path from the prior
+  (uniform at every step of the choice tree); with ``"p"`` (ProxylessNAS) from p after
+  warm-up. SGD, nesterov momentum, cosine learning rate, label smoothing.
 - ``arch_step`` (held-out data): ``arch_batches`` comparisons, each on its own held-out batch
   with its own two paths per layer and binary gates; the gate-gradient estimator of
   :mod:`nas.core.gradient` gives ∂L/∂(log p) of each comparison, their mean is carried to α
@@ -36,6 +38,7 @@ from nas.core.constraints import Constraint
 from nas.core.gradient import pair_alpha_grad, rescale_logits, sample_pairs
 from nas.core.latency_loss import latency_loss
 from nas.core.parallel import Group, default_device
+from nas.core.sampler import BudgetSampler, band_floor
 from search_spaces import Supernet
 
 
@@ -57,6 +60,8 @@ class SearchEngine:
         self.constraints = list(constraints)
         self.config = config
         self.generator = torch.Generator().manual_seed(config.seed)  # path sampling (CPU)
+        self.budget_sampler = (self._budget_sampler() if config.weight_paths == "budget"
+                               else None)
         self.weight_opt = torch.optim.SGD(self.supernet.weight_parameters(), lr=config.weight_lr,
                                           momentum=config.momentum, nesterov=True,
                                           weight_decay=config.weight_decay)
@@ -70,9 +75,22 @@ class SearchEngine:
         """p = softmax(α) per layer, as a (layers × candidates) tensor."""
         return torch.stack(self.supernet.probs())
 
+    def _budget_sampler(self) -> BudgetSampler:
+        """Weight paths among the nets in ``[path_floor · B, B]`` on every device (every net
+        under the budgets when none reaches the floor), uniform over nets (``path_prior``
+        "net") or weighted by the choice tree's uniform prior ("family")."""
+        config = self.config
+        weights = (self.prior.double().numpy() if config.path_prior == "family"
+                   else torch.ones_like(self.prior).double().numpy())
+        return BudgetSampler(self.constraints, weights,
+                             band_floor(self.constraints, config.path_floor))
+
     def sample_paths(self, uniform: bool) -> list[int]:
-        """One path per layer: from the prior (uniform at every step of the choice tree; for a
-        flat tree, uniform over the candidates) or from p."""
+        """One path per layer for a weight step: a net the budgets admit (``weight_paths``
+        "budget"), or from the prior (``uniform``: uniform at every step of the choice tree;
+        for a flat tree, uniform over the candidates), or from p."""
+        if self.budget_sampler is not None:
+            return self.budget_sampler.sample(self.generator)
         layers, count = len(self.supernet.layers), len(self.supernet.space.candidates)
         if uniform and self.supernet.choices == "flat":
             return torch.randint(count, (layers,), generator=self.generator).tolist()

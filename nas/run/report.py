@@ -143,8 +143,8 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
 
 
 def write_verdict_plot(run_dir: Path, judged: dict[str, Any]) -> None:
-    """verdict.png: held-out accuracy (supernet after warm-up) against predicted latency of the
-    random band nets and the found net."""
+    """verdict.png: held-out loss on the verdict's supernet against predicted latency of the
+    random band nets and the found net, titled with the verdict's judgement."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,13 +153,14 @@ def write_verdict_plot(run_dir: Path, judged: dict[str, Any]) -> None:
     table = next(iter(judged["found"]["latency_ms"]))
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter([r["latency_ms"][table] for r in judged["random"]],
-               [r["heldout_acc"] for r in judged["random"]], color="grey",
+               [r["heldout_loss"] for r in judged["random"]], color="grey",
                label="random nets of the band")
-    ax.scatter([judged["found"]["latency_ms"][table]], [judged["found"]["heldout_acc"]],
-               color="C3", marker="*", s=160, label=f"found net (rank {judged['rank']} of "
-               f"{judged['of']} by held-out loss)")
-    ax.set(xlabel=f"predicted latency on {table} (ms)", ylabel="held-out accuracy",
-           title="verdict: scored on the supernet after warm-up")
+    ax.scatter([judged["found"]["latency_ms"][table]], [judged["found"]["heldout_loss"]],
+               color="C3", marker="*", s=160, label="found net")
+    phase = "after warm-up" if judged["scorer"]["phase"] == "warmup" else "at the end"
+    ax.set(xlabel=f"predicted latency on {table} (ms)",
+           ylabel=f"held-out loss on the supernet {phase}",
+           title=f"verdict: {judged['judgement']}")
     ax.legend(fontsize=7)
     _save(fig, run_dir / "verdict.png")
 

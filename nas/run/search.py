@@ -40,7 +40,7 @@ from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
 from nas.run.readers import load_dataset
 from nas.run.train import Recipe, train_child
 from nas.run.trained import MODEL_FILE, save_finetuned
-from nas.run.verdict import score_net, select_by_evaluation, verdict
+from nas.run.verdict import score_net, scorer_ranking, select_by_evaluation, verdict
 from search_spaces import ArchSpec, Supernet, get_space
 
 
@@ -121,7 +121,7 @@ def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int, data_gen: torch
             continue  # replayed: the data pipeline only
         engine.set_lr((phase_epoch * steps + step) / (phase_len * steps))
         weight_losses.append(engine.weight_step(
-            x, y, uniform=warm or config.weight_paths == "uniform"))
+            x, y, uniform=warm or config.weight_paths == "uniform"))  # "budget": the sampler
         if arch_batches is not None:
             arch_losses.append(engine.arch_step(arch_batches))
         bar.update()
@@ -379,11 +379,14 @@ def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
 
 def _verdict(engine: SearchEngine, splits: Splits, run_dir: Path, spec: ArchSpec,
              batch: int) -> dict[str, Any] | None:
-    """The verdict of :mod:`nas.run.verdict` on the warm-up snapshot (None without warm-up
-    epochs or with ``verdict_nets`` 0)."""
+    """The verdict of :mod:`nas.run.verdict`, on the supernet its scorer was measured on: the
+    final one, or the warm-up snapshot (None with ``verdict_nets`` 0, or when that scorer
+    needs a warm-up the run did not have)."""
     config = engine.config
-    if not config.verdict_nets or not config.warmup_epochs:
+    ranking = scorer_ranking(config.weight_paths)
+    if not config.verdict_nets or (ranking.phase == "warmup" and not config.warmup_epochs):
         return None
-    warm = checkpoint.load_warmup(run_dir, engine.supernet).to(engine.device)
-    return verdict(warm, spec, engine.constraints, config.budget_floor, config.verdict_nets,
-                   splits, torch.Generator().manual_seed(config.seed + 3), batch)
+    supernet = (checkpoint.load_warmup(run_dir, engine.supernet).to(engine.device)
+                if ranking.phase == "warmup" else engine.supernet.eval())
+    return verdict(supernet, spec, engine.constraints, config.budget_floor, config.verdict_nets,
+                   splits, torch.Generator().manual_seed(config.seed + 3), ranking, batch)

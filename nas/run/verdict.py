@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from nas.core.constraints import Constraint
-from nas.core.derive import gumbel_noise, random_band_net, solve
+from nas.core.derive import gumbel_noise, solve
+from nas.core.sampler import random_band_nets
 from nas.run.batches import Splits
 from nas.run.evaluate import recalibrate_batchnorm
 from search_spaces import ArchSpec, Supernet
@@ -46,23 +47,30 @@ class NetScore:
     latency_ms: dict[str, float]
 
 
-def score_net(supernet: Supernet, spec: ArchSpec, splits: Splits,
-              constraints: Sequence[Constraint], batch_size: int = 64) -> NetScore:
-    """``spec``'s held-out loss and accuracy with ``supernet``'s weights (module docstring)."""
+def _scored(supernet: Supernet, spec: ArchSpec, splits: Splits,
+            constraints: Sequence[Constraint], batch_size: int) -> tuple[NetScore, torch.Tensor]:
+    """:func:`score_net` and the held-out loss of every image it averaged."""
     device = next(supernet.parameters()).device
     child = supernet.child(spec).to(device)
     recalibrate_batchnorm(child, splits.weight.in_order(batch_size, limit=BN_IMAGES))
-    loss = correct = count = 0.0
+    losses, correct = [], 0
     with torch.no_grad():
         for x, y in splits.arch.in_order(256, limit=EVAL_IMAGES):
             logits = child(x)
-            loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            losses.append(nn.functional.cross_entropy(logits, y, reduction="none").cpu())
             correct += int((logits.argmax(1) == y).sum())
-            count += len(y)
+    per_image = torch.cat(losses) if losses else torch.zeros(0)
+    count = max(1, len(per_image))
     space = supernet.space
     choice = [space.candidate_index(layer) for layer in spec.layers]
-    return NetScore(spec.to_string(), loss / max(1, count), correct / max(1, count),
-                    {c.source: c.matrix.total(choice) for c in constraints})
+    return NetScore(spec.to_string(), float(per_image.sum()) / count, correct / count,
+                    {c.source: c.matrix.total(choice) for c in constraints}), per_image
+
+
+def score_net(supernet: Supernet, spec: ArchSpec, splits: Splits,
+              constraints: Sequence[Constraint], batch_size: int = 64) -> NetScore:
+    """``spec``'s held-out loss and accuracy with ``supernet``'s weights (module docstring)."""
+    return _scored(supernet, spec, splits, constraints, batch_size)[0]
 
 
 def band_candidates(supernet: Supernet, constraints: Sequence[Constraint], floor: float,
@@ -92,30 +100,108 @@ def select_by_evaluation(supernet: Supernet, constraints: Sequence[Constraint], 
     return specs[best], scores
 
 
-def verdict(warm: Supernet, found: ArchSpec, constraints: Sequence[Constraint], floor: float,
-            count: int, splits: Splits, generator: torch.Generator,
-            batch_size: int = 64) -> dict[str, Any]:
-    """The found net next to ``count`` random band nets, all scored on ``warm`` (the supernet
-    at the end of warm-up). Returns the scores, the found net's rank by held-out loss (1 =
-    best) and the one-line summary ``line``."""
-    space = warm.space
-    randoms = [random_band_net(space, constraints, floor, generator) for _ in range(count)]
-    mine = score_net(warm, found, splits, constraints, batch_size)
-    others = [score_net(warm, spec, splits, constraints, batch_size) for spec in randoms]
-    rank = 1 + sum(o.heldout_loss < mine.heldout_loss for o in others)
-    accs = [o.heldout_acc for o in others]
-    table = constraints[0].source
+@dataclass(frozen=True)
+class ScorerRanking:
+    """How well a scorer ranked nets of one band against stand-alone training, as measured by
+    ``bench/ranking.py``: Spearman ρ with the two-seed stand-alone mean, corrected for that
+    mean's noise (Spearman–Brown), with its 95 % bootstrap interval over the nets."""
+
+    scorer: str
+    phase: str  # the supernet scored: "warmup" (after warm-up) or "final" (end of the search)
+    rho: float
+    low: float
+    high: float
+    rho_ab: float  # the two stand-alone seeds' agreement: the noise ceiling
+    measured: str  # command, date and host of the measurement
+
+    @property
+    def validated(self) -> bool:
+        """Ranks well enough to judge by: corrected ρ ≥ 0.5 with its interval above 0."""
+        return self.rho >= 0.5 and self.low > 0
+
+
+RANKINGS: dict[str, ScorerRanking] = {}  # weight paths -> their measured scorer (bench/ranking.py)
+
+
+def compare_losses(found: torch.Tensor, randoms: torch.Tensor) -> tuple[float, float, float]:
+    """The found net's held-out loss minus the random nets' mean, with a 95 % interval over
+    the held-out images (paired: every net is scored on the same images). ``found`` holds one
+    loss per image, ``randoms`` one row per random net."""
+    diff = (found - randoms.mean(dim=0)).double()
+    mean = float(diff.mean())
+    half = 1.96 * float(diff.std()) / math.sqrt(len(diff)) if len(diff) > 1 else math.inf
+    return mean, mean - half, mean + half
+
+
+def judge(found: torch.Tensor, randoms: torch.Tensor, ranking: ScorerRanking) -> str:
+    """``better`` / ``worse`` / ``indistinguishable`` on a validated scorer, by whether the
+    loss difference's interval excludes 0; ``cannot tell`` on a scorer that is not validated."""
+    if not ranking.validated:
+        return "cannot tell"
+    _, low, high = compare_losses(found, randoms)
+    return "better" if high < 0 else "worse" if low > 0 else "indistinguishable"
+
+
+PHASES = {"warmup": "after warm-up", "final": "at the end of the search"}
+
+
+def verdict_line(judgement: str, mine: NetScore, others: Sequence[NetScore],
+                 delta: tuple[float, float, float], ranking: ScorerRanking,
+                 table: str) -> str:
+    """The verdict in plain words: what the scorer can tell, and the numbers behind it."""
     lats = [o.latency_ms[table] for o in others]
-    spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    losses = [o.heldout_loss for o in others]
+    spread = statistics.stdev(losses) if len(losses) > 1 else 0.0
+    numbers = (f"held-out loss on the supernet {PHASES[ranking.phase]}: found "
+               f"{mine.heldout_loss:.3f}, "
+               f"{len(others)} random nets of its band ({min(lats):.3g}-{max(lats):.3g} ms on "
+               f"{table}) {statistics.mean(losses):.3f} ± {spread:.3f}, difference "
+               f"{delta[0]:+.3f} [{delta[1]:+.3f}, {delta[2]:+.3f}]")
+    reliability = (f"{ranking.scorer}: corrected ρ {ranking.rho:+.2f} [{ranking.low:+.2f}, "
+                   f"{ranking.high:+.2f}] with stand-alone training inside one band, "
+                   f"{ranking.measured}")
+    if judgement == "cannot tell":
+        return ("verdict: cannot tell whether the found net beats random nets of its band "
+                "after training: the supernet's ranking inside one band is not validated at "
+                f"this fidelity ({reliability}). {numbers}")
+    words = {"better": "better than random nets of its band",
+             "worse": "worse than random nets of its band",
+             "indistinguishable": "indistinguishable from random nets of its band at this "
+                                  "fidelity"}[judgement]
+    return f"verdict: the found net scores {words} ({numbers}; {reliability})"
+
+
+def verdict(supernet: Supernet, found: ArchSpec, constraints: Sequence[Constraint], floor: float,
+            count: int, splits: Splits, generator: torch.Generator, ranking: ScorerRanking,
+            batch_size: int = 64) -> dict[str, Any]:
+    """The found net next to ``count`` random nets of its band (drawn uniformly by the exact
+    sampler), all scored on ``supernet`` (the one ``ranking.phase`` names). Returns the scores,
+    the found net's rank by held-out loss (1 = best), the loss difference with its interval,
+    the judgement of :func:`judge` and the one-line ``line``."""
+    randoms = random_band_nets(supernet.space, constraints, floor, count, generator)
+    mine, mine_losses = _scored(supernet, found, splits, constraints, batch_size)
+    scored = [_scored(supernet, spec, splits, constraints, batch_size) for spec in randoms]
+    others = [s for s, _ in scored]
+    rank = 1 + sum(o.heldout_loss < mine.heldout_loss for o in others)
+    table = constraints[0].source
     if all(o.arch == mine.arch for o in others):
+        judgement, delta = "alone", (0.0, 0.0, 0.0)
         line = (f"verdict: the budget's band holds no net but the found one ({mine.arch}, "
                 f"{mine.latency_ms[table]:.3g} ms on {table}): nothing to compare it with")
     else:
-        line = (f"verdict: found net held-out acc {mine.heldout_acc:.3f} (loss "
-                f"{mine.heldout_loss:.3f}); {count} random nets at {min(lats):.3g}-"
-                f"{max(lats):.3g} ms on {table}: {statistics.mean(accs):.3f} ± {spread:.3f} "
-                f"(best {max(accs):.3f}); rank {rank} of {count + 1} by held-out loss, on the "
-                "supernet after warm-up")
+        losses = torch.stack([losses for _, losses in scored])
+        judgement = judge(mine_losses, losses, ranking)
+        delta = compare_losses(mine_losses, losses)
+        line = verdict_line(judgement, mine, others, delta, ranking, table)
     return {"found": asdict(mine), "random": [asdict(o) for o in others], "rank": rank,
-            "of": count + 1, "line": line,
-            "percentile": (count + 1 - rank) / count if count else math.nan}
+            "of": count + 1, "judgement": judgement, "loss_difference": list(delta),
+            "scorer": asdict(ranking) | {"validated": ranking.validated},
+            "line": line}
+
+
+def scorer_ranking(weight_paths: str) -> ScorerRanking:
+    """The measured ranking of the verdict's scorer for a search with these weight paths;
+    paths whose supernet was never measured get a record that validates nothing."""
+    return RANKINGS.get(weight_paths, ScorerRanking(
+        f"supernet trained with {weight_paths} paths", "warmup", math.nan, math.nan, math.nan,
+        math.nan, "not measured"))
