@@ -10,18 +10,18 @@ Protocol (Lindauer & Hutter, JMLR 2020, is the checklist):
   (``--mode fast``: 100-102) are disjoint from headline seeds (``--mode full``: 0-9).
 - **Test set.** ``--test-images`` (default 5,000) of the data set's test split, the same for
   every seed (a fixed permutation): they cost forward passes only.
-- **Budget and band.** One budget on one table (default 30 % of the way from the smallest
-  latency every space reaches to a uniform ``cifar`` net's, on the shipped ``cpu`` table as
-  is: this benchmark measures accuracy, the band only has to be the same for every arm). The
-  derivation returns nets in ``[floor · B, B]``; so do the random pools.
+- **Budget and band.** One budget on one table (default the main job's relative budget, 15 %
+  of the way from the fastest ``hybrid-cifar`` net to its slowest, on the shipped ``cpu``
+  table as is: this benchmark measures accuracy, the band only has to be the same for every
+  arm). The derivation returns nets in ``[floor · B, B]``; so do the random pools.
 - **Arms.** Every final net is trained from scratch with one recipe (``--retrain-epochs`` on
   the seed's weight split, SGD nesterov, cosine lr 0.05, batch 64) and scored on the test set:
 
-  - ``pool``: ``--pool`` random band nets of the ``cifar`` space (each the knapsack optimum of
-    i.i.d. Gumbel scores with the budget floor), cached per (seed, arch) so a lever costs only
-    its own searches. *Random sampling* is the pool's mean; *equal-compute random search* is
-    the best by held-out loss of the first N pool nets, N = 1 + the search's image-steps over
-    one retraining's (rounded up);
+  - ``pool``: ``--pool`` random band nets of the ``cifar`` space (drawn uniformly from the
+    band by the exact sampler, :func:`nas.core.sampler.random_band_nets`), cached per (seed,
+    arch) so a lever costs only its own searches. *Random sampling* is the pool's mean;
+    *equal-compute random search* is the best by held-out loss of the first N pool nets,
+    N = 1 + the search's image-steps over one retraining's (rounded up);
   - ``pool-mbconv`` and ``pool-hybrid``: the same in ``proxyless-cifar`` and ``hybrid-cifar``,
     so a space effect is not taken for a search effect;
   - ``baseline``: a hand-designed net, ``--baseline-token`` in every layer where the budget
@@ -61,9 +61,10 @@ from torch import nn
 from hwnas_common.fileio import atomic_write_text
 from latency_predictors import latency_matrix, load_table
 from nas import SearchConfig, search, solve
+from nas.core.budget import RelativeBudget
 from nas.core.constraints import Constraint
-from nas.core.derive import random_band_net
 from nas.core.parallel import default_device
+from nas.core.sampler import random_band_nets
 from nas.run.batches import Batches, Splits, channel_stats, split_holdout
 from nas.run.evaluate import top1_accuracy
 from nas.run.readers import load_dataset
@@ -79,15 +80,10 @@ POOL_SPACES = {"pool": "cifar", "pool-mbconv": "proxyless-cifar", "pool-hybrid":
 
 
 def default_budget(table: str, fraction: float) -> float:
-    """``fraction`` of the way from the smallest latency every space reaches to the expected
-    latency of a uniform ``cifar`` net."""
-    lows = []
-    for space in ("cifar", "proxyless-cifar", "hybrid-cifar"):
-        matrix = latency_matrix(get_space(space), load_table(table))
-        lows.append(matrix.fixed_ms + sum(min(row) for row in matrix.per_layer))
-    cifar = latency_matrix(get_space("cifar"), load_table(table))
-    uniform = cifar.fixed_ms + sum(statistics.mean(row) for row in cifar.per_layer)
-    return round(max(lows) + fraction * (uniform - max(lows)), 4)
+    """The main job's relative budget in ms: ``fraction`` of the way from the fastest
+    ``hybrid-cifar`` net to its slowest on ``table`` as shipped."""
+    matrix = latency_matrix(get_space("hybrid-cifar"), load_table(table))
+    return round(RelativeBudget(fraction).resolve(matrix.fastest_ms(), matrix.slowest_ms()), 4)
 
 
 def constraint(space: Space, table: str, budget: float) -> Constraint:
@@ -172,8 +168,7 @@ def pool_arm(args: argparse.Namespace, folder: Path, seed: int, dataset: str,
     space = get_space(POOL_SPACES[arm])
     limit = constraint(space, args.table, args.budget)
     generator = torch.Generator().manual_seed(10_000 + seed)
-    specs = [random_band_net(space, [limit], args.floor, generator)
-             for _ in range(args.pool)]
+    specs = random_band_nets(space, [limit], args.floor, args.pool, generator)
     splits = seed_splits(dataset, space, seed, args.train_images, args.test_images)
     rows = []
     for index, spec in enumerate(specs):
@@ -387,7 +382,7 @@ def main() -> None:
                         help="SearchConfig override of the search arms")
     parser.add_argument("--table", default="cpu")
     parser.add_argument("--budget", type=float, help="ms (default: --fraction of the range)")
-    parser.add_argument("--fraction", type=float, default=0.3)
+    parser.add_argument("--fraction", type=float, default=0.15)
     parser.add_argument("--floor", type=float, default=SearchConfig.budget_floor)
     parser.add_argument("--pool", type=int, default=4, help="random band nets per seed")
     parser.add_argument("--baseline-token", default="quad_k3_e2")
