@@ -48,13 +48,14 @@ def making_of_hits(text: str) -> list[str]:
         line_start = text.rfind("\n", 0, match.start()) + 1
         line_end = text.find("\n", match.end())
         line = text[line_start:line_end if line_end >= 0 else None]
-        if RUNTIME_SESSION.search(line[match.start() - line_start:]):
-            continue
+        if RUNTIME_SESSION.match(line, match.start() - line_start):
+            continue  # an onnxruntime session, named right here
         hits.append(f"{text.count(chr(10), 0, match.start()) + 1}: {line.strip()}")
     return hits
 
 
 @pytest.mark.parametrize("phrase", ["no GPU was lent to this session", "see issue 20",
+                                    "as in issue 12, with a session per net",
                                     "the issue's host", "the previous session measured",
                                     "as the session before", "the sessions so far",
                                     "the ~3-minute limit per run of this session"])
