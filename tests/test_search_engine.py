@@ -51,7 +51,7 @@ def test_tight_budget_gives_lower_latency_than_loose(tmp_path: Path) -> None:
     runs = {}
     for budget in (100.0, 2.0):
         out = tmp_path / f"b{budget}"
-        result = search(tiny_config(out, budget, loss="add_linear", arch_lr=0.05),
+        result = search(tiny_config(out, budget, loss="add_linear", arch_lr=0.05, select_top=8),
                         [tiny_constraint(budget)])
         runs[budget] = (result, load_checkpoint(out)["history"][-1]["expected_ms[fake]"])
     assert runs[2.0][1] < runs[100.0][1]
