@@ -1,12 +1,12 @@
 """Budget adherence, measured: short searches at several budgets and seeds on the default
-path, where a table of another host is adapted to this one first (issue 20), and every searched
+path, where a table of another host is adapted to this one first, and every searched
 net measured end to end here (onnxruntime CPU EP, 1 thread, as the table).
 
     python bench/budget_adherence.py --budgets 1.2,1.6,2.0 --seeds 0,1,2 --out runs/adherence
 
 Per net: predicted latency (on the table the search used: the host-true one), measured latency
-here now (the fastest of 6 passes, ``measure_archs``), measured / budget. Goals (issues 11 and
-20): measured ≤ budget + 5 % for every net, and ≥ 90 % of the budget used on average. The
+here now (the fastest of 6 passes, ``measure_archs``), measured / budget. Goals:
+measured ≤ budget + 5 % for every net, and ≥ 90 % of the budget used on average. The
 searches derive with the default budget floor (0.9; ``--budget-floor`` changes it) and adapt a
 foreign table unless ``--no-adapt``. Searches are cached in ``OUT`` (a killed run resumes);
 measuring happens after all searches, so no timing overlaps training.

@@ -1,4 +1,4 @@
-"""Child-training throughput against the bound ONNX Runtime inference gives (issue 20).
+"""Child-training throughput against the bound ONNX Runtime inference gives.
 
 A training step costs about 3 inferences (forward, backward for activations and weights), so a
 net that onnxruntime infers in ``t`` ms per image on one thread trains at most at about

@@ -1,4 +1,4 @@
-"""Which fine-tuning recipe makes the main job's net most accurate in the same time (issue 20).
+"""Which fine-tuning recipe makes the main job's net most accurate in the same time.
 
 The main job fine-tunes the net it found for one epoch on 45,000 Fashion-MNIST images from the
 supernet's weights. This script takes a finished run (its supernet checkpoint and arch.json),

@@ -1,7 +1,7 @@
 """Few-shot adaptation measured: a table from another host, as shipped and after
 ``hwnas tables adapt``, validated on the same fresh spread networks of this host.
 
-The source is a measured table profiled elsewhere. On the Zen 3 guest of issue 20 (AMD EPYC,
+The source is a measured table profiled elsewhere. On a Zen 3 guest (AMD EPYC,
 CPU family 25 model 1) the shipped `cpu` table (Zen 5, family 26 model 2) is the foreign one:
 
     taskset -c 1 python bench/latency_adapt.py --source cpu --spaces cifar -v 30

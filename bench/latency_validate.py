@@ -3,7 +3,7 @@
 Measures each architecture end to end with onnxruntime (the shipped `cpu` table's own backend
 and settings: CPU EP, 1 thread), drift-normalised to the table's reference speed, and compares
 with the calibrated `cpu` table's prediction. Architectures are ``spread`` samples (a random
-skip share, like searched nets) unless ``--sampler uniform``. Goal (issue 11): MAPE <= 3 % and
+skip share, like searched nets) unless ``--sampler uniform``. Goal: MAPE <= 3 % and
 >= 95 % within ±10 % on 50 spread nets. CPU-heavy: run it as
 
     flock /tmp/hwnas-cpu.lock python bench/latency_validate.py [-n 50] [--out DIR]

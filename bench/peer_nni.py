@@ -1,5 +1,5 @@
-"""Peer benchmark: NNI 3.0 ``Proxyless`` vs hwnas, one supernet step, same everything (README,
-"Search: the main job, step cost and memory").
+"""Peer benchmark: NNI 3.0 ``Proxyless`` vs hwnas, one supernet step, same everything
+(``docs/results.md``, "Search: the main job, step cost and memory").
 
 Same space (``--space``, default ``cifar``: 9 layers × 31 candidates), batch size, device (CPU,
 ``--threads`` threads) and data: synthetic CIFAR-shaped tensors (``randn(N, 3, 32, 32)``, random

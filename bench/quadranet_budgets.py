@@ -5,8 +5,8 @@ ProxylessNAS nets costed by the same anchored device models.
 
     python bench/quadranet_budgets.py RUN_DIR [RUN_DIR ...] [--out FILE.md]
 
-Each RUN_DIR is a finished search (its ``arch.json`` and ``summary.json``); see the README
-section "Estimated tables, anchored on published measurements" for the search commands.
+Each RUN_DIR is a finished search (its ``arch.json`` and ``summary.json``); see
+``docs/results.md``, "QuadraNet's three budgets, searched", for the search commands.
 """
 
 from __future__ import annotations

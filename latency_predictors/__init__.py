@@ -2,7 +2,7 @@
 
 Three rooms: the table and its predictor here (``table``, ``metadata``, ``store``, ``keys``,
 ``predictor``); measuring on a real machine in :mod:`latency_predictors.measure`; estimating a
-device we do not have in :mod:`latency_predictors.estimate` (README, "Layout"). Public API::
+device we do not have in :mod:`latency_predictors.estimate` (``docs/layout.md``). Public API::
 
     from latency_predictors import load_table, predict_latency, latency_matrix, expected_latency
     table = load_table("cpu")                 # a user/shipped device name or a file path

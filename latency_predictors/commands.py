@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hwnas_common import HwnasError
-from hwnas_common.cli_types import int_arg
+from hwnas_common.cli_types import int_at_least
 from hwnas_common.outputs import check_output_file
 from search_spaces import SPACES, get_space, read_arch
 
@@ -26,7 +26,7 @@ from .measure.adapt import (
     host_true_table,
 )
 from .measure.backends import BACKENDS, make_backend
-from .measure.calibrate import describe_calibration
+from .measure.calibrate import CV_FOLDS, describe_calibration
 from .measure.host import (
     describe_host,
     host_fingerprint,
@@ -264,17 +264,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="device name of the table")
     p.add_argument("--out", default=None, help="table path (NAME.csv + NAME.json); default "
                    "$HWNAS_TABLES/NAME.csv or ~/.hwnas/tables/NAME.csv")
-    p.add_argument("--repeats", type=int_arg, default=PROFILE_REPEATS,
+    p.add_argument("--repeats", type=int_at_least(1), default=PROFILE_REPEATS,
                    help=f"timed runs per op and pass (default {PROFILE_REPEATS})")
-    p.add_argument("--warmup", type=int_arg, default=10, help="untimed runs first (default 10)")
-    p.add_argument("--threads", type=int_arg, default=1, help="runtime threads (default 1)")
-    p.add_argument("--passes", type=int_arg, default=PROFILE_PASSES,
+    p.add_argument("--warmup", type=int_at_least(0), default=10, help="untimed runs first "
+                   "(default 10; 0: none)")
+    p.add_argument("--threads", type=int_at_least(1), default=1, help="runtime threads "
+                   "(default 1)")
+    p.add_argument("--passes", type=int_at_least(1), default=PROFILE_PASSES,
                    help="round-robin passes over the ops; each op keeps its median pass after "
                    f"normalising by the reference kernel (default {PROFILE_PASSES})")
     p.add_argument("--method", choices=["chain", "alone"], default="alone",
                    help="alone: each op timed by itself (default); chain: candidates timed as "
                    "(T(4 copies) - T(2 copies)) / 2")
-    p.add_argument("--calibrate", type=int_arg, default=0, metavar="N",
+    p.add_argument("--calibrate", type=int_at_least(0), default=0, metavar="N",
                    help="fit the whole-network calibration on N random architectures "
                    "(default 0: none; 40 is a good start)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -287,12 +289,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "device (anchors)")
     p.add_argument("--anchors", help="anchors: CSV of published latencies (default "
                    "latency_predictors/estimate/anchors.csv)")
-    p.add_argument("--rows", type=int_arg, default=20, help="rows shown by 'show' (default 20)")
+    p.add_argument("--rows", type=int_at_least(1), default=20, help="rows shown by 'show' "
+                   "(default 20)")
     p.add_argument("--name", help="adapt: name of the adapted table")
     p.add_argument("--out", help="adapt: table path (default $HWNAS_TABLES/NAME.csv)")
     p.add_argument("--space", default="cifar", help="adapt: space(s) to refit, "
                    "comma-separated (default cifar; ~20 s per space)")
-    p.add_argument("-n", type=int_arg, default=ADAPT_NETS,
+    p.add_argument("-n", type=int_at_least(CV_FOLDS), default=ADAPT_NETS,
                    help=f"adapt: networks measured per space (default {ADAPT_NETS})")
     p.add_argument("--quiet", action="store_true", help="adapt: no progress bar")
     p.set_defaults(func=_tables)
@@ -309,9 +312,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="(default onnxruntime)")
     p.add_argument("--ep", default=None, help="execution provider, as for profile "
                    "(default: the backend's CPU)")
-    p.add_argument("--threads", type=int_arg, default=1, help="(default 1)")
-    p.add_argument("--warmup", type=int_arg, default=10, help="untimed runs (default 10)")
-    p.add_argument("--repeats", type=int_arg, default=100, help="timed runs (default 100)")
+    p.add_argument("--threads", type=int_at_least(1), default=1, help="(default 1)")
+    p.add_argument("--warmup", type=int_at_least(0), default=10, help="untimed runs (default "
+                   "10; 0: none)")
+    p.add_argument("--repeats", type=int_at_least(1), default=100, help="timed runs (default 100)")
     p.add_argument("--device", default=None, help="also show this table's prediction "
                    "(default: a measured table of this host covering the space, else the "
                    f"{DEFAULT_TABLE!r} table adapted to this host)")
@@ -321,8 +325,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("validate", help="predictor error on random architectures")
     p.add_argument("--device", required=True, help="table name or file (measured)")
     p.add_argument("--space", default="cifar", help="(default cifar)")
-    p.add_argument("-n", type=int_arg, default=50, help="networks measured (default 50)")
-    p.add_argument("--seed", type=int_arg, default=1000, help="(default 1000)")
+    p.add_argument("-n", type=int_at_least(1), default=50, help="networks measured (default 50)")
+    p.add_argument("--seed", type=int_at_least(0), default=1000, help="seed of the sampled "
+                   "networks, >= 0 (default 1000)")
     p.add_argument("--sampler", choices=SAMPLERS, default="spread",
                    help="spread: a random skip share, like searched networks (default); "
                    "uniform: every layer uniform over the candidates")

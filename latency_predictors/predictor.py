@@ -1,7 +1,7 @@
 """Latency prediction from a table: per-layer matrix, ArchSpec prediction, expected latency.
 
 Whole-network latency is a plain sum, so the expected latency of the search loss and the
-knapsack of the derivation are exact (README, "Search defaults")::
+knapsack of the derivation are exact (``docs/search.md``, "Search defaults")::
 
     LAT(arch) = fixed_ms + Σ_l per_layer[l][choice_l]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hwnas_common import HwnasError
-from hwnas_common.cli_types import float_arg, int_arg
+from hwnas_common.cli_types import fraction, int_at_least, number_at_least, positive_number
 from hwnas_common.outputs import check_output_file
 from latency_predictors import load_table
 from latency_predictors.measure.adapt import ESTIMATED_NOT_ADAPTED, NO_ADAPT_HELP, host_true_table
@@ -159,8 +159,6 @@ def _sweep(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise HwnasError(f"{run_dir}: no such run directory")
-    if args.trials < 1:
-        raise HwnasError(f"--trials must be >= 1, got {args.trials}")
     budgets = parse_budgets(args.budgets)
     hosted = host_true_table(load_table(args.device), [run_config(run_dir)["space"]],
                              not args.no_adapt)
@@ -194,24 +192,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "relative: 15%% = 15 %% of the way from the space's fastest net to its "
                    "slowest on that device (the milliseconds are printed and saved)")
     defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig)}
-    for flag, what in (("epochs", "search epochs after warm-up"),
-                       ("warmup-epochs", "weight-only epochs on uniform paths first"),
-                       ("batch-size", "global batch"), ("seed", "seeds data split and paths"),
-                       ("data-limit", "cap on train and test images (default: all)")):
+    for flag, low, what in (("epochs", 1, "search epochs after warm-up"),
+                            ("warmup-epochs", 0, "weight-only epochs on uniform paths first (0: "
+                             "none)"),
+                            ("batch-size", 1, "global batch"),
+                            ("seed", 0, "seeds data split and paths"),
+                            ("data-limit", 2, "cap on train and test images (default: all)")):
         default = defaults[flag.replace("-", "_")]
-        p.add_argument(f"--{flag}", type=int_arg, help=what if default is None
+        p.add_argument(f"--{flag}", type=int_at_least(low), help=what if default is None
                        else f"{what} (default {default})")
     p.add_argument("--weights", help="supernet weights: shared "
                    "(entangled: one set per family, sliced per kernel and expansion; default) "
                    "or separate (one set per candidate)")
-    p.add_argument("--arch-lr", type=float_arg, help="Adam lr of α (default: scheduled so that lr "
+    p.add_argument("--arch-lr", type=positive_number(),
+                   help="Adam lr of α (default: scheduled so that lr "
                    "× architecture steps = 10)")
-    p.add_argument("--arch-every", type=int_arg, help="weight steps per architecture step "
+    p.add_argument("--arch-every", type=int_at_least(1), help="weight steps per architecture step "
                    "(default 5)")
-    p.add_argument("--arch-batches", type=int_arg, help="held-out batches (comparisons, each "
+    p.add_argument("--arch-batches", type=int_at_least(1),
+                   help="held-out batches (comparisons, each "
                    "with its own sampled paths) averaged into one architecture step (default 2; "
                    "ProxylessNAS: 1)")
-    p.add_argument("--arch-beta1", type=float_arg, help="Adam β1 of the architecture step "
+    p.add_argument("--arch-beta1", type=fraction(), help="Adam β1 of the architecture step "
                    "(default 0, ProxylessNAS)")
     p.add_argument("--choices", choices=CHOICE_MODES, help="α per layer: family (default: "
                    "skip / interaction type / MBConv, then kernel and expansion) or flat (one "
@@ -220,38 +222,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "budget (default: every step, warm-up too, trains a net drawn exactly among "
                    "those the budgets admit), uniform (over the whole space) or p (from p after "
                    "warm-up, ProxylessNAS)")
-    p.add_argument("--path-floor", type=float_arg, help="budget paths use at least this share "
+    p.add_argument("--path-floor", type=fraction(), help="budget paths use at least this share "
                    f"of every budget (default {defaults['path_floor']:g}; 0: every net under "
                    "the budgets)")
     p.add_argument("--path-prior", choices=PATH_PRIORS, help="budget paths: uniform over the "
                    f"admitted nets (net) or weighted by the choice tree (family); default "
                    f"{defaults['path_prior']}")
-    p.add_argument("--select-top", type=int_arg, help="score this many band nets under p on "
+    p.add_argument("--select-top", type=int_at_least(1),
+                   help="score this many band nets under p on "
                    "the supernet and return the one with the lowest held-out loss (default 8; "
                    "1: the knapsack's most probable net)")
-    p.add_argument("--verdict-nets", type=int_arg, help="random band nets the found net is "
+    p.add_argument("--verdict-nets", type=int_at_least(0), help="random band nets the found net is "
                    "scored against on the warm-up supernet (default 8; 0: no verdict)")
-    p.add_argument("--retrain-epochs", type=int_arg, help="fine-tune the found net from its "
-                   "inherited weights for this many epochs and report its accuracy (default 0)")
-    p.add_argument("--retrain-images", type=int_arg, help="fine-tune on this many training images "
+    p.add_argument("--retrain-epochs", type=int_at_least(0), help="fine-tune the found net from "
+                   "its inherited weights for this many epochs and report its accuracy (default "
+                   "0: no fine-tuning)")
+    p.add_argument("--retrain-images", type=int_at_least(2),
+                   help="fine-tune on this many training images "
                    "(default: the search's weight split)")
-    p.add_argument("--micro-batches", type=int_arg, help="split each batch into this many "
+    p.add_argument("--micro-batches", type=int_at_least(1), help="split each batch into this many "
                    "shards (gradient accumulation; default 1); under torchrun, per process")
     p.add_argument("--loss", choices=sorted(LOSSES), help="latency loss (default "
                    f"{defaults['loss']})")
-    p.add_argument("--loss-strength", type=float_arg, help=_per_loss(
+    p.add_argument("--loss-strength", type=positive_number(), help=_per_loss(
         lambda name, loss: f"{loss.strength} of {name} (default {loss.default:g})"))
-    p.add_argument("--budget-floor", type=float_arg, help="derive the most probable net that "
+    p.add_argument("--budget-floor", type=fraction(), help="derive the most probable net that "
                    "uses at least this share of every budget, when one exists (default 0.9; 0: "
                    "the most probable net under the budget)")
-    p.add_argument("--calibrate-budget", type=int_arg, metavar="TRIALS", help="tune the loss "
+    p.add_argument("--calibrate-budget", type=int_at_least(1), metavar="TRIALS",
+                   help="tune the loss "
                    "strength with Optuna over TRIALS searches so E[LAT] lands at the budget "
                    "(log scale: " + _per_loss(lambda name, loss: f"{loss.strength} of {name} in "
                                               "[{:g}, {:g}]".format(*loss.search_range)) + ")")
     p.add_argument("--out", help="run directory (default runs/DATA-SPACE-DEVICES-BUDGETS)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its checkpoint")
-    p.add_argument("--checkpoint-minutes", type=float_arg, help="also checkpoint within an epoch "
+    p.add_argument("--checkpoint-minutes", type=number_at_least(0),
+                   help="also checkpoint within an epoch "
                    "this often, so a kill loses minutes, not an epoch (default 5; 0: after "
                    "every step)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (1 + 2 "
@@ -266,12 +273,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("arch", help="ArchSpec JSON file (e.g. a sweep's best_*.json) or RUN_DIR")
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), "
                    "cifar10, synthetic or a PATH")
-    p.add_argument("--epochs", type=int_arg, default=5, help="(default 5)")
+    p.add_argument("--epochs", type=int_at_least(1), default=5, help="(default 5)")
     p.add_argument("--init", default="scratch", help="scratch (default), or a search RUN_DIR "
                    "whose supernet weights the net inherits")
-    p.add_argument("--batch-size", type=int_arg, default=64, help="(default 64)")
-    p.add_argument("--seed", type=int_arg, default=0, help="(default 0)")
-    p.add_argument("--data-limit", type=int_arg, help="cap on train and test images")
+    p.add_argument("--batch-size", type=int_at_least(1), default=64, help="(default 64)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="(default 0)")
+    p.add_argument("--data-limit", type=int_at_least(2), help="cap on train and test images")
     p.add_argument("--augment", action="store_true", help="random crop and flip (off by "
                    "default: in 1-5 epoch trainings they cost 5-7 points on Fashion-MNIST)")
     p.add_argument("--out", help="weights file (default ARCH.pt, or RUN_DIR/trained.pt: a "
@@ -287,9 +294,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output file (default: next to ARCH.json / in RUN_DIR)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists (never a "
                    "search run's own files)")
-    p.add_argument("--train-epochs", type=int_arg, help="RUN_DIR only: train the run's net for "
-                   "N epochs on the search's training data instead of exporting its "
-                   f"{MODEL_FILE}")
+    p.add_argument("--train-epochs", type=int_at_least(0), help="RUN_DIR only: train the run's "
+                   "net for N epochs on the search's training data instead of exporting its "
+                   f"{MODEL_FILE} (0: its inherited weights, untrained)")
     p.add_argument("--init", choices=INITS, default="inherit", help="RUN_DIR with "
                    "--train-epochs: start from the supernet's weights (default) or scratch")
     p.set_defaults(func=_export)
@@ -297,8 +304,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="a search RUN_DIR (its supernet and data are reused)")
     p.add_argument("--device", required=True, help="latency table name or path")
     p.add_argument("--budgets", required=True, help="comma-separated, e.g. 10ms,20ms,30ms")
-    p.add_argument("--trials", type=int_arg, default=100, help="trials added by this worker")
-    p.add_argument("--seed", type=int_arg, default=0, help="(default 0)")
+    p.add_argument("--trials", type=int_at_least(1), default=100, help="trials added by this "
+                   "worker (default 100)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="(default 0)")
     p.add_argument("--storage", help="Optuna RDB URL shared by workers, e.g. sqlite:///s.db")
     p.add_argument("--study", help="study name inside --storage")
     p.add_argument("--out", help="output folder (default RUN_DIR/sweep-DEVICE)")

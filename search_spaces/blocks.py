@@ -6,7 +6,7 @@ branches) -> nn.Module`` mapping (B, C, H, W) to (B, C, H, W).
 
 - ``skip``: identity, QuadraNet's "identity block" that lets the search make the net shallower
   (QuadraNet §III.E).
-- ``block``: the MetaFormer-style interaction block of the README's "The search space"
+- ``block``: the MetaFormer-style interaction block of ``docs/search.md``, "The search space"
   (QuadraNet's QuadraBlock, §III.C; InfiNet's InfiBlock, eq. 15-17; StarNet's star block,
   §3)::
 

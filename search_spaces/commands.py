@@ -6,16 +6,13 @@ import argparse
 
 import torch
 
-from hwnas_common.cli_types import int_arg
-from hwnas_common.errors import HwnasError
+from hwnas_common.cli_types import int_at_least
 
 from .space import SPACES, get_space
 
 
 def _space(args: argparse.Namespace) -> int:
     space = get_space(args.name)
-    if args.sample < 0:
-        raise HwnasError(f"--sample must be >= 0, got {args.sample}")
     if args.sample:
         generator = torch.Generator().manual_seed(args.seed)
         for _ in range(args.sample):
@@ -34,8 +31,8 @@ def _space(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("space", help="describe a search space or sample architectures")
     p.add_argument("name", nargs="?", default="cifar", help=f"one of {sorted(SPACES)}")
-    p.add_argument("--sample", type=int_arg, default=0, metavar="N",
+    p.add_argument("--sample", type=int_at_least(0), default=0, metavar="N",
                    help="print N random ArchSpecs as JSON lines (default 0: the space's "
                    "summary)")
-    p.add_argument("--seed", type=int_arg, default=0, help="(default 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="(default 0)")
     p.set_defaults(func=_space)

@@ -2,7 +2,7 @@
 
 All operators share one signature, ``Op(channels, kernel, branches)`` and ``forward(t) -> y``
 with ``t, y`` of shape (B, C, H, W); ``t`` is the normalised block input. ``f_a, f_b, f_c`` are
-depthwise k×k convolutions (the README's "The search space" writes the same formulas).
+depthwise k×k convolutions (``docs/search.md``, "The search space", writes the same formulas).
 
 - ``sum``   f_a(t) + f_b(t)                      representation space "⊕" (InfiNet Fig. 1a)
 - ``star``  act(f_a(t)) * f_b(t)                 StarNet "Rewrite the Stars", §3, eq. (1)

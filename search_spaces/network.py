@@ -233,7 +233,7 @@ class Supernet(_Skeleton):
     """One MixedOp per searchable layer; runs the sampled path of each layer only.
 
     Its convolution weights are kept in ``channels_last`` memory format, so every activation
-    after the stem is too (a contiguous input is fine): on the 2-vCPU Zen 3 guest of issue 20
+    after the stem is too (a contiguous input is fine): on a 2-vCPU Zen 3 guest (family 25 model 1)
     a weight step of the `cifar` supernet at batch 64 took 1.0-1.35 s instead of 1.7-2.0 s
     (the depthwise k×k convolutions' backward dominates it)."""
 

@@ -1,9 +1,9 @@
 """Search spaces: a macro skeleton plus the candidate list of every searchable layer.
 
-Skeleton (ConvNeXt/QuadraNet style; the README's "The search space"): stem, 4 stages of widths
-[C, 2C, 4C, 8C] with ``depths[s]`` searchable layers each, a fixed stride-2 downsample between
-stages, and a global-pool + linear head. Searchable layers keep channels and resolution, so a
-space knows every layer's input shape, which is what latency tables are keyed by.
+Skeleton (ConvNeXt/QuadraNet style; ``docs/search.md``, "The search space"): stem, 4 stages of
+widths [C, 2C, 4C, 8C] with ``depths[s]`` searchable layers each, a fixed stride-2 downsample
+between stages, and a global-pool + linear head. Searchable layers keep channels and
+resolution, so a space knows every layer's input shape, which is what latency tables are keyed by.
 """
 
 from __future__ import annotations

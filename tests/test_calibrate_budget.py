@@ -56,6 +56,7 @@ def test_calibration_shares_warm_up_and_adopts_the_trial_closest_to_budget(
         out / "calibration" / f"trial-{int(best['trial']):03d}" / "arch.json").read_text()
 
 
+@pytest.mark.slow
 def test_killed_calibration_resumes_the_interrupted_trial(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
@@ -90,6 +91,7 @@ def test_killed_calibration_resumes_the_interrupted_trial(tmp_path: Path,
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_a_calibration_continued_later_suggests_what_an_uninterrupted_one_does(
         tmp_path: Path) -> None:
     """Trials 0-2 in one process, trial 3 after a restart: the same strengths as 0-3 at once
@@ -102,7 +104,7 @@ def test_a_calibration_continued_later_suggests_what_an_uninterrupted_one_does(
 
 
 @pytest.mark.parametrize(("flags", "match"), [
-    (["--calibrate-budget", "0"], "at least 1 trial"),
+    (["--calibrate-budget", "0"], "expected an integer >= 1, got '0'"),
     (["--calibrate-budget", "2", "--loss-strength", "0.5"], "drop torchrun / --loss-strength"),
     (["--loss-strength", "-1"], "positive number"),
     (["--loss-strength", "nan"], "positive number")])
@@ -119,7 +121,7 @@ def test_non_numeric_loss_strength_is_an_argparse_error(tmp_path: Path,
         main(_search(tmp_path / "run", "cpu", "--budget", "3ms", "--loss-strength", "abc"))
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == ("hwnas: error: argument --loss-strength: expected a "
-                                       "number, got 'abc'\n")
+                                       "positive number, got 'abc'\n")
 
 
 def test_cli_reports_the_calibrated_strength(tmp_path: Path,

@@ -1,6 +1,7 @@
 """Kill anywhere: ``kill -9`` a real ``hwnas search`` process at random moments, resume it each
-time, and require intact files and the uninterrupted run's architecture and metrics; three kills
-in the default suite (under a minute), six with ``-m slow``. ``bench/chaos_resume.py`` does the
+time, and require intact files and the uninterrupted run's architecture and metrics: three kills
+and six, both with ``-m slow`` (CI runs them; the default suite resumes in-process kills in
+``test_search_engine.py``). ``bench/chaos_resume.py`` does the
 same at full size, also for ``--calibrate-budget`` and ``sweep``."""
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ def _killed_anywhere(tmp_path: Path, kills_wanted: int, seed: int, earliest: flo
     assert not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_search_killed_three_times_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
-    """The default suite's kill test: after the imports (about half of a tiny run's time), so
+    """Three kills after the imports (about half of a tiny run's time), so
     each kill lands while the search trains or writes."""
     _killed_anywhere(tmp_path, 3, seed=1, earliest=0.5)
 

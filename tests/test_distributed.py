@@ -54,6 +54,7 @@ def _gloo_worker(rank: int, store_path: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_average_and_divergence_check_over_two_gloo_processes(tmp_path: Path) -> None:
     out = str(tmp_path / "result")
     mp.spawn(_gloo_worker, args=(str(tmp_path / "store"), out), nprocs=2)
@@ -66,7 +67,7 @@ def test_average_and_divergence_check_over_two_gloo_processes(tmp_path: Path) ->
 
 def _search_worker(rank: int, store_path: str, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
-    register_test_spaces()  # a spawned rank does not run the session's fixtures
+    register_test_spaces()  # a spawned rank does not run the test run's fixtures
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank,
                             world_size=2)
@@ -77,6 +78,7 @@ def _search_worker(rank: int, store_path: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_search_matches_one_process_with_two_micro_batches(tmp_path: Path) -> None:
     mp.spawn(_search_worker, args=(str(tmp_path / "store"), str(tmp_path / "ddp")), nprocs=2)
     single = search(tiny_config(tmp_path / "one", micro_batches=2), [tiny_constraint(4.0)])

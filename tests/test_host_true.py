@@ -81,7 +81,7 @@ def test_a_foreign_table_is_adapted_once_and_cached_in_the_user_folder() -> None
 
 class SlowStart(Affine):
     """A host whose first reference timings, at start-up, run 1.6x slower than the ones
-    around the networks (as the Zen 3 guest of issue 20 did: 0.126 ms, then 0.077 ms)."""
+    around the networks (as a Zen 3 guest, family 25 model 1, did: 0.126 ms, then 0.077 ms)."""
 
     def __init__(self, truth):
         super().__init__(truth)

@@ -7,15 +7,14 @@ import json
 import pandas as pd
 import pytest
 
-import cli
 from latency_predictors import load_table, make_table, new_metadata, required_keys, save_table
 from latency_predictors.commands import _space_summary
 from latency_predictors.table import LatencyTable
-from tests.helpers import CLI_SPACE
+from tests.helpers import CLI_SPACE, cli_code
 
 
 def run(capsys, *argv):
-    code = cli.main(list(argv))
+    code = cli_code(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -177,7 +176,7 @@ def test_validate_unknown_sampler_is_one_error(tables):
 def test_adapt_cli_errors_are_one_line_and_write_nothing(capsys, tables) -> None:
     folder, _ = tables
     code, _, err = run(capsys, "tables", "adapt", "meas", "--name", "x", "-n", "2")
-    assert_one_line_error(code, err, "n >= 5")
+    assert_one_line_error(code, err, "argument -n: expected an integer >= 5, got '2'")
     code, _, err = run(capsys, "tables", "adapt", "est", "--name", "x")
     assert_one_line_error(code, err, "ESTIMATED")
     code, _, err = run(capsys, "tables", "adapt", "meas")

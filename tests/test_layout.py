@@ -1,4 +1,5 @@
-"""The README's layout table names every module of every package folder, and nothing else."""
+"""The layout table (``docs/layout.md``) names every module of every package folder, and nothing
+else."""
 
 from __future__ import annotations
 
@@ -10,12 +11,9 @@ PACKAGES = ("hwnas_common", "search_spaces", "latency_predictors", "nas")
 
 
 def layout_rows() -> dict[str, str]:
-    """``{path cell: what cell}`` of the README's "Layout" table."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Layout\n"):]
-    section = section[:section.index("\n## ", 1)]
+    """``{path cell: what cell}`` of the layout table."""
     rows = {}
-    for line in section.splitlines():
+    for line in (ROOT / "docs" / "layout.md").read_text(encoding="utf-8").splitlines():
         if line.startswith("| `"):
             path, what = (cell.strip() for cell in line.strip("|").split("|", 1))
             rows[path] = what
@@ -32,7 +30,7 @@ def test_every_package_folder_has_a_row_naming_each_of_its_modules() -> None:
         key = f"`{folder.relative_to(ROOT).as_posix()}/`"
         assert key in rows, f"no layout row for {key}"
         named = set(re.findall(r"`(\w+\.py)`", rows[key]))
-        assert named == modules, f"{key}: the README names {sorted(named - modules)} that do " \
+        assert named == modules, f"{key}: docs/layout.md names {sorted(named - modules)} that do " \
                                  f"not exist and misses {sorted(modules - named)}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
@@ -60,8 +61,10 @@ def test_layer_slots_match_the_real_feature_maps() -> None:
     assert shapes == [(s.channels, s.height, s.width) for s in space.layer_slots()]
 
 
+@functools.cache
 def _trained_supernet(space_name: str, weights: str = "shared") -> Supernet:
-    """A supernet whose BN statistics and weights are not at their initial values."""
+    """A supernet whose BN statistics and weights are not at their initial values (built once
+    per space and weight mode; the tests only run it)."""
     supernet = Supernet(get_space(space_name), weights)
     generator = torch.Generator().manual_seed(0)
     for p in supernet.parameters():
@@ -175,7 +178,9 @@ def test_slice_weight_takes_leading_channels_and_the_centred_kernel() -> None:
         slice_weight(weight, (7, 4, 7, 7))
 
 
-@pytest.mark.parametrize("space_name", ["cifar", "proxyless-cifar", "hybrid-cifar"])
+@pytest.mark.parametrize("space_name", [  # hybrid-cifar holds both others' candidates
+    pytest.param("cifar", marks=pytest.mark.slow),
+    pytest.param("proxyless-cifar", marks=pytest.mark.slow), "hybrid-cifar"])
 def test_shared_child_equals_supernet_path_for_every_candidate(space_name: str) -> None:
     """Exact slicing: for every candidate, a standalone child built from the sliced weights
     gives the supernet path's output bit for bit (eval mode, trained BN statistics)."""

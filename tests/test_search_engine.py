@@ -14,10 +14,21 @@ from nas import SearchConfig, search
 from nas.core.constraints import Constraint
 from nas.core.engine import SearchEngine
 from nas.run.checkpoint import load_checkpoint
+from nas.run.search import RunResult
 from tests.helpers import SEARCH_TINY as TINY
 from tests.helpers import tiny_config, tiny_constraint
 
 
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, Path]:
+    """The uninterrupted tiny run that the resume tests compare with, run once: a search seeds
+    itself from its config, so every test would get the same one."""
+    out = tmp_path_factory.mktemp("whole") / "run"
+    torch.set_num_threads(1)
+    return search(tiny_config(out), [tiny_constraint(4.0)]), out
+
+
+@pytest.mark.real_plots
 def test_tiny_search_writes_a_complete_run(tmp_path: Path) -> None:
     result = search(tiny_config(tmp_path / "run"), [tiny_constraint(4.0)])
     assert result is not None and result.latency_ms["fake"] <= 4.0
@@ -40,21 +51,22 @@ def test_tight_budget_gives_lower_latency_than_loose(tmp_path: Path) -> None:
     runs = {}
     for budget in (100.0, 2.0):
         out = tmp_path / f"b{budget}"
-        result = search(tiny_config(out, budget, loss="add_linear", arch_lr=0.05),
+        result = search(tiny_config(out, budget, loss="add_linear", arch_lr=0.05, select_top=8),
                         [tiny_constraint(budget)])
         runs[budget] = (result, load_checkpoint(out)["history"][-1]["expected_ms[fake]"])
     assert runs[2.0][1] < runs[100.0][1]
     assert runs[2.0][0].latency_ms["fake"] <= min(2.0, runs[100.0][0].latency_ms["fake"])
 
 
-def test_resume_after_kill_gives_the_same_run(tmp_path: Path) -> None:
-    whole = search(tiny_config(tmp_path / "whole"), [tiny_constraint(4.0)])
+def test_resume_after_kill_gives_the_same_run(tmp_path: Path,
+                                             whole: tuple[RunResult, Path]) -> None:
+    whole, whole_dir = whole
     assert search(tiny_config(tmp_path / "cut"), [tiny_constraint(4.0)],
                   stop_after_epoch=2) is None
     assert not (tmp_path / "cut" / "arch.json").exists()
     resumed = search(tiny_config(tmp_path / "cut", resume=True), [tiny_constraint(4.0)])
     assert resumed.spec == whole.spec
-    a = load_checkpoint(tmp_path / "whole")["engine"]["supernet"]
+    a = load_checkpoint(whole_dir)["engine"]["supernet"]
     b = load_checkpoint(tmp_path / "cut")["engine"]["supernet"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -66,8 +78,9 @@ class _Killed(Exception):
 
 @pytest.mark.parametrize("kill_at", [3, 12])  # weight steps: in warm-up, mid search epoch
 def test_mid_epoch_checkpoint_resumes_to_the_same_run(tmp_path: Path, kill_at: int,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    whole = search(tiny_config(tmp_path / "whole"), [tiny_constraint(4.0)])
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      whole: tuple[RunResult, Path]) -> None:
+    whole, whole_dir = whole
     real_step, calls = SearchEngine.weight_step, []
 
     def dying_step(self, *args, **kwargs):
@@ -84,7 +97,7 @@ def test_mid_epoch_checkpoint_resumes_to_the_same_run(tmp_path: Path, kill_at: i
     monkeypatch.setattr(SearchEngine, "weight_step", real_step)
     resumed = search(tiny_config(tmp_path / "cut", resume=True), [tiny_constraint(4.0)])
     assert resumed.spec == whole.spec
-    a = load_checkpoint(tmp_path / "whole")
+    a = load_checkpoint(whole_dir)
     b = load_checkpoint(tmp_path / "cut")
     assert "partial_epoch" not in b
     for key in a["engine"]["supernet"]:
@@ -186,11 +199,11 @@ def test_latency_breakdown_adds_up_to_the_total_with_a_calibration_offset() -> N
     assert entry["fixed_ms"] == pytest.approx(sum(entry["fixed_parts"].values()), rel=1e-12)
 
 
-def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_afresh(tmp_path: Path) -> None:
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_afresh(
+        tmp_path: Path, whole: tuple[RunResult, Path]) -> None:
     (tmp_path / "killed").mkdir()  # what a kill in the first epoch leaves
     resumed = search(tiny_config(tmp_path / "killed", resume=True), [tiny_constraint(4.0)])
-    fresh = search(tiny_config(tmp_path / "fresh"), [tiny_constraint(4.0)])
-    assert resumed.spec == fresh.spec
+    assert resumed.spec == whole[0].spec
     assert load_checkpoint(tmp_path / "killed")["epoch"] == 3
 
 

@@ -108,6 +108,7 @@ sweep(SPACE, toy_matrix(), [4.0], toy_accuracy, n_trials=8, seed=int(sys.argv[2]
 """
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'sweep.db'}"
     root = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """Every run's verdict (nas/run/verdict.py), the final pick by evaluation, and the search
-levers of issue 19 (factorised choices, uniform weight paths, several comparisons per
+levers (factorised choices, uniform weight paths, several comparisons per
 architecture step, Adam β1) on a tiny synthetic search."""
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def test_cli_prints_the_verdict_and_takes_the_lever_flags(tmp_path: Path,
     config = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]
     assert (config["choices"], config["arch_batches"], config["verdict_nets"]) == ("flat", 3, 2)
     cli_fails(search_argv(tmp_path / "bad", table, "--budget", "4ms", "--arch-batches", "0"),
-              capsys, "arch_batches must be >= 1")
+              capsys, "--arch-batches: expected an integer >= 1")
 
 
 def test_verdict_says_when_the_band_holds_only_the_found_net(tmp_path: Path) -> None:

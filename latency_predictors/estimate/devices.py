@@ -57,7 +57,7 @@ for _model in (
                 fuse_activations=True),
     DeviceModel("h100", "NVIDIA H100 SXM5 80GB, fp32, eager/ORT-CUDA kernels", 67_000, 3350,
                 10_050, 50, 4.0, 20.0, eff={"dense": 0.3, "depthwise": 0.1, "elementwise": 0.25},
-                table_note="; no GPU was lent to the session that made it: a measured table "
+                table_note="; not yet measured on an H100: a measured table "
                            "from `hwnas profile --backend torch --ep cuda --name h100` on the "
                            "H100 replaces it (bench/gpu_tables.sh)"),
     DeviceModel("vpu", "Intel Myriad X VPU (NCS2), fp16, OpenVINO MYRIAD plugin", 1000, 12.8,

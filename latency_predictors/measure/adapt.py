@@ -76,7 +76,7 @@ def adapt_table(table: LatencyTable, spaces: Sequence[str], n: int = ADAPT_NETS,
     kept as measured, and the reference kernel's speed during their measurement becomes the
     table's ``reference``, to which later spaces are normalised (or all of them to
     ``reference``, an earlier adaptation's). A reference timed on its own before the networks
-    is not used: on the Zen 3 guest of issue 20 the first timings after start-up ran ~40 %
+    is not used: on a Zen 3 guest (family 25 model 1) the first timings after start-up ran ~40 %
     slower than the ones around the networks, and an adaptation normalised to them predicted
     25-70 % too slow. The adapted table covers ``spaces`` only: the other spaces'
     calibrations belong to the source host."""
@@ -125,9 +125,9 @@ def adapt_backend(table: LatencyTable) -> Backend:
     """The table's own runtime settings, here, timing :data:`ADAPT_REPEATS` runs per network
     and pass; one clear error when they cannot run here.
 
-    On the Zen 3 guest of issue 20, fitting on 25 networks instead of 15 cut the error on
-    fresh ones from 5.2 to 3.8 % (mean over 150 draws from 80 measured networks), and 20 runs
-    a pass instead of 30 keep the adaptation near 20 s."""
+    On a Zen 3 guest (AMD EPYC, family 25 model 1), fitting on 25 networks instead of 15 cut
+    the error on fresh ones from 5.2 to 3.8 % (mean over 150 draws from 80 measured networks),
+    and 20 runs a pass instead of 30 keep the adaptation near 20 s."""
     try:
         return backend_for(table, repeats=ADAPT_REPEATS)
     except HwnasError:

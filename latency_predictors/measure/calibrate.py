@@ -1,5 +1,5 @@
 """The calibration of a table: a correction fitted on whole networks measured end to end
-(:mod:`latency_predictors.measure.networks`; README: "Latency tables").
+(:mod:`latency_predictors.measure.networks`; ``docs/latency.md``).
 
 The sum of per-op latencies misses what only a whole network shows: one session call instead of
 one per op, cache reuse between neighbouring ops, fusions across op boundaries, and a bias
@@ -48,7 +48,8 @@ def calibration_specs(space: Space, n: int, seed: int) -> list[ArchSpec]:
     sit next to) and ``n - 1`` drawn with ``seed`` by :func:`spread_sample`.
 
     Without it the offset was extrapolated from networks of three blocks and more: the
-    one-block network of the main job (issue 20) was predicted 18 % short on the Zen 3 guest.
+    one-block network of the main job was predicted 18 % short on a Zen 3 guest (AMD EPYC,
+    family 25 model 1).
     """
     skip = next(i for i, c in enumerate(space.candidates) if c.op == "skip")
     generator = torch.Generator().manual_seed(seed)

@@ -1,5 +1,5 @@
 """Predictor accuracy, measured: random architectures, measured vs predicted (``hwnas validate``;
-README, "Latency predictor").
+``docs/results.md``, "Latency predictor").
 
 ``validate_table`` samples N random architectures of a space (a seed distinct from the
 calibration's) — ``uniform`` over candidates, or ``spread``, whose skip share is itself random

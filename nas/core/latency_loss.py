@@ -5,7 +5,7 @@ every loss adds or multiplies one term per device to the cross-entropy CE. Each 
 :class:`LatencyLoss` record in :data:`LOSSES`: its function, its formula, the name of its
 strength (β or λ), the strength's default and the range ``--calibrate-budget`` searches.
 ``--loss`` and ``--loss-strength`` (their help), budget calibration
-(:mod:`nas.tune.calibrate_budget`) and the README's loss table (section "Search defaults",
+(:mod:`nas.tune.calibrate_budget`) and the loss table of ``docs/search.md`` ("Search defaults",
 checked by ``tests/test_nas_loss.py``) read it, so a new loss is one registered record.
 ``add_linear``'s ``− T_d`` is a constant; it keeps the term at 0 on budget, as in ProxylessNAS's
 code.
@@ -79,7 +79,7 @@ class LatencyLoss:
     """Everything hwnas asks of one latency loss."""
 
     function: Callable[..., torch.Tensor]  # (ce, expected, targets, strength) -> loss
-    formula: str  # as the README's loss table writes it
+    formula: str  # as the loss table of docs/search.md writes it
     strength: str  # the name of its strength: "β" or "λ"
     default: float  # the strength when none is given (ProxylessNAS's value)
     search_range: tuple[float, float]  # what --calibrate-budget searches, log-uniform

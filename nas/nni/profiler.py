@@ -78,7 +78,7 @@ def latency_penalty(profiler: Any, baseline_ms: float, scale: float = 1.0, *,
     """NNI's ``ExpectationProfilerPenalty`` over ``profiler`` (for ``Proxyless(penalty=...)``).
 
     NNI feeds it the strategy's probabilities as Python floats (``export_probs``), so the
-    penalty carries no gradient to the architecture logits; ``bench/nni_penalty.py`` measures it.
+    penalty carries no gradient to the architecture logits (``CHANGELOG.md``, 2026-11-22).
     """
     oneshot = import_nni("nni.nas.oneshot.pytorch.profiler")
     return oneshot.ExpectationProfilerPenalty(profiler, baseline_ms, scale,

@@ -1,5 +1,5 @@
 """Run NNI 3.0's ``Proxyless`` strategy on an hwnas space: the peer hwnas is measured against
-(README, "Search: the main job, step cost and memory"; ``bench/peer_nni.py``).
+(``docs/results.md``, "Search: the main job, step cost and memory"; ``bench/peer_nni.py``).
 
 This drives NNI's own code end to end, as ``nni.nas.experiment.NasExperiment`` does for a
 one-shot strategy, minus the experiment manager (no web UI, no NNI manager process):

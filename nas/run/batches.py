@@ -3,9 +3,9 @@
 Batches are built on the training device from the uint8 images of :mod:`nas.run.readers`:
 adaptation to the space's input (channels replicated, padded when at most 25 % smaller,
 resized otherwise), so that the space's latency tables, measured at that input, stay valid
-(each space's input: README, "The search space"); normalisation; and ProxylessNAS-style random
-crop + horizontal flip done on whole tensors. ``prepare_data`` gives a run its weight,
-architecture (held-out) and test splits.
+(each space's input: ``docs/search.md``, "The search space"); normalisation; and
+ProxylessNAS-style random crop + horizontal flip done on whole tensors. ``prepare_data`` gives
+a run its weight, architecture (held-out) and test splits.
 """
 
 from __future__ import annotations
