@@ -13,7 +13,7 @@ With a ``floor`` (the search's default is 0.9) the net must also use at least ``
 budget_d`` on every device, whenever some net of the space can: the most probable net of the
 band ``[floor · budget, budget]``. Short searches leave p diffuse, and then skip (one candidate
 against 30 blocks) often wins its layer's argmax although most of the layer's mass is on
-blocks: the plain optimum used 38-96 % of its budget in 9 short searches (issue 11).
+blocks: the plain optimum used 38-96 % of its budget in 9 short searches.
 
 Method: depth-first branch and bound over the layers, on the original floating-point latencies
 (no discretisation, so no rounding can turn an infeasible choice feasible or the reverse).
