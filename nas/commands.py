@@ -193,8 +193,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "slowest on that device (the milliseconds are printed and saved)")
     defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig)}
     for flag, low, what in (("epochs", 1, "search epochs after warm-up"),
-                            ("warmup-epochs", 0, "weight-only epochs on uniform paths first (0: "
-                             "none)"),
+                            ("warmup-epochs", 0, "weight-only epochs first, no architecture "
+                             "steps (0: none)"),
                             ("batch-size", 1, "global batch"),
                             ("seed", 0, "seeds data split and paths"),
                             ("data-limit", 2, "cap on train and test images (default: all)")):
@@ -233,7 +233,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "the supernet and return the one with the lowest held-out loss (default 8; "
                    "1: the knapsack's most probable net)")
     p.add_argument("--verdict-nets", type=int_at_least(0), help="random band nets the found net is "
-                   "scored against on the warm-up supernet (default 8; 0: no verdict)")
+                   "scored against by the verdict (default 8; 0: no verdict)")
     p.add_argument("--retrain-epochs", type=int_at_least(0), help="fine-tune the found net from "
                    "its inherited weights for this many epochs and report its accuracy (default "
                    "0: no fine-tuning)")
