@@ -104,8 +104,13 @@ def test_verdict_wording_says_what_the_scorer_can_tell() -> None:
     assert "scores better than random nets of its band" in win
     unknown = verdict_line("cannot tell", mine, others, delta, NOT_VALIDATED, "cpu")
     assert unknown.startswith("verdict: cannot tell whether the found net beats random nets")
-    assert "not validated" in unknown
-    assert not NOT_VALIDATED.validated and VALIDATED.validated
+    assert "corrected ρ +0.40 [-0.20, +0.80]" in unknown
+    noisy = replace(VALIDATED, rho_ab=0.2)  # a noise ceiling too low to validate anything
+    assert not noisy.validated and not NOT_VALIDATED.validated and VALIDATED.validated
+    ceiling = verdict_line("cannot tell", mine, others, delta, noisy, "cpu")
+    assert "two stand-alone trainings of the same nets agree only at Spearman ρ +0.20" in ceiling
+    assert "no scorer can be validated there at this fidelity" in ceiling
+    assert "Held-out loss on the supernet" in ceiling  # the numbers stay, as a sentence
 
 
 def test_each_epoch_scores_the_derived_net_with_its_own_batchnorm_statistics(

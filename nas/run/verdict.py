@@ -9,10 +9,13 @@ architecture split (never the test split).
   band nets drawn around p (perturb-and-MAP: the knapsack on Gumbel-perturbed derivation
   scores), scored on the final supernet; the lowest held-out loss wins. Every candidate is a
   knapsack solution, so each meets the budget.
-- :func:`verdict`: the found net against ``verdict_nets`` random band nets (the knapsack on
-  i.i.d. Gumbel scores, :func:`nas.core.derive.random_band_net`), all scored on the supernet as
-  it stood at the end of warm-up, before the search favoured any of them. Ranked by held-out
-  loss. A user need not take the search on faith.
+- :func:`verdict`: the found net against ``verdict_nets`` nets drawn uniformly from its band
+  (:func:`nas.core.sampler.random_band_nets`), all scored on the supernet whose in-band ranking
+  ``bench/ranking.py`` measured (:data:`RANKINGS`). The found net's loss minus the random nets'
+  mean, per held-out image, gives a difference with a 95 % interval; the verdict calls the net
+  better, worse or indistinguishable only when that scorer is validated (corrected ρ ≥ 0.5 with
+  its interval above 0, :class:`ScorerRanking`), and otherwise says it cannot tell. A user need
+  not take the search on faith, nor be told noise.
 """
 
 from __future__ import annotations
@@ -115,9 +118,18 @@ class ScorerRanking:
     measured: str  # command, date and host of the measurement
 
     @property
+    def ceiling_too_low(self) -> bool:
+        """Two stand-alone seeds agree below ρ 0.3: nothing can be validated in the band."""
+        return not self.rho_ab >= MIN_RHO_AB
+
+    @property
     def validated(self) -> bool:
-        """Ranks well enough to judge by: corrected ρ ≥ 0.5 with its interval above 0."""
-        return self.rho >= 0.5 and self.low > 0
+        """Ranks well enough to judge by: a noise ceiling of at least ρ_AB 0.3, and corrected
+        ρ ≥ 0.5 with its interval above 0."""
+        return not self.ceiling_too_low and self.rho >= 0.5 and self.low > 0
+
+
+MIN_RHO_AB = 0.3  # below this stand-alone training itself does not rank the band's nets
 
 
 RANKINGS: dict[str, ScorerRanking] = {}  # weight paths -> their measured scorer (bench/ranking.py)
@@ -157,13 +169,20 @@ def verdict_line(judgement: str, mine: NetScore, others: Sequence[NetScore],
                f"{len(others)} random nets of its band ({min(lats):.3g}-{max(lats):.3g} ms on "
                f"{table}) {statistics.mean(losses):.3f} ± {spread:.3f}, difference "
                f"{delta[0]:+.3f} [{delta[1]:+.3f}, {delta[2]:+.3f}]")
-    reliability = (f"{ranking.scorer}: corrected ρ {ranking.rho:+.2f} [{ranking.low:+.2f}, "
-                   f"{ranking.high:+.2f}] with stand-alone training inside one band, "
-                   f"{ranking.measured}")
+    if math.isnan(ranking.rho_ab):
+        reliability = (f"the ranking inside one band of {ranking.scorer} was "
+                       f"{ranking.measured}")
+    elif ranking.ceiling_too_low:
+        reliability = (f"inside one band even two stand-alone trainings of the same nets agree "
+                       f"only at Spearman ρ {ranking.rho_ab:+.2f} ({ranking.measured}), so no "
+                       "scorer can be validated there at this fidelity")
+    else:
+        reliability = (f"{ranking.scorer}: corrected ρ {ranking.rho:+.2f} [{ranking.low:+.2f}, "
+                       f"{ranking.high:+.2f}] with stand-alone training inside one band, "
+                       f"{ranking.measured}")
     if judgement == "cannot tell":
         return ("verdict: cannot tell whether the found net beats random nets of its band "
-                "after training: the supernet's ranking inside one band is not validated at "
-                f"this fidelity ({reliability}). {numbers}")
+                f"after training: {reliability}. {numbers[0].upper()}{numbers[1:]}")
     words = {"better": "better than random nets of its band",
              "worse": "worse than random nets of its band",
              "indistinguishable": "indistinguishable from random nets of its band at this "
@@ -203,5 +222,5 @@ def scorer_ranking(weight_paths: str) -> ScorerRanking:
     """The measured ranking of the verdict's scorer for a search with these weight paths;
     paths whose supernet was never measured get a record that validates nothing."""
     return RANKINGS.get(weight_paths, ScorerRanking(
-        f"supernet trained with {weight_paths} paths", "warmup", math.nan, math.nan, math.nan,
-        math.nan, "not measured"))
+        f"the supernet trained with {weight_paths} paths", "warmup", math.nan, math.nan,
+        math.nan, math.nan, "not measured with these weight paths"))
