@@ -62,7 +62,8 @@ def test_verdict_ranks_the_found_net_among_random_band_nets(tmp_path: Path) -> N
 @pytest.mark.parametrize("phase", ["warmup", "final"])
 def test_verdict_scores_on_the_supernet_its_scorer_was_measured_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
-    monkeypatch.setitem(verdict_module.RANKINGS, "budget", replace(VALIDATED, phase=phase))
+    monkeypatch.setitem(verdict_module.RANKINGS, "budget:family:0.9",
+                        replace(VALIDATED, phase=phase))
     out = tmp_path / "run"
     result = search(tiny_config(out, verdict_nets=2), [tiny_constraint(4.0)])
     final = checkpoint.load_supernet(out)
@@ -128,10 +129,15 @@ def test_each_epoch_scores_the_derived_net_with_its_own_batchnorm_statistics(
     assert float(last["heldout_acc"]) == pytest.approx(scored.heldout_acc)
 
 
-def test_no_verdict_without_warmup_or_when_switched_off(tmp_path: Path) -> None:
-    assert search(tiny_config(tmp_path / "a", warmup_epochs=0),
-                  [tiny_constraint(4.0)]).verdict is None
+def test_no_verdict_when_switched_off_or_its_warmup_snapshot_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert search(tiny_config(tmp_path / "b", verdict_nets=0),
+                  [tiny_constraint(4.0)]).verdict is None
+    final = search(tiny_config(tmp_path / "a", warmup_epochs=0), [tiny_constraint(4.0)])
+    assert final.verdict is not None  # the default scorer is the final supernet
+    monkeypatch.setitem(verdict_module.RANKINGS, "budget:family:0.9",
+                        replace(VALIDATED, phase="warmup"))
+    assert search(tiny_config(tmp_path / "c", warmup_epochs=0),
                   [tiny_constraint(4.0)]).verdict is None
 
 
@@ -215,7 +221,7 @@ def test_cli_prints_the_verdict_and_takes_the_lever_flags(tmp_path: Path,
                        "--verdict-nets", "2")
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "verdict: cannot tell" in out  # p paths: a scorer never measured
+    assert "verdict: cannot tell" in out and "not measured with these weight paths" in out
     config = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]
     assert (config["choices"], config["arch_batches"], config["verdict_nets"]) == ("flat", 3, 2)
     cli_fails(search_argv(tmp_path / "bad", table, "--budget", "4ms", "--arch-batches", "0"),

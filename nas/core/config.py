@@ -66,8 +66,10 @@ class SearchConfig:
     #                               space; "p": from p after warm-up (ProxylessNAS)
     path_floor: float = 0.9  # "budget" paths use >= this share of every budget (the
     #                          derivation's band; 0: every net under the budgets)
-    path_prior: str = "net"  # "budget" paths: uniform over the admitted nets ("net"), or
-    #                          weighted by the choice tree's uniform prior ("family")
+    path_prior: str = "family"  # "budget" paths weighted by the choice tree's uniform prior
+    #                             (skip, interaction, MBConv a third each per layer), or
+    #                             uniform over the admitted nets ("net"); chosen by
+    #                             bench/ranking.py on development seeds
     select_top: int = 8  # > 1: score this many band nets under p on the supernet (held-out
     #                      loss, BatchNorm re-estimated) and return the best; 0 or 1: the
     #                      knapsack's most probable net

@@ -383,7 +383,7 @@ def _verdict(engine: SearchEngine, splits: Splits, run_dir: Path, spec: ArchSpec
     final one, or the warm-up snapshot (None with ``verdict_nets`` 0, or when that scorer
     needs a warm-up the run did not have)."""
     config = engine.config
-    ranking = scorer_ranking(config.weight_paths)
+    ranking = scorer_ranking(config.weight_paths, config.path_prior, config.path_floor)
     if not config.verdict_nets or (ranking.phase == "warmup" and not config.warmup_epochs):
         return None
     supernet = (checkpoint.load_warmup(run_dir, engine.supernet).to(engine.device)

@@ -132,7 +132,26 @@ class ScorerRanking:
 MIN_RHO_AB = 0.3  # below this stand-alone training itself does not rank the band's nets
 
 
-RANKINGS: dict[str, ScorerRanking] = {}  # weight paths -> their measured scorer (bench/ranking.py)
+_MEASURED = ("bench/ranking.py, 20 band nets, 2026-12-01, AMD EPYC family 25 model 17")
+# The measured in-band ranking of the final supernet, per weight-path setting (bench/ranking.py
+# on development seeds at the main job's fidelity: 1 + 2 epochs on 2,700 images).
+RANKINGS: dict[str, ScorerRanking] = {
+    "budget:family:0.9": ScorerRanking("the final supernet (budget paths, family prior)",
+                                       "final", 0.75, 0.21, 2.04, 0.32, _MEASURED),
+    "budget:net:0.9": ScorerRanking("the final supernet (budget paths, net prior)", "final",
+                                    -0.38, -1.38, 0.33, 0.32, _MEASURED),
+    "budget:net:0": ScorerRanking("the final supernet (paths under the budget, net prior)",
+                                  "final", -0.39, -1.38, 0.44, 0.32, _MEASURED),
+    "uniform": ScorerRanking("the final supernet (uniform paths)", "final", 0.86, 0.46, 2.14,
+                             0.32, _MEASURED),
+}
+
+
+def ranking_key(weight_paths: str, path_prior: str, path_floor: float) -> str:
+    """The :data:`RANKINGS` key of a search's weight-path settings."""
+    if weight_paths != "budget":
+        return weight_paths
+    return f"budget:{path_prior}:{path_floor:g}"
 
 
 def compare_losses(found: torch.Tensor, randoms: torch.Tensor) -> tuple[float, float, float]:
@@ -218,9 +237,11 @@ def verdict(supernet: Supernet, found: ArchSpec, constraints: Sequence[Constrain
             "line": line}
 
 
-def scorer_ranking(weight_paths: str) -> ScorerRanking:
+def scorer_ranking(weight_paths: str, path_prior: str = "family",
+                   path_floor: float = 0.9) -> ScorerRanking:
     """The measured ranking of the verdict's scorer for a search with these weight paths;
-    paths whose supernet was never measured get a record that validates nothing."""
-    return RANKINGS.get(weight_paths, ScorerRanking(
-        f"the supernet trained with {weight_paths} paths", "warmup", math.nan, math.nan,
-        math.nan, math.nan, "not measured with these weight paths"))
+    settings whose supernet was never measured get a record that validates nothing."""
+    key = ranking_key(weight_paths, path_prior, path_floor)
+    return RANKINGS.get(key, ScorerRanking(
+        f"the supernet trained with {key} paths", "final", math.nan, math.nan, math.nan,
+        math.nan, "not measured with these weight paths"))
