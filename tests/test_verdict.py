@@ -22,6 +22,7 @@ from nas.run.batches import prepare_data
 from nas.run.verdict import (
     NetScore,
     ScorerRanking,
+    _scored,
     band_candidates,
     compare_losses,
     judge,
@@ -69,9 +70,11 @@ def test_verdict_scores_on_the_supernet_its_scorer_was_measured_on(
     final = checkpoint.load_supernet(out)
     warm = checkpoint.load_warmup(out, final)
     splits = prepare_data(tiny_config(out), torch.device("cpu"))
-    on_warm = score_net(warm, result.spec, splits, [tiny_constraint(4.0)], 32)
-    on_final = score_net(final, result.spec, splits, [tiny_constraint(4.0)], 32)
+    on_warm, _ = _scored(warm, result.spec, splits, [tiny_constraint(4.0)], 32, on_test=True)
+    on_final, _ = _scored(final, result.spec, splits, [tiny_constraint(4.0)], 32, on_test=True)
     assert on_warm.heldout_loss != pytest.approx(on_final.heldout_loss)
+    on_arch = score_net(final, result.spec, splits, [tiny_constraint(4.0)], 32)
+    assert on_arch.heldout_loss != pytest.approx(on_final.heldout_loss)  # the test split
     expected = on_warm if phase == "warmup" else on_final
     assert result.verdict["found"]["heldout_loss"] == pytest.approx(expected.heldout_loss)
     assert result.verdict["scorer"]["phase"] == phase
@@ -111,7 +114,7 @@ def test_verdict_wording_says_what_the_scorer_can_tell() -> None:
     ceiling = verdict_line("cannot tell", mine, others, delta, noisy, "cpu")
     assert "two stand-alone trainings of the same nets agree only at Spearman ρ +0.20" in ceiling
     assert "no scorer can be validated there at this fidelity" in ceiling
-    assert "Held-out loss on the supernet" in ceiling  # the numbers stay, as a sentence
+    assert "Test loss on the supernet" in ceiling  # the numbers stay, as a sentence
 
 
 def test_each_epoch_scores_the_derived_net_with_its_own_batchnorm_statistics(

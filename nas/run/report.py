@@ -143,7 +143,7 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
 
 
 def write_verdict_plot(run_dir: Path, judged: dict[str, Any]) -> None:
-    """verdict.png: held-out loss on the verdict's supernet against predicted latency of the
+    """verdict.png: test loss on the verdict's supernet against predicted latency of the
     random band nets and the found net, titled with the verdict's judgement."""
     import matplotlib
 
@@ -159,7 +159,7 @@ def write_verdict_plot(run_dir: Path, judged: dict[str, Any]) -> None:
                color="C3", marker="*", s=160, label="found net")
     phase = "after warm-up" if judged["scorer"]["phase"] == "warmup" else "at the end"
     ax.set(xlabel=f"predicted latency on {table} (ms)",
-           ylabel=f"held-out loss on the supernet {phase}",
+           ylabel=f"test loss on the supernet {phase}",
            title=f"verdict: {judged['judgement']}")
     ax.legend(fontsize=7)
     _save(fig, run_dir / "verdict.png")

@@ -11,10 +11,13 @@ architecture split (never the test split).
   knapsack solution, so each meets the budget.
 - :func:`verdict`: the found net against ``verdict_nets`` nets drawn uniformly from its band
   (:func:`nas.core.sampler.random_band_nets`), all scored on the supernet whose in-band ranking
-  ``bench/ranking.py`` measured (:data:`RANKINGS`). The found net's loss minus the random nets'
-  mean, per held-out image, gives a difference with a 95 % interval; the verdict calls the net
-  better, worse or indistinguishable only when that scorer is validated (corrected ρ ≥ 0.5 with
-  its interval above 0, :class:`ScorerRanking`), and otherwise says it cannot tell. A user need
+  ``bench/ranking.py`` measured (:data:`RANKINGS`), on up to ``EVAL_IMAGES`` images of the test
+  split: the architecture split trained α and chose the final pick, so the found net would be
+  favoured there. The found net's loss minus the random nets' mean, per test image, gives a
+  difference with a 95 % interval (its scores' ``heldout_*`` fields are test-split figures);
+  the verdict calls the net better, worse or indistinguishable only when that scorer is
+  validated (corrected ρ ≥ 0.5 with its interval above 0, :class:`ScorerRanking`), and
+  otherwise says it cannot tell. A user need
   not take the search on faith, nor be told noise.
 """
 
@@ -51,14 +54,17 @@ class NetScore:
 
 
 def _scored(supernet: Supernet, spec: ArchSpec, splits: Splits,
-            constraints: Sequence[Constraint], batch_size: int) -> tuple[NetScore, torch.Tensor]:
-    """:func:`score_net` and the held-out loss of every image it averaged."""
+            constraints: Sequence[Constraint], batch_size: int,
+            on_test: bool = False) -> tuple[NetScore, torch.Tensor]:
+    """:func:`score_net` and the loss of every image it averaged: on the architecture split,
+    or (``on_test``) on the test split, which neither the weights, α nor the final pick saw."""
     device = next(supernet.parameters()).device
     child = supernet.child(spec).to(device)
     recalibrate_batchnorm(child, splits.weight.in_order(batch_size, limit=BN_IMAGES))
     losses, correct = [], 0
     with torch.no_grad():
-        for x, y in splits.arch.in_order(256, limit=EVAL_IMAGES):
+        held_out = splits.test if on_test else splits.arch
+        for x, y in held_out.in_order(256, limit=EVAL_IMAGES):
             logits = child(x)
             losses.append(nn.functional.cross_entropy(logits, y, reduction="none").cpu())
             correct += int((logits.argmax(1) == y).sum())
@@ -183,7 +189,7 @@ def verdict_line(judgement: str, mine: NetScore, others: Sequence[NetScore],
     lats = [o.latency_ms[table] for o in others]
     losses = [o.heldout_loss for o in others]
     spread = statistics.stdev(losses) if len(losses) > 1 else 0.0
-    numbers = (f"held-out loss on the supernet {PHASES[ranking.phase]}: found "
+    numbers = (f"test loss on the supernet {PHASES[ranking.phase]}: found "
                f"{mine.heldout_loss:.3f}, "
                f"{len(others)} random nets of its band ({min(lats):.3g}-{max(lats):.3g} ms on "
                f"{table}) {statistics.mean(losses):.3f} ± {spread:.3f}, difference "
@@ -217,8 +223,9 @@ def verdict(supernet: Supernet, found: ArchSpec, constraints: Sequence[Constrain
     the found net's rank by held-out loss (1 = best), the loss difference with its interval,
     the judgement of :func:`judge` and the one-line ``line``."""
     randoms = random_band_nets(supernet.space, constraints, floor, count, generator)
-    mine, mine_losses = _scored(supernet, found, splits, constraints, batch_size)
-    scored = [_scored(supernet, spec, splits, constraints, batch_size) for spec in randoms]
+    mine, mine_losses = _scored(supernet, found, splits, constraints, batch_size, on_test=True)
+    scored = [_scored(supernet, spec, splits, constraints, batch_size, on_test=True)
+              for spec in randoms]
     others = [s for s, _ in scored]
     rank = 1 + sum(o.heldout_loss < mine.heldout_loss for o in others)
     table = constraints[0].source
