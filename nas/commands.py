@@ -265,7 +265,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "epochs on 512 images, ~1 min)")
     p.add_argument("--no-adapt", action="store_true", help=NO_ADAPT_HELP)
     p.add_argument("--short", action="store_true", help="the README's main job: 1 + 2 epochs "
-                   "on 3,000 images, then fine-tuning the found net for 1 epoch on 45,000 "
+                   "on 3,000 images, then fine-tuning the found net for 1 epoch on 25,000 "
                    "(~5 min)")
     p.set_defaults(func=_search)
     p = subparsers.add_parser("train", help="train any architecture (from scratch or from a "

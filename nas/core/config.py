@@ -24,7 +24,7 @@ PATH_PRIORS = ("net", "family")
 
 
 SHORT = dict(epochs=2, warmup_epochs=1, batch_size=64, data_limit=3000, retrain_epochs=1,
-             retrain_images=45000)
+             retrain_images=25000)
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class SearchConfig:
     def short(cls, devices: tuple[str, ...], budgets_ms: tuple[float, ...],
               **overrides: Any) -> SearchConfig:
         """The README's main job (``--short``, ~5 min on 2 cores): a 1 + 2 epoch search on
-        3,000 images, then one epoch of fine-tuning the net it found on 45,000, so the
+        3,000 images, then one epoch of fine-tuning the net it found on 25,000, so the
         reported accuracy means something."""
         return cls(devices, budgets_ms, **{**SHORT, **overrides})
 
