@@ -49,26 +49,17 @@ def spread_sample(space: Space, generator: torch.Generator) -> ArchSpec:
     """A random architecture whose skip share is itself random in [0, 0.8].
 
     Uniform sampling rarely picks skip (1 of 31 candidates in ``cifar``), so all its networks
-    have nearly the same depth; the calibration fit wants a spread of network sizes. In a space
-    with several block families (the hybrid spaces) a block first picks its family, so MBConv
-    is half the blocks, as in the nets the family-prior search returns, not 6 in 36: fitted on
-    uniform blocks, the adapted `cpu` table predicted a net of five MBConv blocks 25 % fast.
+    have nearly the same depth; the calibration fit wants a spread of network sizes.
     """
     skip = space.candidates.index(next(c for c in space.candidates if c.op == "skip"))
-    families: dict[str, list[int]] = {}
-    for index, candidate in enumerate(space.candidates):
-        if index != skip:
-            families.setdefault(candidate.op, []).append(index)
-    groups = list(families.values())
+    others = [i for i in range(len(space.candidates)) if i != skip]
     p_skip = 0.8 * float(torch.rand((), generator=generator))
     choices = []
     for _ in range(space.num_layers):
         if float(torch.rand((), generator=generator)) < p_skip:
             choices.append(skip)
-            continue
-        group = (groups[int(torch.randint(len(groups), (), generator=generator))]
-                 if len(groups) > 1 else groups[0])
-        choices.append(group[int(torch.randint(len(group), (), generator=generator))])
+        else:
+            choices.append(others[int(torch.randint(len(others), (), generator=generator))])
     return space.spec_from_indices(choices)
 
 
