@@ -38,7 +38,7 @@ class SearchConfig:
     dataset: str = "fashion-mnist"  # the built-in default data set (README, "Set-up")
     out: str = "runs/search"
     epochs: int = 30  # search epochs after warm-up (ProxylessNAS: 120)
-    warmup_epochs: int = 10  # weights only, uniform paths (ProxylessNAS: 40)
+    warmup_epochs: int = 10  # weights only, no architecture steps (ProxylessNAS: 40)
     batch_size: int = 64  # the global batch, split over micro-batches and torchrun ranks
     micro_batches: int = 1  # gradient accumulation: shards per process, each its own BN batch
     loss: str = "hinge_log"  # ProxylessNAS's mul_log above the budget, CE alone below it
