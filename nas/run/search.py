@@ -121,7 +121,7 @@ def _run_epoch(engine: SearchEngine, splits: Splits, epoch: int, data_gen: torch
             continue  # replayed: the data pipeline only
         engine.set_lr((phase_epoch * steps + step) / (phase_len * steps))
         weight_losses.append(engine.weight_step(
-            x, y, uniform=warm or config.weight_paths == "uniform"))  # "budget": the sampler
+            x, y, uniform=warm or config.weight_paths == "uniform"))  # budget paths ignore it
         if arch_batches is not None:
             arch_losses.append(engine.arch_step(arch_batches))
         bar.update()

@@ -244,8 +244,7 @@ def verdict(supernet: Supernet, found: ArchSpec, constraints: Sequence[Constrain
             "line": line}
 
 
-def scorer_ranking(weight_paths: str, path_prior: str = "family",
-                   path_floor: float = 0.9) -> ScorerRanking:
+def scorer_ranking(weight_paths: str, path_prior: str, path_floor: float) -> ScorerRanking:
     """The measured ranking of the verdict's scorer for a search with these weight paths;
     settings whose supernet was never measured get a record that validates nothing."""
     key = ranking_key(weight_paths, path_prior, path_floor)
