@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from hwnas_common import HwnasError
-from hwnas_common.cli_types import int_at_least
+from hwnas_common.cli_types import fraction, int_at_least
 from hwnas_common.outputs import check_output_file
 from search_spaces import SPACES, get_space, read_arch
 
 from .estimate.anchors import device_anchors, load_anchors
+from .fit import DEFAULT_CONFIDENCE, fit_table, read_timings
+from .fit.fitting import load_priors
 from .measure.adapt import (
     ADAPT_NETS,
     ESTIMATED_NOT_ADAPTED,
@@ -82,6 +84,8 @@ def _tables(args: argparse.Namespace) -> int:
         return _adapt(args)
     if args.action == "anchors":
         return _anchors(args)
+    if args.action == "fit":
+        return _fit(args)
     table = load_table(args.target)
     print(table.describe())
     _warn_estimated(table)
@@ -162,6 +166,29 @@ def _adapt(args: argparse.Namespace) -> int:
     print(f"wrote {path} in {adapted.metadata['adapted_from']['seconds']:.0f} s; search with "
           f"--device {args.name}; check it on fresh nets: hwnas validate --device {args.name} "
           f"--sampler spread")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    if not args.device:
+        raise HwnasError("hwnas tables fit needs --device, the name of the timed device")
+    space = get_space(args.space)
+    name = args.name or args.device
+    out = Path(args.out) if args.out else default_out(name)
+    check_writable(out)
+    timings = read_timings(args.target, space)
+    priors = load_priors(space, args.prior.split(",") if args.prior != "all" else None,
+                         not args.no_roofline)
+    result = fit_table(timings, space, priors, args.device, name, args.runtime)
+    calib = result.table.calibration(space.name)
+    print(f"fitted {args.device} for {space.name} on {len(timings)} timed nets in "
+          f"{result.seconds:.2f} s: prior {result.chosen} of {len(result.scores)} candidates "
+          f"(cross-validated MAPE {min(result.scores.values()):.2f} %), offset "
+          f"{calib['offset_ms']:+.4f} ms")
+    print(f"error: {result.error.describe(args.confidence)}")
+    path = save_table(result.table, out)
+    print(f"wrote {path}; search with --device {name} (it derives under the budget / "
+          f"{1 + result.error.margin(args.confidence):.3f})")
     return 0
 
 
@@ -282,19 +309,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_profile)
 
-    p = subparsers.add_parser("tables", help="list, show, check or adapt latency tables, or "
-                              "list a device's published anchors")
-    p.add_argument("action", choices=["list", "show", "check", "adapt", "anchors"])
-    p.add_argument("target", nargs="?", help="table name (show, adapt), file (check) or "
-                   "device (anchors)")
+    p = subparsers.add_parser("tables", help="list, show, check, adapt or fit latency tables, "
+                              "or list a device's published anchors")
+    p.add_argument("action", choices=["list", "show", "check", "adapt", "fit", "anchors"])
+    p.add_argument("target", nargs="?", help="table name (show, adapt), file (check), "
+                   "timings CSV 'arch,ms' (fit) or device (anchors)")
     p.add_argument("--anchors", help="anchors: CSV of published latencies (default "
                    "latency_predictors/estimate/anchors.csv)")
     p.add_argument("--rows", type=int_at_least(1), default=20, help="rows shown by 'show' "
                    "(default 20)")
-    p.add_argument("--name", help="adapt: name of the adapted table")
-    p.add_argument("--out", help="adapt: table path (default $HWNAS_TABLES/NAME.csv)")
+    p.add_argument("--name", help="adapt: name of the adapted table; fit: of the fitted one "
+                   "(default: --device)")
+    p.add_argument("--out", help="adapt, fit: table path (default $HWNAS_TABLES/NAME.csv)")
     p.add_argument("--space", default="cifar", help="adapt: space(s) to refit, "
-                   "comma-separated (default cifar; ~20 s per space)")
+                   "comma-separated (default cifar; ~20 s per space); fit: the timed nets' "
+                   "space")
+    p.add_argument("--device", help="fit: the timed device's name")
+    p.add_argument("--prior", default="all", help="fit: tables to start from, comma-separated "
+                   "(default all: every table covering the space), besides the roofline; "
+                   "cross-validation picks one")
+    p.add_argument("--no-roofline", action="store_true", help="fit: no roofline prior")
+    p.add_argument("--runtime", default="unknown", help="fit: what timed the nets, recorded "
+                   "in the table (e.g. 'OpenVINO 2024.1 benchmark_app')")
+    p.add_argument("--confidence", type=fraction(), default=DEFAULT_CONFIDENCE,
+                   help="fit: confidence of the margin printed (default 0.95)")
     p.add_argument("-n", type=int_at_least(CV_FOLDS), default=ADAPT_NETS,
                    help=f"adapt: networks measured per space (default {ADAPT_NETS})")
     p.add_argument("--quiet", action="store_true", help="adapt: no progress bar")

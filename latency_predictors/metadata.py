@@ -1,7 +1,8 @@
 """The metadata of a latency table (``NAME.json`` beside ``NAME.csv``): its fields, how they
 are checked, and the fields a new table starts with.
 
-Required (:data:`REQUIRED_METADATA`): device, provenance (``measured`` or ``estimated``),
+Required (:data:`REQUIRED_METADATA`): device, provenance (``measured``, ``estimated``, or ``fitted``
+(on whole-net timings by ``hwnas tables fit``)),
 runtime and version, execution mode, threads, batch size, dtype, warm-up and repeat counts,
 host, date, tool version, spaces covered. Optional (:data:`OPTIONAL_METADATA`):
 ``calibration`` (per space: ``{scale, offset_ms, fitted_on_n, mape_before, mape_after,
@@ -18,7 +19,7 @@ from typing import Any
 
 from hwnas_common.errors import HwnasError
 
-PROVENANCES = ("measured", "estimated")
+PROVENANCES = ("measured", "estimated", "fitted")
 
 # field -> expected JSON type(s)
 REQUIRED_METADATA: dict[str, type | tuple[type, ...]] = {
@@ -44,6 +45,8 @@ OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "host_fingerprint": dict,  # the machine measured on (latency_predictors.measure.host)
     "adapted_from": dict,  # `hwnas tables adapt`: the source table and its host
     "rows_sha256": str,  # SHA-256 of NAME.csv as saved (the pair's commit record)
+    "fit": dict,  # `hwnas tables fit`: the timings, the prior and model chosen, every candidate
+    "error": dict,  # a table's error when no fit of its own states it: {ratios, what}
 }
 
 

@@ -1,0 +1,161 @@
+"""What a fit starts from: a prior, i.e. a guess of every op's latency before any timing of the
+target device, and the few ways the timings may refit it.
+
+A prior holds one or more **bases** per model: per op key of the space (fixed parts and every
+candidate at every layer), a non-negative value. A net's feature under a basis is the sum over
+its ops; a fit weighs the bases (:mod:`.fitting`), so the fitted table's entry of an op is the
+weighted sum of its basis values and whole-net latency stays a plain sum over layers (the
+expected latency and the knapsack stay exact).
+
+- :func:`table_prior`: a table hwnas already has (measured on another device, estimated by the
+  roofline for a device class, or fitted before). Models: ``scale`` (one factor), ``per-class``
+  (one factor per op class: interaction, ``mbconv``, ``fbnet`` ...; and one for the fixed
+  parts), ``per-kernel`` (one per kernel size).
+- :func:`roofline_prior`: the analytical roofline's per-op terms, left for the timings to weigh:
+  dense MACs, depthwise MACs, activation elements written, weights, and kernels launched (a
+  convolution or linear layer with the normalisation and activation fused into it). Models are
+  subsets of these terms. It needs no table and covers every space, the hybrid ones included.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from search_spaces import ArchSpec, Space, get_space
+
+from ..keys import fixed_key, layer_keys, op_group, space_ops
+from ..predictor import check_coverage
+from ..table import LatencyTable, OpKey
+
+ROOFLINE_TERMS = ("dense_macs", "depthwise_macs", "activations", "weights", "kernels")
+ROOFLINE_MODELS = {  # simplest first: a tie in cross-validation goes to the simpler
+    "macs": (("dense_macs", "depthwise_macs"),),
+    "macs+kernels": (("dense_macs", "depthwise_macs"), ("kernels",)),
+    "macs+weights": (("dense_macs", "depthwise_macs"), ("weights",)),
+    "dense+depthwise+kernels": (("dense_macs",), ("depthwise_macs",), ("kernels",)),
+    "macs+kernels+weights": (("dense_macs", "depthwise_macs"), ("kernels",), ("weights",)),
+    "all": tuple((t,) for t in ROOFLINE_TERMS),
+}
+TABLE_MODELS = ("scale", "per-class", "per-kernel")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A named prior for one space: ``models[m]`` is a (keys × bases) array over ``keys``."""
+
+    name: str
+    kind: str  # "measured table", "estimated table", "fitted table" or "roofline"
+    space: str
+    keys: tuple[OpKey, ...]
+    models: dict[str, np.ndarray]
+    basis_names: dict[str, tuple[str, ...]]
+
+    def incidence(self, specs: list[ArchSpec], space: Space) -> np.ndarray:
+        """(nets × keys) counts of each op key in each net (fixed parts included)."""
+        return net_incidence(specs, space, self.keys)
+
+
+def space_keys(space: Space) -> tuple[OpKey, ...]:
+    """Every op key of ``space``, fixed parts first (the order of a prior's rows)."""
+    keys = [fixed_key(p) for p in space.fixed_parts()]
+    keys += [k for row in layer_keys(space) for k in row if k is not None]
+    return tuple(dict.fromkeys(keys))
+
+
+def net_incidence(specs: list[ArchSpec], space: Space, keys: tuple[OpKey, ...]) -> np.ndarray:
+    index = {k: i for i, k in enumerate(keys)}
+    rows = layer_keys(space)
+    fixed = [index[fixed_key(p)] for p in space.fixed_parts()]
+    counts = np.zeros((len(specs), len(keys)))
+    for n, spec in enumerate(specs):
+        np.add.at(counts[n], fixed, 1.0)
+        for layer, choice in enumerate(spec.layers):
+            key = rows[layer][space.candidate_index(choice)]
+            if key is not None:
+                counts[n, index[key]] += 1.0
+    return counts
+
+
+def _key_groups(space: Space, grouping: str) -> dict[OpKey, str]:
+    """The calibration group of every candidate key (``keys.op_group``); fixed parts and
+    keys of no group are ``fixed``."""
+    groups: dict[OpKey, str] = {}
+    for row in layer_keys(space):
+        for key, layer in zip(row, space.candidates, strict=True):
+            if key is not None:
+                groups[key] = op_group(layer, grouping) or "fixed"
+    return groups
+
+
+def table_prior(table: LatencyTable, space: Space, kind: str | None = None) -> Prior:
+    """``table``'s rows for ``space`` (its own calibration not applied) as a prior."""
+    check_coverage(space, table)
+    keys = space_keys(space)
+    lookup = table.lookup()
+    values = np.array([lookup[k] for k in keys])
+    models = {"scale": values[:, None]}
+    names = {"scale": ("table",)}
+    for model, grouping in (("per-class", "class"), ("per-kernel", "kernel")):
+        groups = _key_groups(space, grouping)
+        labels = list(dict.fromkeys(["fixed", *groups.values()]))
+        basis = np.zeros((len(keys), len(labels)))
+        for row, key in enumerate(keys):
+            basis[row, labels.index(groups.get(key, "fixed"))] = values[row]
+        models[model] = basis
+        names[model] = tuple(labels)
+    kind = kind or f"{table.provenance} table"
+    return Prior(table.name or table.device, kind, space.name, keys, models, names)
+
+
+def roofline_prior(space: Space) -> Prior:
+    """The roofline terms of every op of ``space`` as a prior (module docstring)."""
+    keys = space_keys(space)
+    terms = _roofline_terms(space.name, keys)  # cached: every fit of a space reuses them
+    models, names = {}, {}
+    for model, columns in ROOFLINE_MODELS.items():
+        models[model] = np.stack([terms[:, [ROOFLINE_TERMS.index(t) for t in group]].sum(1)
+                                  for group in columns], axis=1)
+        names[model] = tuple("+".join(group) for group in columns)
+    return Prior("roofline", "roofline", space.name, keys, models, names)
+
+
+@functools.lru_cache(maxsize=8)
+def _roofline_terms(space_name: str, keys: tuple[OpKey, ...]) -> np.ndarray:
+    ops = space_ops(get_space(space_name))
+    return np.array([op_terms(*ops[k]) for k in keys])
+
+
+def op_terms(factory, shape: tuple[int, int, int]) -> list[float]:
+    """The roofline terms (:data:`ROOFLINE_TERMS`) of one op, by hooks on one batch-1 forward
+    pass: a convolution is depthwise when each group has one input channel."""
+    module: nn.Module = factory().eval()
+    terms = dict.fromkeys(ROOFLINE_TERMS, 0.0)
+
+    def hook(mod: nn.Module, inputs, output) -> None:
+        if not isinstance(output, torch.Tensor):
+            return
+        if isinstance(mod, nn.Conv2d):
+            per_out = (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+            depthwise = mod.groups > 1 and mod.in_channels // mod.groups == 1
+            terms["depthwise_macs" if depthwise else "dense_macs"] += output.numel() * per_out
+            terms["kernels"] += 1
+        elif isinstance(mod, nn.Linear):
+            terms["dense_macs"] += output.numel() * mod.in_features
+            terms["kernels"] += 1
+        terms["activations"] += output.numel()
+
+    handles = [m.register_forward_hook(hook) for m in module.modules()
+               if not list(m.children())]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, *shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    terms["weights"] = float(sum(p.numel() for p in module.parameters()))
+    return [float(terms[t]) for t in ROOFLINE_TERMS]
