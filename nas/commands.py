@@ -31,7 +31,7 @@ _CONFIG_FLAGS = ("space", "dataset", "epochs", "warmup_epochs", "batch_size", "m
                  "arch_every", "retrain_epochs", "retrain_images", "checkpoint_minutes",
                  "budget_floor", "arch_batches", "arch_beta1", "choices", "weight_paths",
                  "path_floor", "path_prior",
-                 "select_top", "verdict_nets")
+                 "select_top", "verdict_nets", "confidence")
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -44,8 +44,10 @@ def _search(args: argparse.Namespace) -> int:
     main = is_main_process()  # under torchrun, rank 0 alone reports
     # under torchrun every rank must use the same table: only a cached adaptation
     constraints = load_constraints(get_space(space), devices, requests, not args.no_adapt,
-                                   main, not is_distributed())
-    budgets = tuple(c.budget_ms for c in constraints)  # relative budgets resolved here
+                                   main, not is_distributed(),
+                                   fields.get("confidence", SearchConfig.confidence))
+    # relative budgets resolved here; the margin is applied again from the table on resume
+    budgets = tuple(c.budget_asked_ms for c in constraints)
     preset = SearchConfig.quick if args.quick else SearchConfig.short if args.short else None
     config = (preset or SearchConfig)(devices, budgets, **fields)
     for c in constraints:
@@ -57,6 +59,8 @@ def _search(args: argparse.Namespace) -> int:
             print(c.note)
         if main and c.budget_line():
             print(c.budget_line())
+        if main:
+            print(c.margin_line())
         slowest = c.matrix.slowest_ms()
         if main and c.budget_ms >= slowest:
             print(f"note: budget {c.budget_ms:g} ms is above the slowest net of {config.space} "
@@ -249,6 +253,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-floor", type=fraction(), help="derive the most probable net that "
                    "uses at least this share of every budget, when one exists (default 0.9; 0: "
                    "the most probable net under the budget)")
+    p.add_argument("--confidence", type=fraction(), help="derive under the budget less the "
+                   "table's margin at this confidence, so the net measures within the budget "
+                   "with this probability by the table's stated error (default 0.95; 0: under "
+                   "the budget as it is)")
     p.add_argument("--calibrate-budget", type=int_at_least(1), metavar="TRIALS",
                    help="tune the loss "
                    "strength with Optuna over TRIALS searches so E[LAT] lands at the budget "

@@ -169,3 +169,35 @@ def test_fit_cli_writes_a_fitted_table_with_its_error(tmp_path, capsys, fake_pri
     assert table.provenance == "fitted" and table.metadata["fit"]["n"] == 12
     assert table_error(table, CAL.name).n == 12
     cli_fails(_fit_argv(tmp_path, timings), capsys, "already exists")  # never overwritten
+
+
+def test_search_derives_under_the_margin_and_saves_it(tmp_path, capsys):
+    """A table that states a 10 %-spread error: the search prints its margin in one line,
+    derives under budget / (1 + margin) and saves both in summary.json."""
+    import json
+
+    from latency_predictors import save_table
+    from tests.helpers import search_argv, tiny_table
+
+    path = tiny_table(tmp_path / "tables")
+    table = load_table(str(path))
+    ratios = [0.9, 1.0, 1.1, 0.95, 1.05, 1.0, 1.08, 0.92, 1.02, 0.98]
+    table.metadata["error"] = {"ratios": ratios, "what": "test ratios"}
+    path.unlink()
+    path.with_suffix(".json").unlink()
+    save_table(table, path)
+    run = tmp_path / "run"
+    from tests.helpers import cli_code
+
+    assert cli_code(search_argv(run, str(path), "--budget", "3.5ms")) == 0
+    out = capsys.readouterr().out
+    margin = TableError(np.array(ratios), "x").margin(0.95)
+    line = next(li for li in out.splitlines() if li.startswith("budget 3.5 ms on"))
+    assert f"+{100 * margin:.1f} % at 95 %" in line
+    assert f"derived under {3.5 / (1 + margin):.4g} ms" in line
+    summary = json.loads((run / "summary.json").read_text())
+    saved = summary["tables"][0]
+    assert saved["budget_ms"] == 3.5
+    assert saved["derived_under_ms"] == pytest.approx(3.5 / (1 + margin))
+    assert saved["margin"]["confidence"] == 0.95
+    assert summary["predicted_latency_ms"][str(path)] <= 3.5 / (1 + margin) + 1e-9

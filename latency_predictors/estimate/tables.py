@@ -86,17 +86,31 @@ def write_shipped_tables(folder: str | Path, analytical_error: dict[str, Any],
     anchored = {a.device for a in anchors if a.fit}
     reference = reference_costs(sorted({a.net for a in anchors if a.fit}))
     costs = costs if costs is not None else row_costs(list(SPACES))
+    models = [m for m in DEVICE_MODELS.values() if m.ships_table]
+    fits = {m.name: fit_anchored(m, device_anchors(m.name, anchors), reference)
+            for m in models if m.name in anchored}
+    borrowed = borrowed_error(fits)
     written = []
-    for model in DEVICE_MODELS.values():
-        if not model.ships_table:
-            continue
-        fit = (fit_anchored(model, device_anchors(model.name, anchors), reference)
-               if model.name in anchored else None)
+    for model in models:
+        fit = fits.get(model.name)
         table = estimate_table(fit.model if fit else model, list(SPACES), analytical_error,
                                costs, fit.summary() if fit else None)
         table.metadata["notes"] += model.table_note
+        if fit is None:
+            table.metadata["error"] = borrowed
         written.append(ShippedTable(save_table(table, Path(folder) / model.name), fit))
     return written
+
+
+def borrowed_error(fits: dict[str, AnchorFit]) -> dict[str, Any]:
+    """The error an a-priori table states (:mod:`latency_predictors.fit.error`): with no
+    figure of its own device, the leave-one-out ratios published / predicted of every anchored
+    device pooled, and it says whose they are."""
+    ratios = [a["published_ms"] / a["loo_ms"] for fit in fits.values()
+              for a in fit.summary()["anchors"]]
+    return {"ratios": [round(r, 5) for r in ratios],
+            "what": f"borrowed: leave-one-out on the {len(ratios)} published latencies of "
+                    f"{', '.join(sorted(fits))}, no figure of this device"}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

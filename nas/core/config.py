@@ -81,6 +81,9 @@ class SearchConfig:
     budget_floor: float = 0.9  # derive the most probable net using >= 90 % of every budget,
     #                            when one exists (nas.core.derive; 0: any net under the
     #                            budget)
+    confidence: float = 0.95  # derive under budget / (1 + margin): the net measures within
+    #                           the budget with this probability by the table's stated error
+    #                           (nas.core.constraints; 0: under the budget as it is)
     checkpoint_minutes: float = 5.0  # also checkpoint mid-epoch this often (Lightning's
     #                                  train_time_interval); 0: after every step
     resume: bool = False
@@ -124,6 +127,8 @@ class SearchConfig:
             raise HwnasError(f"retrain_images must be >= 2, got {self.retrain_images}")
         if not 0 <= self.budget_floor < 1:
             raise HwnasError(f"need 0 <= budget_floor < 1, got {self.budget_floor}")
+        if not 0 <= self.confidence < 1:
+            raise HwnasError(f"need 0 <= confidence < 1, got {self.confidence}")
         if not 0 <= self.checkpoint_minutes < float("inf"):
             raise HwnasError(f"need checkpoint_minutes >= 0, got {self.checkpoint_minutes}")
         if self.warmup_epochs < 0:

@@ -56,7 +56,8 @@ def latency_breakdown(spec: ArchSpec, constraints: Sequence[Constraint]) -> list
     """Per device: the table, the budget and ``spec``'s
     :class:`latency_predictors.LatencyPrediction` (total, fixed parts with the calibration
     offset, per-layer latency), as ``hwnas predict`` shows it."""
-    return [{"table": c.source, "budget_ms": c.budget_ms, **c.matrix.predict(spec).to_dict()}
+    return [{"table": c.source, "budget_ms": c.budget_asked_ms, "derived_under_ms": c.budget_ms,
+             **c.matrix.predict(spec).to_dict()}
             for c in constraints]
 
 
@@ -123,7 +124,8 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
         ax.plot(epochs, [row[latency_column("derived", c.source)] for row in history], marker="o",
                 markersize=3, linestyle=":", color=line.get_color(),
                 label=f"derived net {c.source}")
-        ax.axhline(c.budget_ms, color=line.get_color(), linestyle="--", label=f"budget {c.source}")
+        ax.axhline(c.budget_asked_ms, color=line.get_color(), linestyle="--",
+                   label=f"budget {c.source}")
     ax.set(xlabel="epoch", ylabel="ms", title="expected latency and the derived net's latency")
     ax.legend(fontsize=7)
     _save(fig, run_dir / "latency.png")

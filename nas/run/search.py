@@ -258,7 +258,8 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
             data: Splits | None = None) -> RunResult | None:
     space = get_space(config.space)
     if constraints is None:
-        constraints = load_constraints(space, config.devices, config.budgets_ms)
+        constraints = load_constraints(space, config.devices, config.budgets_ms,
+                                       confidence=config.confidence)
     check_feasible(space, constraints)
     run_dir, resume = _check_run_dir(config)
     state = checkpoint.load_checkpoint(run_dir) if resume else None
@@ -365,7 +366,7 @@ def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
     if judged is not None:
         report.write_verdict_plot(run_dir, judged)
     result = RunResult(run_dir, spec, {b["table"]: b["total_ms"] for b in breakdown},
-                       {c.source: c.budget_ms for c in constraints}, accuracy,
+                       {c.source: c.budget_asked_ms for c in constraints}, accuracy,
                        [c.source for c in constraints if c.estimated], retrained, judged)
     report.write_summary(run_dir, {
         "arch": spec.to_string(), "space": space.name, "seed": config.seed,
