@@ -3,9 +3,10 @@
 ``flat`` (ProxylessNAS): one logit per candidate, ``p = softmax(α)``.
 
 ``family`` (the factorised choice of FBNetV2 and Single-Path NAS): the layer first chooses the
-kind of block (skip, interaction or MBConv), an interaction block then its interaction type,
-and every block its (kernel, expansion). Each internal node of that tree has a softmax over its
-children, and a candidate's probability is the product along its path::
+kind of block (skip, interaction, MBConv or FBNet), an interaction block then its interaction
+type, an FBNet block its groups (``g1``, ``g2``), and every block its (kernel, expansion). Each
+internal node of that tree has a softmax over its children, and a candidate's probability is
+the product along its path::
 
     log p(quad_k5_e2) = log p(interaction) + log p(quad | interaction) + log p(k5_e2 | quad)
 
@@ -44,6 +45,8 @@ def candidate_path(layer: LayerSpec, mode: str) -> tuple[str, ...]:
     size = f"k{layer.kernel}_e{layer.expansion}"
     if layer.op == "mbconv":
         return ("mbconv", size)
+    if layer.op == "fbnet":
+        return ("fbnet", f"g{layer.groups}", size)
     return ("interaction", str(layer.interaction), size)
 
 

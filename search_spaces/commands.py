@@ -23,8 +23,9 @@ def _space(args: argparse.Namespace) -> int:
     print("candidates: " + " ".join(space.tokens))
     print(f"fixed parts: {', '.join(part.name for part in space.fixed_parts())}")
     for slot in space.layer_slots():
+        change = "" if slot.keeps_shape else f", output {slot.c_out} channels, stride {slot.stride}"
         print(f"  layer {slot.index}: stage {slot.stage}, input "
-              f"{slot.channels}x{slot.height}x{slot.width}")
+              f"{slot.channels}x{slot.height}x{slot.width}{change}")
     return 0
 
 

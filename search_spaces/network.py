@@ -1,8 +1,8 @@
 """The networks of a space: standalone children (``build``) and the supernet.
 
-Both share one skeleton walk (stem → stages of searchable layers with downsamples between →
-head) and one parameter naming, so a child's state dict is the supernet's with the chosen
-candidate's weights renamed to ``layers.{i}.``.
+Both share one skeleton walk (stem → stages of searchable layers, with downsamples between in
+a classic skeleton → head) and one parameter naming, so a child's state dict is the supernet's
+with the chosen candidate's weights renamed to ``layers.{i}.``.
 
 The supernet holds its candidates' weights in one of two ways (``WEIGHT_MODES``; a search's
 ``--weights`` is checked once, by :class:`nas.core.config.SearchConfig`):
@@ -13,7 +13,8 @@ The supernet holds its candidates' weights in one of two ways (``WEIGHT_MODES``;
   ``(family, k, e)`` runs the same module code on slices of those weights: a k×k kernel is the
   centred k×k window of the largest kernel, and expansion e keeps the first ``e·C`` hidden
   channels (and their BatchNorm entries). Each family's weights see every step that samples
-  any of its sizes, instead of 1 in 31.
+  any of its sizes, instead of 1 in 31. A candidate without a family that has weights (the
+  projection skip of a layer that changes the shape) holds its own module.
 - ``separate``: one independent module per candidate (ProxylessNAS's original supernet).
 
 Either way ``Supernet.child(spec)`` gives a plain network whose output equals the supernet
@@ -22,6 +23,7 @@ path's output.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Literal, get_args
 
@@ -31,9 +33,9 @@ from torch.func import functional_call
 
 from hwnas_common import HwnasError, Registry
 
-from .blocks import make_candidate
+from .blocks import slot_candidate
 from .choices import ChoiceTree
-from .space import FixedPart, Space, get_space
+from .space import FixedPart, LayerSlot, Space, get_space
 from .spec import ArchSpec, LayerSpec
 
 WeightMode = Literal["shared", "separate"]
@@ -47,9 +49,9 @@ FIXED_PARTS: Registry[FixedPartBuilder] = Registry("fixed part")
 def make_fixed_part(part: FixedPart) -> nn.Module:
     """The module of a fixed part of the skeleton (also profiled alone by latency tables).
 
-    The stem and every downsample end in BatchNorm + GELU, so a net whose searchable layers
-    are all ``skip`` is still a nonlinear CNN (a linear skeleton made every skip remove the
-    only nonlinearity of its stage)."""
+    The stem and every downsample end in BatchNorm + GELU (ReLU in the FBNet skeleton), so a
+    net whose searchable layers are all ``skip`` is still a nonlinear CNN (a linear skeleton
+    made every skip remove the only nonlinearity of its stage)."""
     return FIXED_PARTS[part.kind](part)
 
 
@@ -57,6 +59,13 @@ def make_fixed_part(part: FixedPart) -> nn.Module:
 def _conv_stem(part: FixedPart) -> nn.Module:
     return nn.Sequential(nn.Conv2d(part.c_in, part.c_out, 3, part.stride, padding=1),
                          nn.BatchNorm2d(part.c_out), nn.GELU())
+
+
+@FIXED_PARTS.decorator("stem:conv3x3-relu")
+def _conv_relu_stem(part: FixedPart) -> nn.Module:
+    """FBNet's stem: 3×3 conv without bias → BN → ReLU."""
+    return nn.Sequential(nn.Conv2d(part.c_in, part.c_out, 3, part.stride, padding=1, bias=False),
+                         nn.BatchNorm2d(part.c_out), nn.ReLU())
 
 
 @FIXED_PARTS.decorator("stem:patch4")
@@ -75,6 +84,19 @@ def _downsample(part: FixedPart) -> nn.Module:
 def _head(part: FixedPart) -> nn.Module:
     return nn.Sequential(nn.BatchNorm2d(part.c_in), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(part.c_in, part.c_out))
+
+
+def _conv_head(width: int) -> FixedPartBuilder:
+    """FBNet's head: 1×1 conv to ``width`` channels (no bias) → BN → ReLU → global average
+    pool → linear."""
+    def build(part: FixedPart) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(part.c_in, width, 1, bias=False), nn.BatchNorm2d(width),
+                             nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(width, part.c_out))
+    return build
+
+
+FIXED_PARTS.register("head:conv1x1-1504", _conv_head(1504))
 
 
 def slice_weight(tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -98,7 +120,7 @@ class _Skeleton(nn.Module):
         self.stem = parts["stem"]
         self.layers = nn.ModuleList(layers)
         self.downsamples = nn.ModuleList(parts[f"downsample{s}"] for s in
-                                         range(1, len(space.depths)))
+                                         range(1, len(space.depths)) if not space.staged)
         self.head = parts["head"]
 
     def _walk(self, x: torch.Tensor, layer: Callable[[int, torch.Tensor], torch.Tensor]):
@@ -107,15 +129,16 @@ class _Skeleton(nn.Module):
 
 def walk_skeleton(net: nn.Module, x: torch.Tensor,
                   layer: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """stem → stages of searchable layers (``layer(i, x)``) with downsamples between → head.
+    """stem → stages of searchable layers (``layer(i, x)``) with a classic skeleton's
+    downsamples between → head.
 
-    ``net`` has ``space``, ``stem``, ``downsamples`` and ``head`` (children, the supernet and
-    the NNI model space all share this walk).
+    ``net`` has ``space``, ``stem``, ``downsamples`` (empty for a staged skeleton) and ``head``
+    (children, the supernet and the NNI model space all share this walk).
     """
     x = net.stem(x)
     index = 0
     for stage, depth in enumerate(net.space.depths):
-        if stage > 0:
+        if stage > 0 and not net.space.staged:
             x = net.downsamples[stage - 1](x)
         for _ in range(depth):
             x = layer(index, x)
@@ -129,7 +152,7 @@ class ChildNet(_Skeleton):
     def __init__(self, spec: ArchSpec, space: Space) -> None:
         space.validate(spec)
         slots = space.layer_slots()
-        super().__init__(space, [make_candidate(layer, slot.channels, space.branches)
+        super().__init__(space, [slot_candidate(layer, slot, space.branches)
                                  for layer, slot in zip(spec.layers, slots, strict=True)])
         self.spec = spec
 
@@ -148,10 +171,10 @@ def _module_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class MixedOp(nn.Module):
-    """All candidates of one searchable layer and their architecture logits α (the edges of
-    the layer's choice tree, :mod:`search_spaces.choices`)."""
+    """All candidates of one searchable layer (built for its ``slot``) and their architecture
+    logits α (the edges of the layer's choice tree, :mod:`search_spaces.choices`)."""
 
-    def __init__(self, space: Space, channels: int, weights: WeightMode = "shared",
+    def __init__(self, space: Space, slot: LayerSlot, weights: WeightMode = "shared",
                  choices: str = "flat") -> None:
         super().__init__()
         self.weights = weights
@@ -159,22 +182,27 @@ class MixedOp(nn.Module):
         self.tree = ChoiceTree.of(space.candidates, choices)
         self.alpha = nn.Parameter(torch.zeros(self.tree.num_edges))
         if weights == "separate":
-            self.candidates = nn.ModuleList(make_candidate(c, channels, space.branches)
+            self.candidates = nn.ModuleList(slot_candidate(c, slot, space.branches)
                                             for c in space.candidates)
             return
         largest: dict[str, LayerSpec] = {}
         for c in space.candidates:
             if c.family is not None:
                 big = largest.get(c.family, c)
-                largest[c.family] = LayerSpec(c.op, max(c.kernel, big.kernel),
-                                              max(c.expansion, big.expansion), c.interaction)
-        self.families = nn.ModuleDict({family: make_candidate(layer, channels, space.branches)
-                                       for family, layer in largest.items()})
+                largest[c.family] = dataclasses.replace(
+                    c, kernel=max(c.kernel, big.kernel), expansion=max(c.expansion, big.expansion))
+        modules = {family: slot_candidate(layer, slot, space.branches)
+                   for family, layer in largest.items()}
+        for c in space.candidates:  # a candidate without a family keeps its own weights, if any
+            if c.family is None:
+                own = slot_candidate(c, slot, space.branches)
+                if _module_state(own):
+                    modules[c.token] = own
+        self.families = nn.ModuleDict(modules)
         # Weightless copies of every candidate (meta device): the code each path runs on
         # slices of its family's weights. A plain list, so they are not part of the state.
         with torch.device("meta"):
-            self._shapes = [make_candidate(c, channels, space.branches)
-                            for c in space.candidates]
+            self._shapes = [slot_candidate(c, slot, space.branches) for c in space.candidates]
 
     def train(self, mode: bool = True) -> MixedOp:
         """Also switch the weightless candidate copies (not submodules) to train / eval."""
@@ -195,8 +223,9 @@ class MixedOp(nn.Module):
         candidate module has (views into the shared weights in ``shared`` mode)."""
         if self.weights == "separate":
             return _module_state(self.candidates[index])
-        family = self.space.candidates[index].family
-        if family is None:
+        candidate = self.space.candidates[index]
+        family = candidate.family or candidate.token
+        if family not in self.families:  # an identity skip
             return {}
         shared = _module_state(self.families[family])
         return {name: slice_weight(shared[name], meta.shape)
@@ -239,7 +268,7 @@ class Supernet(_Skeleton):
 
     def __init__(self, space: Space, weights: WeightMode = "shared",
                  choices: str = "flat") -> None:
-        super().__init__(space, [MixedOp(space, slot.channels, weights, choices)
+        super().__init__(space, [MixedOp(space, slot, weights, choices)
                                  for slot in space.layer_slots()])
         self.weights = weights
         self.choices = choices

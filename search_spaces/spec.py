@@ -4,9 +4,11 @@ JSON form::
 
     {"space": "cifar", "input": [3, 32, 32],
      "layers": [{"op": "block", "kernel": 7, "expansion": 4, "interaction": "quad"},
-                {"op": "skip"}, {"op": "mbconv", "kernel": 3, "expansion": 6}, ...]}
+                {"op": "skip"}, {"op": "mbconv", "kernel": 3, "expansion": 6},
+                {"op": "fbnet", "kernel": 5, "expansion": 1, "groups": 2}, ...]}
 
-Compact form (layers only; the space is given separately): ``quad_k7_e4|skip|mb_k3_e6|...``.
+Compact form (layers only; the space is given separately):
+``quad_k7_e4|skip|mb_k3_e6|fb_k5_e1_g2|...`` (``fb_k3_e6`` for an FBNet block of 1 group).
 Decoding is strict: unknown keys, ops, tokens or values raise :class:`HwnasError` naming the
 valid ones. Whether a layer is allowed in a given space is checked by ``Space.validate``.
 """
@@ -23,10 +25,13 @@ from hwnas_common.errors import HwnasError
 
 from .interactions import INTERACTIONS
 
-OPS = ("skip", "block", "mbconv")
+OPS = ("skip", "block", "mbconv", "fbnet")
 _LAYER_KEYS = {"skip": {"op"}, "block": {"op", "kernel", "expansion", "interaction"},
-               "mbconv": {"op", "kernel", "expansion"}}
-_TOKEN = re.compile(r"^(?P<name>[a-z0-9]+)_k(?P<kernel>\d+)_e(?P<expansion>\d+)$")
+               "mbconv": {"op", "kernel", "expansion"},
+               "fbnet": {"op", "kernel", "expansion", "groups"}}
+_FIELDS = ("op", "kernel", "expansion", "interaction", "groups")
+_TOKEN = re.compile(r"^(?P<name>[a-z0-9]+)_k(?P<kernel>\d+)_e(?P<expansion>\d+)"
+                    r"(?:_g(?P<groups>\d+))?$")
 _ARCH_KEYS = ("space", "input", "layers")
 
 
@@ -38,19 +43,22 @@ def _positive_int(value: Any, what: str) -> int:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One searchable layer's candidate: skip, an interaction block, or an MBConv block."""
+    """One searchable layer's candidate: skip, an interaction block, an MBConv block or an
+    FBNet block (``groups``: the groups of its two 1×1 convolutions)."""
 
     op: str
     kernel: int | None = None
     expansion: int | None = None
     interaction: str | None = None
+    groups: int | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise HwnasError(f"unknown layer op {self.op!r}; valid: {list(OPS)}")
         if self.op == "skip":
-            if (self.kernel, self.expansion, self.interaction) != (None, None, None):
-                raise HwnasError("a 'skip' layer takes no kernel, expansion or interaction")
+            if (self.kernel, self.expansion, self.interaction, self.groups) != (None,) * 4:
+                raise HwnasError("a 'skip' layer takes no kernel, expansion, interaction or "
+                                 "groups")
             return
         kernel = _positive_int(self.kernel, f"{self.op} kernel")
         _positive_int(self.expansion, f"{self.op} expansion")
@@ -59,24 +67,36 @@ class LayerSpec:
         if self.op == "block" and self.interaction not in INTERACTIONS:
             raise HwnasError(
                 f"unknown interaction {self.interaction!r}; valid: {sorted(INTERACTIONS)}")
-        if self.op == "mbconv" and self.interaction is not None:
-            raise HwnasError("an 'mbconv' layer takes no interaction")
+        if self.op != "block" and self.interaction is not None:
+            raise HwnasError(f"an {self.op!r} layer takes no interaction")
+        if self.op == "fbnet":
+            _positive_int(self.groups, "fbnet groups")
+        elif self.groups is not None:
+            raise HwnasError(f"a {self.op!r} layer takes no groups")
 
     @property
     def family(self) -> str | None:
-        """The weight-sharing family: the interaction of a block, ``mbconv``, None for skip.
+        """The weight-sharing family: the interaction of a block, ``mbconv``, ``fbnet`` (or
+        ``fbnet_g2`` for 2 groups), None for skip.
 
         Candidates of one family differ only in kernel and expansion, so a weight-shared
-        supernet holds one module per family and slices every member from it."""
+        supernet holds one module per family and slices every member from it. Grouped weights
+        cannot be sliced from dense ones, so each FBNet group count is a family of its own."""
         if self.op == "skip":
             return None
+        if self.op == "fbnet":
+            return "fbnet" if self.groups == 1 else f"fbnet_g{self.groups}"
         return self.interaction if self.op == "block" else self.op
 
     @property
     def token(self) -> str:
-        """Compact form: ``skip``, ``quad_k7_e4`` or ``mb_k3_e6``."""
+        """Compact form: ``skip``, ``quad_k7_e4``, ``mb_k3_e6``, ``fb_k3_e6`` or
+        ``fb_k5_e1_g2`` (an FBNet block's groups when more than 1)."""
         if self.op == "skip":
             return "skip"
+        if self.op == "fbnet":
+            groups = f"_g{self.groups}" if self.groups != 1 else ""
+            return f"fb_k{self.kernel}_e{self.expansion}{groups}"
         name = self.interaction if self.op == "block" else "mb"
         return f"{name}_k{self.kernel}_e{self.expansion}"
 
@@ -85,20 +105,23 @@ class LayerSpec:
         if token == "skip":
             return cls("skip")
         match = _TOKEN.match(token)
-        if match is None:
+        if match is None or (match["groups"] is not None
+                             and (match["name"] != "fb" or int(match["groups"]) < 2)):
             raise HwnasError(f"malformed layer token {token!r}; expected 'skip', "
-                             "'<interaction>_k<K>_e<E>' or 'mb_k<K>_e<E>'")
+                             "'<interaction>_k<K>_e<E>', 'mb_k<K>_e<E>', 'fb_k<K>_e<E>' or "
+                             "'fb_k<K>_e<E>_g<G>' (G >= 2)")
         name, kernel, expansion = match["name"], int(match["kernel"]), int(match["expansion"])
         if name == "mb":
             return cls("mbconv", kernel, expansion)
+        if name == "fb":
+            return cls("fbnet", kernel, expansion, groups=int(match["groups"] or 1))
         if name not in INTERACTIONS:
             raise HwnasError(f"unknown interaction {name!r} in token {token!r}; "
-                             f"valid: {sorted(INTERACTIONS)} or 'mb'")
+                             f"valid: {sorted(INTERACTIONS)}, 'mb' or 'fb'")
         return cls("block", kernel, expansion, name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in ("op", "kernel", "expansion", "interaction")
-                if getattr(self, key) is not None}
+        return {key: getattr(self, key) for key in _FIELDS if getattr(self, key) is not None}
 
     @classmethod
     def from_dict(cls, data: Any) -> LayerSpec:

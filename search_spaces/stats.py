@@ -13,8 +13,9 @@ def count_params(model: nn.Module) -> int:
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one batch-1 forward pass, over Conv2d and Linear layers.
 
-    Element-wise work (norms, activations, the interaction products and kernels) is not counted,
-    as in the usual "FLOPs" tables of ConvNeXt/QuadraNet, which report conv/linear MACs.
+    Element-wise work (norms, activations, the interaction products and kernels, channel
+    shuffles) is not counted, as in the usual "FLOPs" tables of ConvNeXt/QuadraNet, which report
+    conv/linear MACs. A grouped convolution counts its ``C_in / groups`` inputs per output.
     """
     total = 0
 

@@ -50,7 +50,7 @@ def test_family_tree_of_the_hybrid_space() -> None:
 
 def _layer() -> tuple[MixedOp, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    op = MixedOp(TREE_TINY, 4, choices="family").eval()
+    op = MixedOp(TREE_TINY, TREE_TINY.layer_slots()[0], choices="family").eval()
     with torch.no_grad():
         op.alpha.copy_(torch.randn(op.alpha.shape, generator=torch.Generator().manual_seed(3)))
     return op, torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)

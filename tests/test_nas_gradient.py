@@ -32,7 +32,7 @@ TINY = Space("test-gradient-tiny", input=(3, 8, 8), stem="conv3x3", width=4, dep
 
 def _layer() -> tuple[MixedOp, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    op = MixedOp(TINY, 4).eval()
+    op = MixedOp(TINY, TINY.layer_slots()[0]).eval()
     with torch.no_grad():
         op.alpha.copy_(torch.tensor([0.3, -0.2, 0.5, 0.1]))
     return op, torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)

@@ -3,7 +3,7 @@ sample ↔ ArchSpec map.
 
 The NNI model space has the same skeleton and parameter names as :class:`search_spaces.ChildNet`
 (``stem``, ``layers.{i}``, ``downsamples.{s}``, ``head``), with one ``LayerChoice`` per searchable
-layer whose candidates are built by :func:`search_spaces.make_candidate` and keyed by their token
+layer whose candidates are built by :func:`search_spaces.slot_candidate` and keyed by their token
 (``skip``, ``quad_k7_e4``, ...). So an NNI sample is ``{"layer0": "quad_k7_e4", "layer1": "skip",
 ...}``, and a model frozen from a sample loads the state dict of ``build(spec)`` as it is::
 
@@ -30,8 +30,8 @@ from search_spaces import (
     ArchSpec,
     Space,
     get_space,
-    make_candidate,
     make_fixed_part,
+    slot_candidate,
 )
 from search_spaces.network import walk_skeleton
 
@@ -114,13 +114,14 @@ def _model_space_class() -> type[nn.Module]:
                 {label: arch[label] for label in layer_labels(self.space) if label in arch},
                 self.space).layers
             self.layers = nn.ModuleList(
-                nni_nn.LayerChoice({c.token: make_candidate(c, slot.channels, self.space.branches)
+                nni_nn.LayerChoice({c.token: slot_candidate(c, slot, self.space.branches)
                                     for c in (self.space.candidates if chosen is None
                                               else (chosen[slot.index],))},
                                    label=layer_label(slot.index))
                 for slot in self.space.layer_slots())
             self.downsamples = nn.ModuleList(parts[f"downsample{s}"] for s in
-                                             range(1, len(self.space.depths)))
+                                             range(1, len(self.space.depths))
+                                             if not self.space.staged)
             self.head = parts["head"]
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
