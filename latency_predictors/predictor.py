@@ -5,11 +5,13 @@ knapsack of the derivation are exact (``docs/search.md``, "Search defaults")::
 
     LAT(arch) = fixed_ms + Σ_l per_layer[l][choice_l]
 
-with ``per_layer[l][i] = s(c_i) · table[key(candidate i at slot l)]`` (skip = 0) and
+with ``per_layer[l][i] = s(c_i) · table[key(candidate i at slot l)]`` (an identity skip = 0; a
+skip that changes the shape has a row of its own, :mod:`latency_predictors.keys`) and
 ``fixed_ms = scale · Σ fixed parts + offset_ms``. The calibration of the table for the space
 (:mod:`latency_predictors.measure.calibrate`) gives ``scale``, ``offset_ms`` and optionally
-``class_scales``: ``s(c)`` is the scale of the candidate's op class (its interaction, or
-``mbconv``) when ``class_scales`` has one, else ``scale``; without a calibration every scale
+``class_scales``: ``s(c)`` is the scale of the candidate's op group at the slot (its
+interaction, ``mbconv``, ... :func:`latency_predictors.keys.op_group`) when ``class_scales``
+has one, else ``scale``; without a calibration every scale
 is 1 and the offset 0. Every calibration only rescales entries and adds a constant, so the sum
 structure, the expected latency and the knapsack derivation stay exact.
 """
@@ -24,7 +26,7 @@ import torch
 from hwnas_common.errors import HwnasError
 from search_spaces import ArchSpec, Space, get_space
 
-from .keys import fixed_key, key_label, layer_keys, op_group, required_keys
+from .keys import fixed_key, key_label, layer_groups, layer_keys, required_keys
 from .table import LatencyTable, OpKey
 
 _SHOW_MISSING = 4
@@ -39,7 +41,8 @@ class LatencyMatrix:
     provenance: str
     calibrated: bool
     fixed_ms: float  # all fixed parts, calibration offset included
-    per_layer: list[list[float]]  # [layer][candidate] ms, space.candidates order, skip = 0
+    per_layer: list[list[float]]  # [layer][candidate] ms, space.candidates order; identity
+    #                               skip = 0
     fixed_parts: dict[str, float] = field(default_factory=dict)  # part name -> ms (scaled)
     offset_ms: float = 0.0
 
@@ -120,7 +123,7 @@ def calibration_of(table: LatencyTable, space: str
 def latency_matrix(space: Space, table: LatencyTable) -> LatencyMatrix:
     """Per-layer × per-candidate latencies (ms) and fixed latency of ``space`` on ``table``.
 
-    ``per_layer[l][i] = s(c_i) · table[key(candidate i at slot l)]`` (skip: 0) and
+    ``per_layer[l][i] = s(c_i) · table[key(candidate i at slot l)]`` (an identity skip: 0) and
     ``fixed_ms = scale · Σ fixed parts + offset_ms``, with the table's calibration for the
     space (module docstring); the one latency record of hwnas.
 
@@ -151,20 +154,20 @@ def latency_matrix(space: Space, table: LatencyTable) -> LatencyMatrix:
     >>> matrix = latency_matrix(space, load_table("vpu"))
     >>> [len(row) for row in matrix.per_layer] == [len(space.candidates)] * space.num_layers
     True
-    >>> matrix.total([0] * space.num_layers) == matrix.fixed_ms  # candidate 0 is skip: 0 ms
+    >>> matrix.total([0] * space.num_layers) == matrix.fixed_ms  # 0: an identity skip, 0 ms
     True
     """
     check_coverage(space, table)
     lookup = table.lookup()
     scale, offset, class_scales, grouping = calibration_of(table, space.name)
-    scales = [class_scales.get(op_group(c, grouping) or "", scale) for c in space.candidates]
 
-    def ms(key: OpKey | None, s: float = scale) -> float:
-        return 0.0 if key is None else s * lookup[key]
+    def ms(key: OpKey | None, group: str | None = None) -> float:
+        return 0.0 if key is None else class_scales.get(group or "", scale) * lookup[key]
 
     parts = {part.name: ms(fixed_key(part)) for part in space.fixed_parts()}
-    per_layer = [[ms(k, s) for k, s in zip(row, scales, strict=True)]
-                 for row in layer_keys(space)]
+    per_layer = [[ms(k, g) for k, g in zip(keys, groups, strict=True)]
+                 for keys, groups in zip(layer_keys(space), layer_groups(space, grouping),
+                                         strict=True)]
     calib = table.calibration(space.name)
     return LatencyMatrix(space.name, table.device, table.provenance,
                          calib is not None and bool(calib.get("applied", True)),

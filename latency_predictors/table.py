@@ -9,12 +9,13 @@ the latency statistics of one batch-1 forward pass, in milliseconds::
     rbf_k3_e2,64,64,16,16,1,4,0.731,0.722,0.030,200
     stem:conv3x3,3,32,32,32,1,0,0.051,0.050,0.002,200
 
-``op`` is a candidate token of a space (``quad_k7_e4``, ``mb_k3_e6``; never ``skip``, whose
-latency is 0 by definition) or a fixed-part kind (``stem:conv3x3``, ``stem:patch4``,
-``downsample``, ``head``). ``branches`` is the r of the poly2/rbf interactions, whose cost
-depends on it, and 0 for every other op. The predictor uses ``median_ms``. ``metadata`` is
-described, and checked, by :mod:`latency_predictors.metadata`; a table's files by
-:mod:`latency_predictors.store`.
+``op`` is a candidate token of a space (``quad_k7_e4``, ``mb_k3_e6``, ``fb_k5_e1_g2``; never
+``skip``: an identity skip's latency is 0 by definition, and a skip that changes the shape is
+``skip:proj``) or a fixed-part kind (``stem:conv3x3``, ``stem:patch4``, ``stem:conv3x3-relu``,
+``downsample``, ``head``, ``head:conv1x1-1504``). ``branches`` is the r of the poly2/rbf
+interactions, whose cost depends on it, and 0 for every other op. The predictor uses
+``median_ms``. ``metadata`` is described, and checked, by :mod:`latency_predictors.metadata`;
+a table's files by :mod:`latency_predictors.store`.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def validate_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     for row, value in enumerate(frame["op"]):
         if not isinstance(value, str) or not value or value == "skip":
             raise HwnasError(f"{where}: row {row + 2}: bad op {value!r}; expected a candidate "
-                             "token or fixed-part kind (skip is never stored)")
+                             "token or fixed-part kind (an identity skip is never stored)")
     for column in KEY_COLUMNS[1:] + ("samples",):
         frame[column] = _int_column(frame[column], column, where)
     for column in STAT_COLUMNS[:3]:

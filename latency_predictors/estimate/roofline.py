@@ -5,9 +5,11 @@ is costed as ::
 
     t_node = max(FLOPs / (peak · eff[class]), bytes / (bandwidth · mem_eff)) + node_overhead
 
-with ``class`` one of ``dense`` (Conv with groups=1, Gemm, MatMul), ``depthwise`` (grouped Conv)
-and ``elementwise`` (everything else: norms, activations, products, reductions, ``exp``/``erf``
-counted as :data:`TRANSCENDENTAL_FLOPS` FLOPs per element). ``bytes`` are the node's input,
+with ``class`` one of ``dense`` (Conv with more than one input channel per group, as a grouped
+1×1 conv of FBNet's ``_g2`` blocks; Gemm, MatMul), ``depthwise`` (Conv with one input channel
+per group) and ``elementwise`` (everything else: norms, activations, products, reductions, data
+movement such as a channel shuffle's Transpose, ``exp``/``erf`` counted as
+:data:`TRANSCENDENTAL_FLOPS` FLOPs per element). ``bytes`` are the node's input,
 weight and output tensors in the device dtype; ``bandwidth`` is the on-chip/cache bandwidth when
 they fit in ``cache_mb`` and the DRAM bandwidth otherwise. Shape-only nodes (Identity, Constant,
 Reshape, Flatten, float->float Cast) cost nothing. A table row is the sum over its nodes; the
@@ -135,7 +137,7 @@ def graph_costs(model_bytes: bytes) -> list[NodeCost]:
             w = shapes[node.input[1]]  # (C_out, C_in / groups, kh, kw)
             groups = next((a.i for a in node.attribute if a.name == "group"), 1)
             flops = 2.0 * n_out * w[1] * w[2] * w[3]
-            kind = "dense" if groups == 1 else "depthwise"
+            kind = "depthwise" if groups > 1 and w[1] == 1 else "dense"
         elif node.op_type in DENSE_OPS:
             k = ins[0][-1] if ins and ins[0] else 1
             flops, kind = 2.0 * n_out * k, "dense"

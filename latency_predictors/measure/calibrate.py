@@ -34,7 +34,7 @@ import torch
 from hwnas_common.errors import HwnasError
 from search_spaces import ArchSpec, Space, get_space
 
-from ..keys import op_group
+from ..keys import layer_groups
 from ..metadata import GROUPINGS
 from ..predictor import LatencyMatrix, latency_matrix
 from ..table import LatencyTable
@@ -43,9 +43,10 @@ from .networks import backend_for, errors, measure_archs, spread_sample, table_r
 
 
 def calibration_specs(space: Space, n: int, seed: int) -> list[ArchSpec]:
-    """The ``n`` networks a calibration measures: the all-skip network (stem, downsamples and
-    head only: it pins the offset that the one- and two-block networks of a tight budget
-    sit next to) and ``n - 1`` drawn with ``seed`` by :func:`spread_sample`.
+    """The ``n`` networks a calibration measures: the all-skip network (the fixed parts, and
+    the skip projections of a staged space's shape-changing layers: it pins the offset that the
+    one- and two-block networks of a tight budget sit next to) and ``n - 1`` drawn with
+    ``seed`` by :func:`spread_sample`.
 
     Without it the offset was extrapolated from networks of three blocks and more: the
     one-block network of the main job was predicted 18 % short on a Zen 3 guest (AMD EPYC,
@@ -61,7 +62,7 @@ def calibration_specs(space: Space, n: int, seed: int) -> list[ArchSpec]:
 class TableParts:
     """Uncalibrated table sums of architectures (one row each), split by op group."""
 
-    classes: tuple[str, ...]  # op groups of the space's non-skip candidates (keys.op_group)
+    classes: tuple[str, ...]  # op groups of the space's non-identity candidates (keys.op_group)
     fixed: np.ndarray  # (n,) the fixed parts: stem, downsamples, head
     by_class: np.ndarray  # (n, len(classes)): Σ table entries of the layers of each group
     grouping: str = "class"  # how candidates are grouped (keys.op_group)
@@ -78,13 +79,14 @@ class TableParts:
 def table_parts(specs: Sequence[ArchSpec], space: Space, matrix: LatencyMatrix,
                 grouping: str = "class") -> TableParts:
     """:class:`TableParts` of ``specs`` from an uncalibrated ``matrix`` of ``space``."""
-    classes = tuple(dict.fromkeys(g for c in space.candidates if (g := op_group(c, grouping))))
+    groups = layer_groups(space, grouping)
+    classes = tuple(dict.fromkeys(g for row in groups for g in row if g))
     by_class = np.zeros((len(specs), len(classes)))
     for row, spec in enumerate(specs):
         for layer, choice in enumerate(spec.layers):
-            if (name := op_group(choice, grouping)) is not None:
-                by_class[row, classes.index(name)] += matrix.per_layer[layer][
-                    space.candidate_index(choice)]
+            index = space.candidate_index(choice)
+            if (name := groups[layer][index]) is not None:
+                by_class[row, classes.index(name)] += matrix.per_layer[layer][index]
     return TableParts(classes, np.full(len(specs), matrix.fixed_ms), by_class, grouping)
 
 
