@@ -57,8 +57,14 @@ NNI_STRATEGY_TINY = Space("nni-strategy-tiny", input=(3, 8, 8), stem="conv3x3", 
                           depths=(1, 1), branches=2,
                           candidates=(LayerSpec("skip"), LayerSpec("block", 3, 2, "quad"),
                                       LayerSpec("block", 3, 2, "star")))
+# a staged skeleton (FBNet's): layer 1 changes channels and stride, so its skip is a projection
+FBNET_TINY = Space("fbnet-tiny", input=(3, 8, 8), stem="conv3x3-relu", width=4, depths=(1, 2),
+                   num_classes=4, stage_widths=(4, 8), stage_strides=(1, 2),
+                   candidates=(LayerSpec("fbnet", 3, 1, groups=1),
+                               LayerSpec("fbnet", 3, 1, groups=2),
+                               LayerSpec("fbnet", 5, 3, groups=1), LayerSpec("skip")))
 TEST_SPACES = (SEARCH_TINY, CAL, KERNELS, KERNEL_BRANCH, CLI_SPACE, LATENCY_TINY, NNI_TINY,
-               NNI_STRATEGY_TINY)
+               NNI_STRATEGY_TINY, FBNET_TINY)
 
 
 def register_test_spaces() -> None:
