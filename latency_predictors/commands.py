@@ -17,7 +17,7 @@ from hwnas_common.outputs import check_output_file
 from search_spaces import SPACES, get_space, read_arch
 
 from .estimate.anchors import device_anchors, load_anchors
-from .fit import DEFAULT_CONFIDENCE, fit_table, read_timings
+from .fit import DEFAULT_CONFIDENCE, fit_table, read_timings, table_error
 from .fit.fitting import load_priors
 from .measure.adapt import (
     ADAPT_NETS,
@@ -205,14 +205,18 @@ def _space_summary(table: LatencyTable, space: str) -> str:
     if calib is None:
         parts.append("uncalibrated")
     else:
+    error = table_error(table, space)
         parts.append(f"calibration {describe_calibration(calib)}")
         if "mape_after" in calib:
+    elif str(calib.get("model", "")).startswith("fit:"):
+        parts.append(f"fitted {calib['model'][4:]}, offset {calib['offset_ms']:+.4f} ms")
             parts.append(f"cross-validated MAPE {calib['mape_before']:.2f} % -> "
                          f"{calib['mape_after']:.2f} %, within ±10 % "
                          f"{calib['within_10pct_after']:.0f} % ({calib['fitted_on_n']} nets)")
     return "; ".join(parts)
 
 
+    parts.append(f"error {error.describe()}" if error is not None else "no stated error")
 def _host_table(name: str, space: str, args: argparse.Namespace) -> LatencyTable:
     """The table ``name``, true to this host for ``space`` (adapted unless --no-adapt); its
     one line, if any, printed."""
@@ -332,7 +336,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", default="unknown", help="fit: what timed the nets, recorded "
                    "in the table (e.g. 'OpenVINO 2024.1 benchmark_app')")
     p.add_argument("--confidence", type=fraction(), default=DEFAULT_CONFIDENCE,
-                   help="fit: confidence of the margin printed (default 0.95)")
+                   help="fit: confidence of the margin printed (default 0.95; 0: no margin)")
     p.add_argument("-n", type=int_at_least(CV_FOLDS), default=ADAPT_NETS,
                    help=f"adapt: networks measured per space (default {ADAPT_NETS})")
     p.add_argument("--quiet", action="store_true", help="adapt: no progress bar")

@@ -76,8 +76,10 @@ class LatencyTable:
         """One line: name, device, provenance (estimated tables: anchored or a-priori) and
         runtime."""
         tag = (f"ESTIMATED ({describe_anchoring(self.metadata.get('anchoring'))})"
-               if self.estimated else "measured")
-        threads = "" if self.estimated else f", {self.metadata['threads']} threads"
+               if self.estimated else describe_fit(self.metadata["fit"])
+               if self.provenance == "fitted" else "measured")
+        threads = ("" if self.provenance != "measured"
+                   else f", {self.metadata['threads']} threads")
         return (f"{self.name or self.device}: device {self.device}, {tag}, "
                 f"{self.metadata['runtime']} {self.metadata['runtime_version']} "
                 f"({self.metadata['mode']}{threads}), "
@@ -93,6 +95,13 @@ def describe_anchoring(anchoring: dict[str, Any] | None) -> str:
             f", leave-one-out MAPE {anchoring['loo_mape']:.1f} %")
 
 
+def describe_fit(fit: dict[str, Any]) -> str:
+    """The label a fitted table carries (its ``fit`` metadata, written by
+    :mod:`latency_predictors.fit.fitting`)."""
+    return (f"FITTED on {fit['n']} whole-net timings from the prior {fit['prior']}/"
+            f"{fit['model']} ({fit['prior_kind']})")
+
+
 def table_digest(table: LatencyTable) -> str:
     """SHA-256 of a table's rows and metadata: which table a run or an adaptation used."""
     digest = hashlib.sha256(table.frame.to_csv(index=False).encode())
@@ -101,7 +110,7 @@ def table_digest(table: LatencyTable) -> str:
 
 
 IDENTITY_FIELDS = ("device", "provenance", "runtime", "runtime_version", "mode", "threads",
-                   "host", "host_fingerprint", "date", "tool_version", "adapted_from")
+                   "host", "host_fingerprint", "date", "tool_version", "adapted_from", "fit")
 
 
 def table_identity(table: LatencyTable, space: str) -> dict[str, Any]:

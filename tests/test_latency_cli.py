@@ -76,7 +76,9 @@ def test_tables_show_summarises_each_space():
     assert "calibration affine: 0.9500 × table sum -0.1000 ms; cross-validated MAPE 8.00 % " \
         "-> 1.50 %" in line
     assert "not applied" in _space_summary(table, "t")
-    assert _space_summary(table, "u") == "uncalibrated"
+    assert _space_summary(table, "u") == "uncalibrated; no stated error"
+    meta["calibration"]["s"]["cv_ratios"] = [1.0, 1.1, 0.9, 1.0, 1.05]
+    assert "; error MAPE 5.0 %, +" in _space_summary(table, "s")
 
 
 def test_measure_with_prediction(capsys, tables):

@@ -35,7 +35,7 @@ from .devices import DEVICE_MODELS
 from .roofline import DeviceModel, NodeCost, predict_rows, row_costs
 
 SPACES = ("cifar", "proxyless-cifar", "hybrid-cifar", "imagenet", "proxyless-imagenet",
-          "hybrid-imagenet")
+          "hybrid-imagenet", "fbnet-cifar")
 
 
 def estimate_table(device: DeviceModel | str, spaces: list[Space | str],

@@ -141,7 +141,8 @@ def fit_table(timings: Timings, space: Space, priors: Sequence[Prior], device: s
     chosen, scores = choose(candidates, np.arange(len(ms)), ms, seed)
     best = candidates[chosen]
     weights, offset = solve(best.features, ms)
-    ratios = ms / nested_predictions(candidates, ms, seed)
+    # a held-out net predicted at <= 0 ms is a miss without bound: its ratio is huge
+    ratios = ms / np.maximum(nested_predictions(candidates, ms, seed), MIN_ENTRY_MS)
     error = TableError(ratios, f"nested {min(len(ms), FOLDS)}-fold cross-validation on "
                                f"{len(ms)} timed nets")
     in_sample = best.features @ weights + offset

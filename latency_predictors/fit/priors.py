@@ -28,7 +28,7 @@ from torch import nn
 
 from search_spaces import ArchSpec, Space, get_space
 
-from ..keys import fixed_key, layer_keys, op_group, space_ops
+from ..keys import fixed_key, layer_groups, layer_keys, space_ops
 from ..predictor import check_coverage
 from ..table import LatencyTable, OpKey
 
@@ -82,13 +82,13 @@ def net_incidence(specs: list[ArchSpec], space: Space, keys: tuple[OpKey, ...]) 
 
 
 def _key_groups(space: Space, grouping: str) -> dict[OpKey, str]:
-    """The calibration group of every candidate key (``keys.op_group``); fixed parts and
-    keys of no group are ``fixed``."""
+    """The calibration group of every candidate key (``keys.layer_groups``: a skip that
+    projects is ``proj``); fixed parts and keys of no group are ``fixed``."""
     groups: dict[OpKey, str] = {}
-    for row in layer_keys(space):
-        for key, layer in zip(row, space.candidates, strict=True):
+    for keys, names in zip(layer_keys(space), layer_groups(space, grouping), strict=True):
+        for key, name in zip(keys, names, strict=True):
             if key is not None:
-                groups[key] = op_group(layer, grouping) or "fixed"
+                groups[key] = name or "fixed"
     return groups
 
 

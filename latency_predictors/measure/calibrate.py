@@ -234,8 +234,8 @@ def calibrate(table: LatencyTable, space: Space | str, n: int = 40, seed: int = 
     measurement = measure_archs(specs, backend, f"calibrate {space.name}", progress,
                                 reference_ms=table_reference_ms(table))
     measured = np.array(measurement.ms)
-    scores = {model: errors(p, measured)
-              for model, p in cross_validate(parts, measured, seed=seed).items()}
+    out_of_fold = cross_validate(parts, measured, seed=seed)
+    scores = {model: errors(p, measured) for model, p in out_of_fold.items()}
     model = min(scores, key=lambda m: round(scores[m]["mape"], 2))
     fits = {m: fit_model(m, parts, measured) for m in scores if m != "none"}
     chosen = fits.get(model) or Fit(1.0, 0.0)
@@ -250,6 +250,10 @@ def calibrate(table: LatencyTable, space: Space | str, n: int = 40, seed: int = 
         "mape_before": before["mape"], "mape_after": after["mape"],
         "within_10pct_before": before["within_10pct"],
         "within_10pct_after": after["within_10pct"], "max_error_after": after["max_error"],
+        # the table's stated error (latency_predictors.fit.error): out-of-fold ratios
+        # measured / predicted of the chosen model
+        "cv_ratios": [round(float(r), 5) for r in measured / out_of_fold[model]],
+        "cv_what": f"{CV_FOLDS}-fold cross-validated on {n} nets measured here",
         "measured_ms_range": [round(float(measured.min()), 4),
                               round(float(measured.max()), 4)],
         # per network: uncalibrated table sum of each class, fixed parts, measured (ms)
