@@ -21,6 +21,7 @@ measured/predicted are the table's error distribution (:mod:`.error`).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,13 +87,25 @@ def mape(predicted: np.ndarray, ms: np.ndarray) -> float:
     return float(np.mean(np.abs(predicted - ms) / ms) * 100)
 
 
+def fits_on(candidate: Candidate, n: int) -> bool:
+    """Whether a candidate's bases and offset leave at least one degree of freedom on the
+    smallest training fold of ``n`` nets (a model as wide as its data extrapolates wildly: on
+    5 timed nets, per-class models predicted held-out nets thousands of percent off)."""
+    train = n - -(-n // min(n, FOLDS))
+    return candidate.features.shape[1] + 1 < train
+
+
 def choose(candidates: Sequence[Candidate], index: np.ndarray, ms: np.ndarray,
            seed: int = 0) -> tuple[int, dict[str, float]]:
     """The candidate with the lowest cross-validated MAPE on the nets ``index`` (the first
-    within :data:`TIE_MAPE`), and every candidate's score."""
-    scores = {c.label: mape(cv_predictions(c.features[index], ms[index], seed), ms[index])
-              for c in candidates}
+    within :data:`TIE_MAPE`) among those that :func:`fits_on` them, and every candidate's
+    score (infinite for the others)."""
+    scores = {c.label: (mape(cv_predictions(c.features[index], ms[index], seed), ms[index])
+                        if fits_on(c, len(index)) else math.inf) for c in candidates}
     best = min(scores.values())
+    if not math.isfinite(best):
+        raise HwnasError(f"{len(index)} timed nets are too few for every prior's models (the "
+                         "narrowest needs 3 nets plus one per basis); time more nets")
     chosen = next(i for i, c in enumerate(candidates) if scores[c.label] <= best + TIE_MAPE)
     return chosen, scores
 
@@ -178,7 +191,7 @@ def _metadata(timings: Timings, space: Space, best: Candidate, weights: np.ndarr
            "prior": best.prior.name, "prior_kind": best.prior.kind, "model": best.model,
            "weights": {name: float(w) for name, w in
                        zip(best.prior.basis_names[best.model], weights, strict=True)},
-           "candidates_cv_mape": {k: round(v, 3) for k, v in scores.items()},
+           "candidates_cv_mape": {k: round(v, 3) for k, v in scores.items() if math.isfinite(v)},
            "seconds": round(seconds, 3)}
     return new_metadata(
         device, "fitted", runtime=runtime, runtime_version="unknown", mode="whole-net timings",
