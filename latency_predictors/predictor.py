@@ -192,7 +192,8 @@ class LatencyPrediction:
     def format(self) -> str:
         """A human-readable breakdown; says ESTIMATED for estimated tables."""
         tag = ("ESTIMATED (analytical model, not measured on the device)" if self.estimated
-               else "measured table")
+               else "FITTED table (on whole-net timings of the device)"
+               if self.provenance == "fitted" else "measured table")
         calib = "calibrated" if self.calibrated else "uncalibrated"
         lines = [f"predicted latency on {self.device}: {self.total_ms:.4f} ms "
                  f"[{tag}, {calib}]"]

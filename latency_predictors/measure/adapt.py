@@ -182,6 +182,8 @@ def host_true_table(table: LatencyTable, spaces: Sequence[str], adapt: bool = Tr
                                 "latencies, and so a budget, are milliseconds on that machine, "
                                 f"not on this one ({describe_host(here)})")
     spaces = [s for s in spaces if s in table.metadata["spaces"]]
+    if not spaces:  # nothing to adapt: the command's coverage error names the missing rows
+        return HostTable(table, None)
     try:
         backend = backend or adapt_backend(table)
     except HwnasError as err:
