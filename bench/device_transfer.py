@@ -47,7 +47,7 @@ import numpy as np
 from help_fbnet import END_TO_END, device_kind, draw_nets, load, to_hwnas_token
 from scipy import stats
 
-from latency_predictors import known_tables, load_table, make_table, new_metadata
+from latency_predictors import known_tables, latency_matrix, load_table, make_table, new_metadata
 from latency_predictors.fit import TableError, fit_table, roofline_prior, table_error, table_prior
 from latency_predictors.fit.fitting import MIN_ENTRY_MS, solve
 from latency_predictors.fit.priors import net_incidence, space_keys
@@ -152,6 +152,8 @@ def main() -> None:
     ops, latency = load(args.data)
     specs = specs_of(ops)
     incidence = net_incidence(specs, space, keys)
+    choices = np.array([[space.candidate_index(layer) for layer in s.layers] for s in specs])
+    layer_index = np.arange(space.num_layers)
     prior_ops, prior_latency = (ops, latency) if args.priors is None else load(args.priors)
     prior_incidence = (incidence if args.priors is None
                        else net_incidence(specs_of(prior_ops), space, keys))
@@ -200,10 +202,9 @@ def main() -> None:
                     if not priors[method]:
                         continue
                     result = fit_table(timings, space, priors[method], device)
-                    lookup = result.table.lookup()
-                    values = np.array([lookup[key] for key in keys])
-                    offset = result.table.calibration(SPACE)["offset_ms"]
-                    pred = incidence[rest] @ values + offset
+                    matrix = latency_matrix(space, result.table)
+                    per_layer = np.array(matrix.per_layer)
+                    pred = matrix.fixed_ms + per_layer[layer_index, choices[rest]].sum(1)
                     margin = table_error(result.table, SPACE).margin(args.confidence)
                     per_method[method].append(evaluate(pred, y_all[rest], margin, y_all))
                     chosen[method].append(result.chosen)
@@ -245,9 +246,11 @@ def group_means(results: dict, devices: list[str], methods: list[str]) -> dict:
                     continue
 
                 def worst(prefix: str, entries=entries) -> float:
-                    return float(np.mean([min(e[f"{prefix}_p{p}"][0] for p in PERCENTILES
-                                              if e[f"{prefix}_p{p}"] is not None)
-                                          for e in entries]))
+                    """Per device the lowest over the three budgets; the mean over devices."""
+                    lows = [min(values) for e in entries if (values := [
+                        e[f"{prefix}_p{p}"][0] for p in PERCENTILES
+                        if e[f"{prefix}_p{p}"] is not None])]
+                    return float(np.mean(lows)) if lows else float("nan")
 
                 out.setdefault(k, {}).setdefault(kind, {})[method] = {
                     "rho": float(np.mean([e["rho"][0] for e in entries])),

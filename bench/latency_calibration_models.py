@@ -21,15 +21,15 @@ import numpy as np
 import torch
 
 from latency_predictors import latency_matrix, load_table
-from latency_predictors.measure.calibrate import (
+from latency_predictors.fit.calibration import (
     MODELS,
-    _without_calibration,
-    calibration_specs,
     cross_validate,
     fit_model,
     predict,
     table_parts,
+    without_calibration,
 )
+from latency_predictors.measure.calibrate import calibration_specs
 from latency_predictors.measure.networks import backend_for, errors, measure_archs
 from latency_predictors.metadata import GROUPINGS
 from search_spaces import ArchSpec, get_space
@@ -65,7 +65,7 @@ def main() -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     specs, y = measured(args.table, args.space, args.n, cache)
     space = get_space(args.space)
-    matrix = latency_matrix(space, _without_calibration(load_table(args.table), space.name))
+    matrix = latency_matrix(space, without_calibration(load_table(args.table), space.name))
     parts = {g: table_parts(specs, space, matrix, g) for g in GROUPINGS}
     print(f"{len(y)} {space.name} networks measured here: {y.min():.3f}-{y.max():.3f} ms\n")
     print("| training nets | " + " | ".join(MODELS) + " | picked by 5-fold CV (picks) |")

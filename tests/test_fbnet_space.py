@@ -16,6 +16,7 @@ import torch
 from hwnas_common import HwnasError
 from latency_predictors import estimate_table, latency_matrix, load_table, predict_latency
 from latency_predictors.estimate.roofline import graph_costs
+from latency_predictors.fit.calibration import table_parts
 from latency_predictors.keys import (
     SKIP_PROJECTION,
     candidate_key,
@@ -25,7 +26,7 @@ from latency_predictors.keys import (
     space_ops,
 )
 from latency_predictors.measure.backends import export_onnx
-from latency_predictors.measure.calibrate import calibration_specs, table_parts
+from latency_predictors.measure.calibrate import calibration_specs
 from nas.core.constraints import Constraint
 from nas.core.derive import solve
 from nas.core.sampler import BudgetSampler

@@ -63,16 +63,15 @@ def test_fit_recovers_a_synthetic_additive_device_exactly():
 
 def test_a_prior_that_cannot_express_the_device_is_not_exact():
     """The check above can fail: one scale cannot express three class scales."""
+    from latency_predictors.fit.fitting import candidates_of, select
+
     prior = fake_table()
     truth, offset = _truth(prior)
     specs = tuple(dict.fromkeys(_nets(60, 0)))
-    timings = Timings(specs, _ms(truth, offset, specs), "synthetic")
-    only_scale = table_prior(prior, CAL)
-    only_scale = type(only_scale)(only_scale.name, only_scale.kind, CAL.name, only_scale.keys,
-                                  {"scale": only_scale.models["scale"]},
-                                  {"scale": ("table",)})
-    result = fit_table(timings, CAL, [only_scale], "dev")
-    assert result.error.mape > 1.0
+    ms = _ms(truth, offset, specs)
+    affine = [c for c in candidates_of([table_prior(prior, CAL)], specs, CAL)
+              if c.model == "affine"]
+    assert select(affine, ms).error.mape > 1.0
 
 
 @pytest.mark.parametrize("confidence", [0.9, 0.95])

@@ -11,17 +11,10 @@ from latency_predictors import predict_latency, required_keys
 from latency_predictors.estimate.devices import DEVICE_MODELS
 from latency_predictors.estimate.roofline import NodeCost, graph_costs, node_latency_us
 from latency_predictors.estimate.tables import estimate_table
+from latency_predictors.fit.calibration import TableParts, cross_validate, fit_affine, fit_per_group
 from latency_predictors.keys import op_class, op_group
 from latency_predictors.measure.backends import export_onnx
-from latency_predictors.measure.calibrate import (
-    TableParts,
-    calibrate,
-    calibration_specs,
-    cross_validate,
-    describe_calibration,
-    fit_affine,
-    fit_per_group,
-)
+from latency_predictors.measure.calibrate import calibrate, calibration_specs, describe_calibration
 from latency_predictors.measure.networks import measure_archs, spread_sample
 from latency_predictors.measure.validate import validate_table
 from search_spaces import build

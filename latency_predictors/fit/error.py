@@ -29,6 +29,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from ..table import LatencyTable
+from .calibration import TableParts, cross_validate
 
 DEFAULT_CONFIDENCE = 0.95
 
@@ -95,8 +96,6 @@ def table_error(table: LatencyTable, space: str) -> TableError | None:
 
 def _from_fit_points(calib: dict[str, Any]) -> TableError:
     """The cross-validated ratios of a calibration recorded with its fit points only."""
-    from ..measure.calibrate import TableParts, cross_validate
-
     columns = calib["fit_columns"]
     points = np.asarray(calib["fit_points"], float)
     parts = TableParts(tuple(columns[:-2]), points[:, -2], points[:, :-2], "class")

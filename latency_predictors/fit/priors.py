@@ -8,9 +8,9 @@ weighted sum of its basis values and whole-net latency stays a plain sum over la
 expected latency and the knapsack stay exact).
 
 - :func:`table_prior`: a table hwnas already has (measured on another device, estimated by the
-  roofline for a device class, or fitted before). Models: ``scale`` (one factor), ``per-class``
-  (one factor per op class: interaction, ``mbconv``, ``fbnet`` ...; and one for the fixed
-  parts), ``per-kernel`` (one per kernel size).
+  roofline for a device class, or fitted before), its own calibration set aside. Its models are
+  the calibration models (:mod:`.calibration`: none, affine, a scale per op class, per kernel
+  size, per kernel size and r branches), which keep its rows and rescale them.
 - :func:`roofline_prior`: the analytical roofline's per-op terms, left for the timings to weigh:
   dense MACs, depthwise MACs, activation elements written, weights, and kernels launched (a
   convolution or linear layer with the normalisation and activation fused into it). Models are
@@ -20,7 +20,7 @@ expected latency and the knapsack stay exact).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,9 +28,10 @@ from torch import nn
 
 from search_spaces import ArchSpec, Space, get_space
 
-from ..keys import fixed_key, layer_groups, layer_keys, space_ops
+from ..keys import fixed_key, layer_keys, space_ops
 from ..predictor import check_coverage
 from ..table import LatencyTable, OpKey
+from .calibration import without_calibration
 
 ROOFLINE_TERMS = ("dense_macs", "depthwise_macs", "activations", "weights", "kernels")
 ROOFLINE_MODELS = {  # simplest first: a tie in cross-validation goes to the simpler
@@ -41,19 +42,20 @@ ROOFLINE_MODELS = {  # simplest first: a tie in cross-validation goes to the sim
     "macs+kernels+weights": (("dense_macs", "depthwise_macs"), ("kernels",), ("weights",)),
     "all": tuple((t,) for t in ROOFLINE_TERMS),
 }
-TABLE_MODELS = ("scale", "per-class", "per-kernel")
 
 
 @dataclass(frozen=True)
 class Prior:
-    """A named prior for one space: ``models[m]`` is a (keys × bases) array over ``keys``."""
+    """A named prior for one space: a table (its models are :data:`.calibration.MODELS`), or
+    bases (``models[m]``: a (keys × bases) array over ``keys``)."""
 
     name: str
     kind: str  # "measured table", "estimated table", "fitted table" or "roofline"
     space: str
     keys: tuple[OpKey, ...]
-    models: dict[str, np.ndarray]
-    basis_names: dict[str, tuple[str, ...]]
+    models: dict[str, np.ndarray] = field(default_factory=dict)
+    basis_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    table: LatencyTable | None = None  # a table prior, without its calibration for the space
 
     def incidence(self, specs: list[ArchSpec], space: Space) -> np.ndarray:
         """(nets × keys) counts of each op key in each net (fixed parts included)."""
@@ -81,35 +83,11 @@ def net_incidence(specs: list[ArchSpec], space: Space, keys: tuple[OpKey, ...]) 
     return counts
 
 
-def _key_groups(space: Space, grouping: str) -> dict[OpKey, str]:
-    """The calibration group of every candidate key (``keys.layer_groups``: a skip that
-    projects is ``proj``); fixed parts and keys of no group are ``fixed``."""
-    groups: dict[OpKey, str] = {}
-    for keys, names in zip(layer_keys(space), layer_groups(space, grouping), strict=True):
-        for key, name in zip(keys, names, strict=True):
-            if key is not None:
-                groups[key] = name or "fixed"
-    return groups
-
-
 def table_prior(table: LatencyTable, space: Space, kind: str | None = None) -> Prior:
-    """``table``'s rows for ``space`` (its own calibration not applied) as a prior."""
+    """``table``'s rows for ``space`` as a prior, its own calibration for the space set aside."""
     check_coverage(space, table)
-    keys = space_keys(space)
-    lookup = table.lookup()
-    values = np.array([lookup[k] for k in keys])
-    models = {"scale": values[:, None]}
-    names = {"scale": ("table",)}
-    for model, grouping in (("per-class", "class"), ("per-kernel", "kernel")):
-        groups = _key_groups(space, grouping)
-        labels = list(dict.fromkeys(["fixed", *groups.values()]))
-        basis = np.zeros((len(keys), len(labels)))
-        for row, key in enumerate(keys):
-            basis[row, labels.index(groups.get(key, "fixed"))] = values[row]
-        models[model] = basis
-        names[model] = tuple(labels)
-    kind = kind or f"{table.provenance} table"
-    return Prior(table.name or table.device, kind, space.name, keys, models, names)
+    return Prior(table.name or table.device, kind or f"{table.provenance} table", space.name,
+                 space_keys(space), table=without_calibration(table, space.name))
 
 
 def roofline_prior(space: Space) -> Prior:
