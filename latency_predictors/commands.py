@@ -202,21 +202,22 @@ def _space_summary(table: LatencyTable, space: str) -> str:
     if spread:
         parts.append(describe_pass_spread(spread))
     calib = table.calibration(space)
+    error = table_error(table, space)
     if calib is None:
         parts.append("uncalibrated")
+    elif table.metadata.get("provenance") == "fitted":
+        parts.append(f"fitted {calib['prior']}/{calib['model']} on {calib['fitted_on_n']} timed "
+                     f"nets, offset {calib['offset_ms']:+.4f} ms")
     else:
-    error = table_error(table, space)
         parts.append(f"calibration {describe_calibration(calib)}")
         if "mape_after" in calib:
-    elif str(calib.get("model", "")).startswith("fit:"):
-        parts.append(f"fitted {calib['model'][4:]}, offset {calib['offset_ms']:+.4f} ms")
             parts.append(f"cross-validated MAPE {calib['mape_before']:.2f} % -> "
                          f"{calib['mape_after']:.2f} %, within ±10 % "
                          f"{calib['within_10pct_after']:.0f} % ({calib['fitted_on_n']} nets)")
+    parts.append(f"error {error.describe()}" if error is not None else "no stated error")
     return "; ".join(parts)
 
 
-    parts.append(f"error {error.describe()}" if error is not None else "no stated error")
 def _host_table(name: str, space: str, args: argparse.Namespace) -> LatencyTable:
     """The table ``name``, true to this host for ``space`` (adapted unless --no-adapt); its
     one line, if any, printed."""

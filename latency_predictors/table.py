@@ -80,9 +80,10 @@ class LatencyTable:
                if self.provenance == "fitted" else "measured")
         threads = ("" if self.provenance != "measured"
                    else f", {self.metadata['threads']} threads")
+        version = ("" if self.provenance == "fitted"
+                   else f" {self.metadata['runtime_version']}")
         return (f"{self.name or self.device}: device {self.device}, {tag}, "
-                f"{self.metadata['runtime']} {self.metadata['runtime_version']} "
-                f"({self.metadata['mode']}{threads}), "
+                f"{self.metadata['runtime']}{version} ({self.metadata['mode']}{threads}), "
                 f"{len(self.frame)} rows, spaces {self.metadata['spaces']}")
 
 

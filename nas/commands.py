@@ -72,9 +72,11 @@ def _search(args: argparse.Namespace) -> int:
     if result is None:
         return 0
     print(f"architecture: {result.spec.to_string()}")
+    under = {c.source: c.budget_ms for c in constraints if c.margin > 0}
     for table, ms in result.latency_ms.items():
+        margin = f", derived under {under[table]:.4g} ms" if table in under else ""
         print(f"predicted latency on {table}: {ms:.4g} ms (budget {result.budgets_ms[table]:.4g}"
-              " ms)")
+              f" ms{margin})")
     print(f"test accuracy, supernet weights inherited, BatchNorm re-estimated, not retrained: "
           f"{result.test_accuracy:.4f}")
     if result.retrained_accuracy is not None:

@@ -80,7 +80,7 @@ def host_note(name: str, metadata: dict[str, Any],
               here: dict[str, Any] | None = None) -> str | None:
     """:func:`host_mismatch` from a table's name and metadata (or the ``provenance`` and
     ``host_fingerprint`` of it a run keeps), so a loaded table need not be read again."""
-    if metadata.get("provenance") == "estimated":
+    if metadata.get("provenance") != "measured":  # estimated or fitted: timed nowhere here
         return None
     recorded = metadata.get("host_fingerprint")
     here = here or host_fingerprint()
