@@ -27,7 +27,7 @@ from .measure.adapt import (
     check_writable,
     host_true_table,
 )
-from .measure.backends import BACKENDS, make_backend
+from .measure.backends import BACKENDS, TIMED_PRECISIONS, make_backend
 from .measure.calibrate import CV_FOLDS, describe_calibration
 from .measure.host import (
     describe_host,
@@ -44,12 +44,15 @@ from .measure.profile import (
     describe_pass_spread,
     profile_device,
 )
+from .measure.quantize import describe_recipe
 from .measure.validate import SAMPLERS, validate_table
+from .metadata import precision_of
 from .predictor import check_coverage, predict_latency
 from .store import known_tables, load_table, save_table
 from .table import LatencyTable, describe_anchoring
 
 DEFAULT_TABLE = "cpu"  # measure's table when none of this host covers the space
+DEFAULT_TABLES = {"fp32": DEFAULT_TABLE, "int8": "cpu-int8"}  # the same, per precision
 _ESTIMATED = ("ESTIMATED: this table comes from an analytical device model, not from "
               "measurements on the device")
 
@@ -69,7 +72,7 @@ def _warn_other_host(table: LatencyTable) -> None:
 def _profile(args: argparse.Namespace) -> int:
     print(profile_device(args.space.split(","), args.backend, args.ep, args.name, args.out,
                          args.repeats, args.warmup, args.threads, args.method, args.passes,
-                         args.calibrate, not args.quiet).format())
+                         args.calibrate, not args.quiet, args.precision).format())
     return 0
 
 
@@ -238,17 +241,28 @@ def _predict(args: argparse.Namespace) -> int:
 def _measure(args: argparse.Namespace) -> int:
     spec = read_arch(args.arch)
     get_space(spec.space).validate(spec)
-    backend = make_backend(args.backend, args.ep, args.threads, args.warmup, args.repeats)
+    named = load_table(args.device) if args.device else None
+    precision = args.precision or (precision_of(named.metadata) if named else "fp32")
+    if named is not None and precision_of(named.metadata) != precision:
+        raise HwnasError(f"table {args.device!r} is {precision_of(named.metadata)}, the net is "
+                         f"measured {precision}: pass --precision "
+                         f"{precision_of(named.metadata)}, or a {precision} table as --device")
+    backend = make_backend(args.backend, args.ep, args.threads, args.warmup, args.repeats,
+                           precision)
     stats = measure_latency(spec, backend)
-    print(f"measured {spec.space} architecture with {backend.mode} ({args.threads} threads): "
-          f"median {stats['median_ms']:.4f} ms, mean {stats['mean_ms']:.4f} ms, std "
-          f"{stats['std_ms']:.4f} ms over {stats['samples']} runs")
-    local = table_of_this_host(spec.space) if not args.device else None
-    if not (args.device or local or spec.space in load_table(DEFAULT_TABLE).metadata["spaces"]):
-        print(f"no table measured on this host, nor the {DEFAULT_TABLE!r} table, covers this "
+    quantized = "" if precision == "fp32" else f", {precision} quantized: {describe_recipe()}"
+    print(f"measured {spec.space} architecture with {backend.mode} ({args.threads} threads"
+          f"{quantized}): median {stats['median_ms']:.4f} ms, mean {stats['mean_ms']:.4f} ms, "
+          f"std {stats['std_ms']:.4f} ms over {stats['samples']} runs")
+    default = DEFAULT_TABLES.get(precision, DEFAULT_TABLE)
+    local = table_of_this_host(spec.space, precision) if not args.device else None
+    if not (args.device or local or (default in known_tables() and spec.space
+                                     in load_table(default).metadata["spaces"])):
+        what = "" if precision == "fp32" else f"{precision} "
+        print(f"no {what}table measured on this host, nor the {default!r} table, covers this "
               "space: pass --device TABLE to see a prediction (hwnas tables list)")
         return 0
-    table = local or _host_table(args.device or DEFAULT_TABLE, spec.space, args)
+    table = local or _host_table(args.device or default, spec.space, args)
     predicted = predict_latency(spec, table).total_ms
     error = (predicted / stats["median_ms"] - 1) * 100
     print(f"predicted by table {table.name or table.device!r}: {predicted:.4f} ms "
@@ -311,6 +325,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate", type=int_at_least(0), default=0, metavar="N",
                    help="fit the whole-network calibration on N random architectures "
                    "(default 0: none; 40 is a good start)")
+    p.add_argument("--precision", choices=TIMED_PRECISIONS, default="fp32", help="fp32 "
+                   "(default), or int8: every op and net timed as ONNX Runtime runs it after "
+                   "static quantization (QDQ, per-channel int8 weights, uint8 activations)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_profile)
 
@@ -360,8 +377,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "10; 0: none)")
     p.add_argument("--repeats", type=int_at_least(1), default=100, help="timed runs (default 100)")
     p.add_argument("--device", default=None, help="also show this table's prediction "
-                   "(default: a measured table of this host covering the space, else the "
-                   f"{DEFAULT_TABLE!r} table adapted to this host)")
+                   "(default: a measured table of this host covering the space in the "
+                   f"precision measured, else the {DEFAULT_TABLE!r} table, or "
+                   f"{DEFAULT_TABLES['int8']!r} for int8, adapted to this host)")
+    p.add_argument("--precision", choices=TIMED_PRECISIONS, default=None,
+                   help="fp32, or int8: the net quantized as the int8 tables time it (default: "
+                   "the precision of --device, else fp32)")
     p.add_argument("--no-adapt", action="store_true", help=NO_ADAPT_HELP)
     p.set_defaults(func=_measure)
 

@@ -6,7 +6,8 @@ Required (:data:`REQUIRED_METADATA`): device, provenance (``measured``, ``estima
 runtime and version, execution mode, threads, batch size, dtype, warm-up and repeat counts,
 host, date, tool version, spaces covered. Optional (:data:`OPTIONAL_METADATA`):
 ``calibration`` (per space: ``{scale, offset_ms, fitted_on_n, mape_before, mape_after,
-...}``), the profiling settings and the host fingerprint of a measured table, and, for
+...}``), the profiling settings and the host fingerprint of a measured table, the
+quantization recipe of an int8 one (``dtype`` ``int8``: :func:`precision_of`), and, for
 estimated tables, ``analytical_error`` and ``anchoring`` (the fit on published latencies:
 anchors, parameters, leave-one-out MAPE; absent for an a-priori table). A field that is
 missing, unknown or of the wrong type is one :class:`HwnasError` line.
@@ -47,7 +48,19 @@ OPTIONAL_METADATA: dict[str, type | tuple[type, ...]] = {
     "rows_sha256": str,  # SHA-256 of NAME.csv as saved (the pair's commit record)
     "fit": dict,  # `hwnas tables fit`: the timings, the prior and model chosen, every candidate
     "error": dict,  # a table's error when no fit of its own states it: {ratios, what}
+    "quantization": dict,  # int8 tables: the recipe timed (latency_predictors.measure.quantize)
 }
+# a table's ``dtype`` -> the precision it times or estimates, as commands name it
+PRECISIONS = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
+DTYPES = {precision: dtype for dtype, precision in PRECISIONS.items()}
+
+
+def precision_of(metadata: dict[str, Any]) -> str:
+    """The precision a table times or estimates (``fp32``, ``fp16``, ``int8``), from its
+    ``dtype``: ``vpu`` estimates fp16 (its anchors are OpenVINO FP16 figures), ``cpu-int8``
+    times ONNX Runtime's int8 kernels; an unknown dtype is named as it is."""
+    dtype = str(metadata.get("dtype", "float32"))
+    return PRECISIONS.get(dtype, dtype)
 
 
 def new_metadata(device: str, provenance: str, **fields: Any) -> dict[str, Any]:

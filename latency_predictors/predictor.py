@@ -27,6 +27,7 @@ from hwnas_common.errors import HwnasError
 from search_spaces import ArchSpec, Space, get_space
 
 from .keys import fixed_key, key_label, layer_groups, layer_keys, required_keys
+from .metadata import precision_of
 from .table import LatencyTable, OpKey
 
 _SHOW_MISSING = 4
@@ -90,7 +91,9 @@ def profile_command(table: LatencyTable, space: str) -> str:
     """The ``hwnas profile`` command that measures the rows of ``space`` for this table."""
     backend = table.metadata.get("backend", "onnxruntime")
     ep = table.metadata.get("ep", "cpu")
-    return (f"hwnas profile --backend {backend} --ep {ep} --space {space} "
+    precision = precision_of(table.metadata)
+    quantized = "" if precision == "fp32" else f" --precision {precision}"
+    return (f"hwnas profile --backend {backend} --ep {ep}{quantized} --space {space} "
             f"--name {table.device}")
 
 

@@ -17,6 +17,13 @@ name:
   ``ep=cuda-graph`` replays a captured CUDA graph (launch overhead removed).
 - ``openvino``: the ONNX export compiled by OpenVINO for ``ep`` (``CPU``, ``GPU``, ``NPU``,
   ``MYRIAD``...), imported lazily; not a dependency of hwnas.
+
+A backend times fp32 unless asked for another precision: ``make_backend(..., precision="int8")``
+gives the backend's quantized variant (:attr:`Backend.QUANTIZED`), which only ``onnxruntime`` has
+(:class:`OrtInt8Backend`: the export quantized by
+:func:`latency_predictors.measure.quantize.quantize_onnx`, run on the CPU EP). Its tables record
+``dtype`` ``int8`` and the recipe, and :func:`latency_predictors.measure.networks.backend_for`
+measures them in the same precision.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ import torch
 from torch import nn
 
 from hwnas_common import HwnasError, Registry
+
+from ..metadata import DTYPES
 
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
@@ -179,11 +188,14 @@ class Backend(ABC):
             self.time_run(self._reference, REFERENCE_REPEATS, warmup=10)
         return float(np.median(self.time_run(self._reference, REFERENCE_REPEATS, warmup=2)))
 
+    precision: str = "fp32"  # what it times (latency_predictors.metadata.PRECISIONS)
+    QUANTIZED: dict[str, type[Backend]] = {}  # precision -> the variant that times it
+
     def metadata(self) -> dict[str, object]:
         return {"runtime": self.runtime, "runtime_version": self.runtime_version,
                 "mode": self.mode, "threads": self.threads, "backend": self.name,
                 "ep": self.ep, "warmup": self.warmup, "repeats": self.repeats,
-                "dtype": "float32", "batch_size": 1, "clock": self.clock}
+                "dtype": DTYPES[self.precision], "batch_size": 1, "clock": self.clock}
 
 
 class OrtBackend(Backend):
@@ -233,6 +245,47 @@ class OrtBackend(Backend):
         feed = {"x": np.random.default_rng(0).standard_normal((1, *input_shape),
                                                               dtype=np.float32)}
         return lambda: session.run(None, feed)
+
+
+class OrtInt8Backend(OrtBackend):
+    """ONNX Runtime running the export quantized to int8
+    (:func:`latency_predictors.measure.quantize.quantize_onnx`, calibrated on random inputs:
+    the scales do not change what the int8 kernels cost), CPU execution provider only. A
+    module's quantized graph is kept by its structure and input shape, so the profiler's passes
+    over the same op quantize it once."""
+
+    name = "onnxruntime"  # the table records the runtime's backend and dtype int8
+    precision = "int8"
+    QUANTIZED = {}
+
+    def __init__(self, ep: str | None = None, threads: int = 1, warmup: int = 20,
+                 repeats: int = 300) -> None:
+        if (ep or self.default_ep) != "cpu":
+            raise HwnasError(f"int8 is timed on onnxruntime's cpu execution provider, not "
+                             f"{ep!r}: pass --ep cpu")
+        super().__init__(ep, threads, warmup, repeats)
+        self._quantized: dict[tuple[str, tuple[int, ...]], bytes] = {}
+
+    def metadata(self) -> dict[str, object]:
+        from .quantize import RECIPE, TIMING_INPUTS
+
+        return {**super().metadata(),
+                "quantization": {**RECIPE, "calibration_inputs": TIMING_INPUTS,
+                                 "calibration_data": "random normal"}}
+
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], object]:
+        from .quantize import quantize_onnx, random_inputs
+
+        key = (repr(module.eval()), tuple(input_shape))
+        if key not in self._quantized:
+            self._quantized[key] = quantize_onnx(export_onnx(module, input_shape),
+                                                 random_inputs(input_shape))
+        session = self.session(self._quantized[key])
+        feed = {"x": random_inputs(input_shape, 1, seed=1)[0]}
+        return lambda: session.run(None, feed)
+
+
+OrtBackend.QUANTIZED = {"int8": OrtInt8Backend}
 
 
 class TorchBackend(Backend):
@@ -350,7 +403,18 @@ for _backend in (OrtBackend, TorchBackend, OpenVinoBackend):
     BACKENDS.register(_backend.name, _backend)
 
 
+TIMED_PRECISIONS = ("fp32", "int8")  # what some backend times (int8: onnxruntime's cpu ep)
+
+
 def make_backend(name: str, ep: str | None = None, threads: int = 1, warmup: int = 20,
-                 repeats: int = 300) -> Backend:
-    """The backend registered as ``name`` (``onnxruntime``, ``torch``, ``openvino``)."""
-    return BACKENDS[name](ep, threads, warmup, repeats)
+                 repeats: int = 300, precision: str = "fp32") -> Backend:
+    """The backend registered as ``name`` (``onnxruntime``, ``torch``, ``openvino``), timing
+    ``precision`` (``fp32``, or ``int8``: its quantized variant, where it has one)."""
+    backend = BACKENDS[name]
+    if precision != backend.precision:
+        if precision not in backend.QUANTIZED:
+            have = [n for n, b in BACKENDS.items() if precision in b.QUANTIZED]
+            raise HwnasError(f"backend {name!r} does not time {precision}; {precision} is timed "
+                             f"by: {have or 'no backend'} (fp32 by every backend)")
+        backend = backend.QUANTIZED[precision]
+    return backend(ep, threads, warmup, repeats)

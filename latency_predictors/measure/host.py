@@ -17,6 +17,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from ..metadata import precision_of
 from ..store import known_tables, load_table
 from ..table import LatencyTable
 
@@ -95,13 +96,15 @@ def host_note(name: str, metadata: dict[str, Any],
             f"{describe_host(here)}, so its latencies may be off here; {adapt}")
 
 
-def table_of_this_host(space: str) -> LatencyTable | None:
-    """The first known measured table profiled on this host that covers ``space``."""
+def table_of_this_host(space: str, precision: str = "fp32") -> LatencyTable | None:
+    """The first known measured table profiled on this host that covers ``space`` in
+    ``precision`` (``fp32``, ``int8``: :func:`latency_predictors.metadata.precision_of`)."""
     here = host_fingerprint()
     for name in known_tables():
         table = load_table(name)
         recorded = table.metadata.get("host_fingerprint")
         if (not table.estimated and recorded and same_host(recorded, here)
-                and space in table.metadata["spaces"]):
+                and space in table.metadata["spaces"]
+                and precision_of(table.metadata) == precision):
             return table
     return None

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from hwnas_common.errors import HwnasError
 from search_spaces import ArchSpec, Space, build
 
+from ..metadata import precision_of
 from ..table import LatencyTable
 from .backends import Backend, make_backend, summarize, with_reference
 
@@ -29,14 +30,16 @@ WHOLE_NETWORK_PASSES = 6  # round-robin passes; each network keeps its fastest
 
 
 def backend_for(table: LatencyTable, repeats: int | None = None) -> Backend:
-    """A backend with the settings the table was measured with (estimated tables: an error)."""
+    """A backend with the settings the table was measured with, in its precision (an int8
+    table's nets are quantized as it times them); estimated tables: an error."""
     meta = table.metadata
     if table.estimated or "backend" not in meta:
         raise HwnasError(f"table {table.name or table.device!r} is {table.provenance} (no "
                          "profiling backend recorded), so it cannot be measured against here; "
                          "use a measured table, e.g. one from `hwnas profile`")
     return make_backend(meta["backend"], meta.get("ep"), meta["threads"],
-                        min(meta["warmup"], 10), repeats or WHOLE_NETWORK_REPEATS)
+                        min(meta["warmup"], 10), repeats or WHOLE_NETWORK_REPEATS,
+                        precision_of(meta))
 
 
 def measure_latency(spec: ArchSpec, backend: Backend) -> dict[str, float | int]:

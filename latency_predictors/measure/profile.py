@@ -67,8 +67,8 @@ from .host import host_fingerprint
 
 PROFILE_REPEATS = 100  # timed runs per op and pass
 PROFILE_PASSES = 3  # passes over the ops; each op keeps its median normalised pass
-_SETTINGS = ("device", "runtime", "mode", "threads", "warmup", "repeats", "clock", "method",
-             "passes")
+_SETTINGS = ("device", "runtime", "mode", "dtype", "threads", "warmup", "repeats", "clock",
+             "method", "passes")
 def default_out(name: str) -> Path:
     """Where ``hwnas profile --name NAME`` writes when no ``--out`` is given."""
     return table_dirs()[0] / f"{check_table_name(name)}.csv"
@@ -197,18 +197,22 @@ def profile_table(space: Space | str, backend: str | Backend = "onnxruntime",
                   ep: str | None = None, name: str | None = None,
                   out: str | os.PathLike | None = None, repeats: int = PROFILE_REPEATS,
                   warmup: int = 10, threads: int = 1, progress: bool = True,
-                  method: str = "alone", passes: int = PROFILE_PASSES) -> LatencyTable:
+                  method: str = "alone", passes: int = PROFILE_PASSES,
+                  precision: str = "fp32") -> LatencyTable:
     """Measure every op of ``space`` missing from the table at ``out``; save and return it.
 
     ``backend`` is a name of :data:`latency_predictors.measure.backends.BACKENDS` (with ``ep``,
-    ``threads``, ``warmup``, ``repeats``) or a ready :class:`Backend`. ``method``: see
-    :func:`measure_op`; ``passes``: each op is measured once per pass over the list and keeps
-    its fastest pass. ``out`` defaults to ``$HWNAS_TABLES/NAME.csv`` (``~/.hwnas/tables``).
+    ``threads``, ``warmup``, ``repeats`` and ``precision``: ``int8`` times each op as
+    :mod:`latency_predictors.measure.quantize` quantizes it) or a ready :class:`Backend`.
+    ``method``: see :func:`measure_op`; ``passes``: each op is measured once per pass over the
+    list and keeps its fastest pass. ``out`` defaults to ``$HWNAS_TABLES/NAME.csv``
+    (``~/.hwnas/tables``).
     """
     space = get_space(space) if isinstance(space, str) else space
     timer = backend if isinstance(backend, Backend) else make_backend(
-        backend, ep, threads, warmup, repeats)
-    name = check_table_name(name or f"{timer.name}-{timer.ep}")
+        backend, ep, threads, warmup, repeats, precision)
+    suffix = "" if timer.precision == "fp32" else f"-{timer.precision}"
+    name = check_table_name(name or f"{timer.name}-{timer.ep}{suffix}")
     out = table_paths(out or default_out(name))[0]
     if method not in METHODS or passes < 1:
         raise HwnasError(f"need method in {list(METHODS)} and passes >= 1, got {method=}, "
@@ -300,17 +304,19 @@ def profile_device(spaces: Sequence[str], backend: str = "onnxruntime", ep: str 
                    name: str | None = None, out: str | os.PathLike | None = None,
                    repeats: int = PROFILE_REPEATS, warmup: int = 10, threads: int = 1,
                    method: str = "alone", passes: int = PROFILE_PASSES, calibrate_n: int = 0,
-                   progress: bool = True) -> ProfileResult:
+                   progress: bool = True, precision: str = "fp32") -> ProfileResult:
     """``hwnas profile``: profile every space of ``spaces`` into one table (see
     :func:`profile_table`) and, with ``calibrate_n``, fit each space's calibration on that many
-    networks; the table is saved after each step, so a kill keeps what is done."""
+    networks; the table is saved after each step, so a kill keeps what is done. ``precision``
+    ``int8``: every op and network is timed quantized (the ``cpu-int8`` table)."""
     if calibrate_n:
         check_calibration_size(calibrate_n)  # before a profile that may take minutes
-    out = table_paths(out or default_out(name or f"{backend}-{ep}"))[0]
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    out = table_paths(out or default_out(name or f"{backend}-{ep}{suffix}"))[0]
     table = None
     for space in spaces:
         table = profile_table(get_space(space), backend, ep, name, out, repeats, warmup,
-                              threads, progress, method, passes)
+                              threads, progress, method, passes, precision)
         if calibrate_n:
             table = calibrate(table, space, n=calibrate_n, progress=progress)
             save_table(table, out)
