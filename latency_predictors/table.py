@@ -30,7 +30,7 @@ import pandas as pd
 
 from hwnas_common.errors import HwnasError
 
-from .metadata import validate_metadata
+from .metadata import precision_of, validate_metadata
 
 KEY_COLUMNS = ("op", "c_in", "c_out", "height", "width", "stride", "branches")
 STAT_COLUMNS = ("mean_ms", "median_ms", "std_ms", "samples")
@@ -73,8 +73,8 @@ class LatencyTable:
         return self._lookup
 
     def describe(self) -> str:
-        """One line: name, device, provenance (estimated tables: anchored or a-priori) and
-        runtime."""
+        """One line: name, device, provenance (estimated tables: anchored or a-priori),
+        runtime and the precision it times or estimates (``fp32``, ``fp16``, ``int8``)."""
         tag = (f"ESTIMATED ({describe_anchoring(self.metadata.get('anchoring'))})"
                if self.estimated else describe_fit(self.metadata["fit"])
                if self.provenance == "fitted" else "measured")
@@ -84,7 +84,8 @@ class LatencyTable:
                    else f" {self.metadata['runtime_version']}")
         return (f"{self.name or self.device}: device {self.device}, {tag}, "
                 f"{self.metadata['runtime']}{version} ({self.metadata['mode']}{threads}), "
-                f"{len(self.frame)} rows, spaces {self.metadata['spaces']}")
+                f"{precision_of(self.metadata)}, {len(self.frame)} rows, spaces "
+                f"{self.metadata['spaces']}")
 
 
 def describe_anchoring(anchoring: dict[str, Any] | None) -> str:

@@ -12,11 +12,13 @@ from hwnas_common.cli_types import fraction, int_at_least, number_at_least, posi
 from hwnas_common.outputs import check_output_file
 from latency_predictors import load_table
 from latency_predictors.measure.adapt import ESTIMATED_NOT_ADAPTED, NO_ADAPT_HELP, host_true_table
+from latency_predictors.metadata import precision_of
 from nas.core.budget import parse_budget_requests, parse_budgets
 from nas.core.config import PATH_PRIORS, WEIGHT_PATHS, SearchConfig, default_run_dir
 from nas.core.constraints import load_constraints
 from nas.core.latency_loss import LOSSES, LatencyLoss
 from nas.deploy.export import FORMATS, export_model
+from nas.deploy.quantized import CALIBRATION_IMAGES, INT8_TABLE, MAX_DROP, export_quantized
 from nas.deploy.retrain import INITS, inherited_child, retrain, run_config, train_arch
 from nas.run.distributed import is_distributed, is_main_process
 from nas.run.search import search
@@ -50,9 +52,11 @@ def _search(args: argparse.Namespace) -> int:
     budgets = tuple(c.budget_asked_ms for c in constraints)
     preset = SearchConfig.quick if args.quick else SearchConfig.short if args.short else None
     config = (preset or SearchConfig)(devices, budgets, **fields)
+    precisions = {d: precision_of(load_table(d).metadata) for d in devices}
     for c in constraints:
         if c.estimated and main:
-            print(f"note: table {c.source!r} ({c.device}) is ESTIMATED by an analytical model "
+            print(f"note: table {c.source!r} ({c.device}, {precisions[c.source]}) is ESTIMATED "
+                  "by an analytical model "
                   f"({c.metadata.get('anchoring', 'a-priori, unanchored')}), not measured on the "
                   f"device; {ESTIMATED_NOT_ADAPTED}")
         elif main and c.note:
@@ -93,9 +97,12 @@ def _search(args: argparse.Namespace) -> int:
     trained = f"{MODEL_FILE} (the fine-tuned net); " if finetuned else ""
     print(f"run directory: {result.run_dir}/ ({trained}arch.json; metrics.csv; latency.json|csv "
           "per layer; accuracy, latency, arch and probs .png; summary.json; checkpoint.pt)")
-    export = (f"hwnas export {result.run_dir} --format onnx (exports {MODEL_FILE})"
+    int8 = next((d for d in devices if precisions[d] == "int8"), None)
+    quantize = " --quantize int8" if int8 else ""
+    export = (f"hwnas export {result.run_dir} --format onnx{quantize} (exports {MODEL_FILE})"
               if finetuned else f"hwnas export {result.run_dir} --format onnx --train-epochs 5")
-    print(f"next: {export}  |  hwnas measure {result.run_dir}  |  hwnas sweep "
+    measure = f" --device {int8}" if int8 else ""
+    print(f"next: {export}  |  hwnas measure {result.run_dir}{measure}  |  hwnas sweep "
           f"{result.run_dir} --device {config.devices[0]} --budgets ...")
     return 0
 
@@ -122,6 +129,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.quantize:
+        return _export_quantized(args)
     source = Path(args.arch)
     if source.suffix == ".pt" and source.is_file():  # weights from `hwnas train`
         spec, model = load_trained(source)
@@ -158,6 +167,29 @@ def _export(args: argparse.Namespace) -> int:
     if result.max_abs_error is not None:
         line += f"; max abs error vs PyTorch: {result.max_abs_error:.3g}"
     print(line)
+    return 0
+
+
+def _export_quantized(args: argparse.Namespace) -> int:
+    """``export --quantize int8``: the trained net quantized, and what that cost."""
+    if args.format != "onnx":
+        raise HwnasError(f"--quantize {args.quantize} writes ONNX, not {args.format}: pass "
+                         "--format onnx")
+    if args.train_epochs is not None:
+        raise HwnasError("--quantize quantizes the trained net as it is, without "
+                         "--train-epochs: train it first (hwnas train RUN_DIR/arch.json --init "
+                         "RUN_DIR), then quantize that MODEL.pt")
+    source = Path(args.arch)
+    out = Path(args.out) if args.out else (
+        source / "model-int8.onnx" if source.is_dir() else source.with_name(
+            f"{source.stem}-int8.onnx"))
+    check_output_file(out, args.force)
+    if args.qat_epochs:
+        print(f"fine-tuning {args.qat_epochs} epoch{'s' if args.qat_epochs != 1 else ''} with "
+              "fake int8 quantization before the export, as asked by --qat-epochs")
+    result = export_quantized(source, out, args.calibration_images, args.max_drop,
+                              args.qat_epochs, args.device)
+    print("\n".join(result.lines()))
     return 0
 
 
@@ -309,6 +341,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    f"{MODEL_FILE} (0: its inherited weights, untrained)")
     p.add_argument("--init", choices=INITS, default="inherit", help="RUN_DIR with "
                    "--train-epochs: start from the supernet's weights (default) or scratch")
+    p.add_argument("--quantize", choices=["int8"], help="RUN_DIR or MODEL.pt: write the net "
+                   "quantized to int8 as the cpu-int8 table times it (static, QDQ, per-channel "
+                   "int8 weights, uint8 activations; default out RUN_DIR/model-int8.onnx) and "
+                   "report fp32 and int8 test accuracy, their top-1 agreement and the int8 "
+                   "latency here next to the table's prediction")
+    p.add_argument("--calibration-images", type=int_at_least(1), default=CALIBRATION_IMAGES,
+                   help="--quantize: training images the int8 ranges are calibrated on "
+                   f"(default {CALIBRATION_IMAGES})")
+    p.add_argument("--max-drop", type=number_at_least(0), default=MAX_DROP, metavar="POINTS",
+                   help="--quantize: test accuracy post-training int8 may lose before the "
+                   f"export says so and names --qat-epochs (default {MAX_DROP:g} point)")
+    p.add_argument("--qat-epochs", type=int_at_least(0), default=0, help="--quantize: first "
+                   "fine-tune the net this many epochs with fake int8 quantization on its "
+                   "training data, and write that net (default 0: post-training only)")
+    p.add_argument("--device", default=INT8_TABLE, help="--quantize: the int8 table whose "
+                   f"prediction is shown (default {INT8_TABLE})")
     p.set_defaults(func=_export)
     p = subparsers.add_parser("sweep", help="NSGA-II budget sweep on a searched supernet")
     p.add_argument("run_dir", help="a search RUN_DIR (its supernet and data are reused)")
