@@ -34,12 +34,17 @@ with the margin applied (derive under B / (1 + margin)):
         --out bench/results/device-transfer-2026-12-07.json
     python bench/device_transfer.py --data HELD_BACK.csv \\
         --priors ../shared/data/help-fbnet/latency_ms.csv
+    python bench/device_transfer.py --data ../shared/data/help-fbnet/latency_ms.csv --k 10 \\
+        --devices fpga,raspi4,eyeriss --help-repo PATH_TO_HELP_CHECKOUT   # HELP side by side
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,13 +54,15 @@ from scipy import stats
 
 from latency_predictors import known_tables, latency_matrix, load_table, make_table, new_metadata
 from latency_predictors.fit import TableError, fit_table, roofline_prior, table_error, table_prior
-from latency_predictors.fit.fitting import MIN_ENTRY_MS, solve
+from latency_predictors.fit.fitting import MIN_ENTRY_MS
 from latency_predictors.fit.priors import net_incidence, space_keys
 from latency_predictors.fit.timings import Timings
+from latency_predictors.keys import layer_keys
 from latency_predictors.predictor import check_coverage
 from search_spaces import get_space
 
 SPACE = "fbnet-cifar"
+HELP_UNSEEN = ("fpga", "raspi4", "eyeriss")  # HELP's test devices of this space
 PERCENTILES = (25, 50, 75)
 
 
@@ -65,12 +72,25 @@ def specs_of(ops: list[list[str]]):
 
 
 def column_table(name: str, incidence: np.ndarray, ms: np.ndarray, keys) -> object:
-    """A per-op table of one device column, fitted on all its nets (non-negative entries and
-    an offset, as ``tables fit`` writes them)."""
-    weights, offset = solve(incidence, ms)
+    """A per-op table of one device column, fitted on all its nets: minimum-norm least squares
+    on the op counts, then, per layer, its entries shifted to be positive where every choice of
+    the layer is an op (a constant per layer is the same in every net, so the offset takes it);
+    an entry below an identity skip's 0 ms becomes the smallest entry."""
+    coef = np.linalg.lstsq(np.c_[incidence, np.ones(len(ms))], ms, rcond=None)[0]
+    values, offset = coef[:-1].copy(), float(coef[-1])
+    space = get_space(SPACE)
+    index = {k: i for i, k in enumerate(keys)}
+    for row in layer_keys(space):
+        if None in row:  # an identity skip pins this layer's zero
+            continue
+        members = [index[k] for k in dict.fromkeys(row)]
+        shift = MIN_ENTRY_MS - values[members].min()
+        if shift > 0:
+            values[members] += shift
+            offset -= shift
     rows = [{"op": k[0], "c_in": k[1], "c_out": k[2], "height": k[3], "width": k[4],
              "stride": k[5], "branches": k[6], "mean_ms": v, "median_ms": v, "std_ms": 0.0,
-             "samples": 1} for k, v in zip(keys, np.maximum(weights, MIN_ENTRY_MS), strict=True)]
+             "samples": 1} for k, v in zip(keys, np.maximum(values, MIN_ENTRY_MS), strict=True)]
     meta = new_metadata(name, "fitted", runtime="help-fbnet", mode="whole-net timings",
                         threads=0, spaces=[SPACE],
                         calibration={SPACE: {"scale": 1.0, "offset_ms": float(offset)}})
@@ -145,6 +165,9 @@ def main() -> None:
     parser.add_argument("--methods", default="flops,params,op-count,roofline,estimated,"
                         "analytical,devices,best")
     parser.add_argument("--out", default=None, help="JSON of every figure")
+    parser.add_argument("--help-repo", default=None, help="a checkout of HELP's public "
+                        "repository: also run bench/help_peer.py on the devices of --devices "
+                        "that are HELP's unseen ones, K=10, the same draws, in this run")
     args = parser.parse_args()
     start = time.perf_counter()
     space = get_space(SPACE)
@@ -223,9 +246,38 @@ def main() -> None:
                 f"{m} ρ {v['rho']:.3f} MAPE {v['mape']:.2f} cov {v['coverage']:.1f} "
                 f"band {v['band_coverage']:.1f} used {v['used']:.1f}"
                 for m, v in by_method.items()))
+    if args.help_repo:
+        results["help"] = help_side_by_side(args, devices, results)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1, default=float))
         print("wrote", args.out)
+
+
+def help_side_by_side(args: argparse.Namespace, devices: list[str], results: dict) -> dict:
+    """HELP (bench/help_peer.py) on its unseen devices with 10 timings, next to hwnas's K=10
+    figures of this run; the same draws (``help_fbnet.draw_nets``)."""
+    unseen = [d for d in HELP_UNSEEN if d in devices]
+    if not unseen or "10" not in results["k"]:
+        raise SystemExit(f"--help-repo needs K=10 and one of {HELP_UNSEEN} in --devices")
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "help.json"
+        subprocess.run([sys.executable, str(Path(__file__).with_name("help_peer.py")),
+                        "--help-repo", args.help_repo, "--data", args.data, "--devices",
+                        ",".join(unseen), "--k", "10", "--repeats", str(args.repeats),
+                        "--seed", str(args.seed), "--out", str(out)], check=True)
+        peer = json.loads(out.read_text())
+    side: dict = {"help_commit": peer["help_commit"]}
+    for device in unseen:
+        ours = results["k"]["10"][device]
+        theirs = {protocol: peer["summary"][protocol][device]["all-other"]["rho"]
+                  for protocol in ("hwnas-draws", "help-published", "reference-only")}
+        side[device] = {"hwnas": {m: ours[m]["rho"] for m in ours},
+                        "help": {p: [v["mean"], v["std"]] for p, v in theirs.items()}}
+        print(f"{device}: hwnas best ρ {ours['best']['rho'][0]:.3f}, analytical "
+              f"{ours['analytical']['rho'][0]:.3f}; HELP (its 10 reference nets + these 10) "
+              f"{theirs['hwnas-draws']['mean']:.3f}, HELP as published "
+              f"{theirs['help-published']['mean']:.3f}", flush=True)
+    return side
 
 
 def group_means(results: dict, devices: list[str], methods: list[str]) -> dict:

@@ -108,20 +108,25 @@ def fit_per_group(parts: TableParts, measured: Sequence[float]) -> Fit | None:
     blocks are over-predicted by ~4-6 % and the r-branch ``poly2``/``rbf`` ones
     under-predicted), and a search picks networks of a few classes, so one scale leaves the
     searched network's prediction off by the bias of its classes. None when the data cannot
-    determine every class's scale (a class never drawn, too few networks) or a scale comes
-    out non-positive."""
+    determine every class's scale (a class never drawn, too few networks), a scale comes out
+    non-positive, or two scales differ more than :data:`MAX_SCALE_RATIO` times: then one group
+    barely varies over the timed nets and its scale extrapolates (fitted on 10 nets from a
+    prior whose projecting skips cost ~0, one scale came out 65,000 and predicted nets with
+    more such skips 2,000× too slow)."""
     y = np.asarray(measured, float)
     design = np.c_[parts.by_class, np.ones(len(y))]
     if len(y) < design.shape[1] + 1 or np.linalg.matrix_rank(design) < design.shape[1]:
         return None
     w = 1.0 / y
     coef = np.linalg.lstsq(design * w[:, None], (y - parts.fixed) * w, rcond=None)[0]
-    if (coef[:-1] <= 0).any():
+    scales = coef[:-1]
+    if (scales <= 0).any() or scales.max() > MAX_SCALE_RATIO * scales.min():
         return None
     return Fit(1.0, float(coef[-1]), dict(zip(parts.classes, map(float, coef[:-1]),
                                               strict=True)), parts.grouping)
 
 
+MAX_SCALE_RATIO = 20.0  # the most two group scales of one calibration may differ
 CV_FOLDS = 5
 # simplest first: ties go to the simpler model; per-group models name their grouping
 MODELS = {"none": None, "affine": None, "per-class": "class", "per-kernel": "kernel",
