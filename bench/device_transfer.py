@@ -154,7 +154,8 @@ def summarise(rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="CSV of the help-fbnet format")
+    parser.add_argument("--data", help="CSV of the help-fbnet format")
+    parser.add_argument("--report", help="print the markdown tables of a JSON this bench wrote")
     parser.add_argument("--priors", default=None, help="CSV whose columns may serve as priors "
                         "(default: --data, leave-one-device-out)")
     parser.add_argument("--devices", default="all", help="columns of --data to predict")
@@ -169,6 +170,11 @@ def main() -> None:
                         "repository: also run bench/help_peer.py on the devices of --devices "
                         "that are HELP's unseen ones, K=10, the same draws, in this run")
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text())))
+        return
+    if not args.data:
+        parser.error("--data is required")
     start = time.perf_counter()
     space = get_space(SPACE)
     keys = space_keys(space)
@@ -280,16 +286,61 @@ def help_side_by_side(args: argparse.Namespace, devices: list[str], results: dic
     return side
 
 
-def group_means(results: dict, devices: list[str], methods: list[str]) -> dict:
-    """Per K, per device kind (and all end-to-end devices), per method: the mean over devices
-    of the mean ρ, MAPE, coverage (lowest of the three budgets), band coverage and budget used."""
-    out: dict = {}
+def report(results: dict) -> str:
+    """Markdown: per device group, every method's mean ρ (MAPE %) at each K; then the budget
+    at K=10 and 50 (coverage: per device the lowest of the three budgets, the mean and the
+    lowest over the group's devices; band coverage; budget used); then per device at K=10."""
+    devices = list(next(iter(results["k"].values())))
+    methods = list(next(iter(next(iter(results["k"].values())).values())))
+    groups = group_means(results, devices, methods)
+    ks = list(results["k"])
+    lines = []
+    for kind in ("gpu+xeon", "gpu", "xeon", "phone", "lut"):
+        if kind not in groups[ks[0]]:
+            continue
+        lines += [f"\n**{kind}** ({len(group_members(devices)[kind])} devices): Spearman ρ "
+                  "(MAPE %), mean over devices of the mean over repeats\n",
+                  "| method | " + " | ".join(f"K={k}" for k in ks) + " |",
+                  "|---" * (len(ks) + 1) + "|"]
+        for method in methods:
+            lines.append(f"| {method} | " + " | ".join(
+                f"{groups[k][kind][method]['rho']:.3f} ({groups[k][kind][method]['mape']:.2f})"
+                for k in ks) + " |")
+    lines += ["\n**budget** (end-to-end devices; margin at "
+              f"{results['confidence']:.0%}): coverage % mean / lowest device, band coverage "
+              "% mean / lowest device, budget used %\n",
+              "| method | K | coverage | band coverage | budget used |", "|---|---|---|---|---|"]
+    for k in (k for k in ("10", "50") if k in ks):
+        for method in methods:
+            v = groups[k]["end-to-end"][method]
+            lines.append(f"| {method} | {k} | {v['coverage']:.1f} / {v['coverage_min']:.1f} | "
+                         f"{v['band_coverage']:.1f} / {v['band_coverage_min']:.1f} | "
+                         f"{v['used']:.1f} |")
+    if "10" in ks:
+        lines += ["\n| device (K=10): ρ / MAPE % | " + " | ".join(methods) + " |",
+                  "|---" * (len(methods) + 1) + "|"]
+        for device, entry in results["k"]["10"].items():
+            lines.append(f"| {device} ({device_kind(device)}) | " + " | ".join(
+                f"{entry[m]['rho'][0]:.3f} / {entry[m]['mape'][0]:.1f}" for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def group_members(devices: list[str]) -> dict[str, list[str]]:
+    """The devices of each kind, of GPUs and Xeons together, and of every end-to-end kind."""
     kinds = {d: device_kind(d) for d in devices}
     groups = {kind: [d for d in devices if kinds[d] == kind] for kind in set(kinds.values())}
     groups["gpu+xeon"] = [d for d in devices if kinds[d] in ("gpu", "xeon")]
     groups["end-to-end"] = [d for d in devices if kinds[d] in END_TO_END]
+    return groups
+
+
+def group_means(results: dict, devices: list[str], methods: list[str]) -> dict:
+    """Per K, per device group (``group_members``), per method: the mean over devices of the
+    mean ρ and MAPE; coverage and band coverage, per device the lowest of the three budgets,
+    their mean and lowest over devices; budget used, the mean over devices and budgets."""
+    out: dict = {}
     for k, by_device in results["k"].items():
-        for kind, members in groups.items():
+        for kind, members in group_members(devices).items():
             if not members:
                 continue
             for method in methods:
@@ -297,20 +348,22 @@ def group_means(results: dict, devices: list[str], methods: list[str]) -> dict:
                 if not entries:
                     continue
 
-                def worst(prefix: str, entries=entries) -> float:
-                    """Per device the lowest over the three budgets; the mean over devices."""
-                    lows = [min(values) for e in entries if (values := [
+                def lowest(prefix: str, entries=entries) -> list[float]:
+                    """Per device, the lowest over the three budgets."""
+                    return [min(values) for e in entries if (values := [
                         e[f"{prefix}_p{p}"][0] for p in PERCENTILES
                         if e[f"{prefix}_p{p}"] is not None])]
-                    return float(np.mean(lows)) if lows else float("nan")
 
+                cover, band = lowest("coverage"), lowest("band_coverage")
+                used = [e[f"used_p{p}"][0] for e in entries for p in PERCENTILES
+                        if e[f"used_p{p}"] is not None]
                 out.setdefault(k, {}).setdefault(kind, {})[method] = {
                     "rho": float(np.mean([e["rho"][0] for e in entries])),
                     "mape": float(np.mean([e["mape"][0] for e in entries])),
-                    "coverage": worst("coverage"), "band_coverage": worst("band_coverage"),
-                    "used": float(np.mean([np.mean([e[f"used_p{p}"][0] for p in PERCENTILES
-                                                    if e[f"used_p{p}"] is not None])
-                                           for e in entries]))}
+                    "coverage": float(np.mean(cover)), "coverage_min": float(np.min(cover)),
+                    "band_coverage": float(np.mean(band)),
+                    "band_coverage_min": float(np.min(band)),
+                    "used": float(np.mean(used)) if used else float("nan")}
     return out
 
 
