@@ -351,7 +351,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    f"(default {CALIBRATION_IMAGES})")
     p.add_argument("--max-drop", type=number_at_least(0), default=MAX_DROP, metavar="POINTS",
                    help="--quantize: test accuracy post-training int8 may lose before the "
-                   f"export says so and names --qat-epochs (default {MAX_DROP:g} point)")
+                   f"export says so and names --qat-epochs (default {MAX_DROP:g} point; 0: "
+                   "report any drop)")
     p.add_argument("--qat-epochs", type=int_at_least(0), default=0, help="--quantize: first "
                    "fine-tune the net this many epochs with fake int8 quantization on its "
                    "training data, and write that net (default 0: post-training only)")
