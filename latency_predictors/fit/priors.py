@@ -1,11 +1,12 @@
 """What a fit starts from: a prior, i.e. a guess of every op's latency before any timing of the
 target device, and the few ways the timings may refit it.
 
-A prior holds one or more **bases** per model: per op key of the space (fixed parts and every
-candidate at every layer), a non-negative value. A net's feature under a basis is the sum over
-its ops; a fit weighs the bases (:mod:`.fitting`), so the fitted table's entry of an op is the
-weighted sum of its basis values and whole-net latency stays a plain sum over layers (the
-expected latency and the knapsack stay exact).
+A table prior's models rescale its rows; the roofline prior holds one or more **bases** per
+model: per op key of the space (fixed parts and every candidate at every layer), a non-negative
+value. A net's feature under a basis is the sum over its ops; a fit weighs the bases
+(:mod:`.fitting`), so the fitted table's entry of an op is the weighted sum of its basis values.
+Either way whole-net latency stays a plain sum over layers (the expected latency and the
+knapsack stay exact).
 
 - :func:`table_prior`: a table hwnas already has (measured on another device, estimated by the
   roofline for a device class, or fitted before), its own calibration set aside. Its models are
@@ -28,7 +29,7 @@ from torch import nn
 
 from search_spaces import ArchSpec, Space, get_space
 
-from ..keys import fixed_key, layer_keys, space_ops
+from ..keys import fixed_key, layer_keys, required_keys, space_ops
 from ..predictor import check_coverage
 from ..table import LatencyTable, OpKey
 from .calibration import without_calibration
@@ -64,9 +65,7 @@ class Prior:
 
 def space_keys(space: Space) -> tuple[OpKey, ...]:
     """Every op key of ``space``, fixed parts first (the order of a prior's rows)."""
-    keys = [fixed_key(p) for p in space.fixed_parts()]
-    keys += [k for row in layer_keys(space) for k in row if k is not None]
-    return tuple(dict.fromkeys(keys))
+    return tuple(required_keys(space))
 
 
 def net_incidence(specs: list[ArchSpec], space: Space, keys: tuple[OpKey, ...]) -> np.ndarray:
