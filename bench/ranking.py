@@ -109,7 +109,7 @@ def supernet_scores(args, name: str, fields: dict, nets, splits, limit: Constrai
                               seed=args.seeds[0], out=str(run_dir),
                               warmup_epochs=args.warmup_epochs, epochs=args.search_epochs,
                               batch_size=args.batch_size, select_top=1, verdict_nets=0,
-                              progress=False)
+                              keep_warmup=True, progress=False)  # warmup.pt: scored below
         config = replace(config, **fields, resume=(run_dir / "checkpoint.pt").is_file())
         start = time.perf_counter()
         search(config, [limit], data=splits)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+import cli
 from hwnas_common import HwnasError
 from nas import SearchConfig, search
 from nas.core.constraints import Constraint
 from nas.core.engine import SearchEngine
-from nas.run.checkpoint import load_checkpoint
+from nas.run.checkpoint import load_checkpoint, load_supernet, load_warmup
 from nas.run.search import RunResult
 from tests.helpers import SEARCH_TINY as TINY
-from tests.helpers import tiny_config, tiny_constraint
+from tests.helpers import tiny_config, tiny_constraint, tiny_table
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +66,59 @@ def test_resume_after_kill_gives_the_same_run(tmp_path: Path,
     assert search(tiny_config(tmp_path / "cut"), [tiny_constraint(4.0)],
                   stop_after_epoch=2) is None
     assert not (tmp_path / "cut" / "arch.json").exists()
+    assert {"weight_opt", "arch_opt"} <= set(load_checkpoint(tmp_path / "cut")["engine"])
     resumed = search(tiny_config(tmp_path / "cut", resume=True), [tiny_constraint(4.0)])
     assert resumed.spec == whole.spec
+    assert "weight_opt" not in load_checkpoint(tmp_path / "cut")["engine"]  # finished: slim
     a = load_checkpoint(whole_dir)["engine"]["supernet"]
     b = load_checkpoint(tmp_path / "cut")["engine"]["supernet"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_finished_run_keeps_no_optimiser_state_and_every_reader_reads_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture, whole: tuple[RunResult, Path]) -> None:
+    whole, whole_dir = whole
+    state = load_checkpoint(whole_dir)
+    assert set(state["engine"]) == {"supernet", "generator"}  # no optimiser state
+    assert state["epoch"] == 3 and len(state["history"]) == 3
+    assert sorted(p.name for p in whole_dir.glob("*.pt")) == ["checkpoint.pt"]  # no warmup.pt
+    supernet = load_supernet(whole_dir)
+    for key, value in supernet.state_dict().items():
+        assert torch.equal(value, state["engine"]["supernet"][key]), key
+    table = tiny_table(tmp_path / "tables")
+    assert cli.main(["export", str(whole_dir), "--format", "pt", "--train-epochs", "0",
+                     "--out", str(tmp_path / "net.pt")]) == 0
+    assert (tmp_path / "net.pt").is_file()
+    assert cli.main(["sweep", str(whole_dir), "--device", str(table), "--budgets", "2.5ms",
+                     "--trials", "2", "--out", str(tmp_path / "sweep")]) == 0
+    assert (tmp_path / "sweep" / "sweep.json").is_file()
+    capsys.readouterr()
+
+
+def test_resume_of_a_finished_run_redoes_its_end_from_the_slim_checkpoint(
+        tmp_path: Path, whole: tuple[RunResult, Path]) -> None:
+    whole, whole_dir = whole
+    shutil.copytree(whole_dir, tmp_path / "run")
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    again = search(tiny_config(tmp_path / "run", resume=True), [tiny_constraint(4.0)])
+    assert again.spec == whole.spec and again.verdict == whole.verdict
+    assert again.test_accuracy == whole.test_accuracy
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before  # already slim
+
+
+def test_warmup_snapshot_only_with_keep_warmup(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "run", keep_warmup=True, epochs=1, verdict_nets=0)
+    assert "keep_warmup" not in config.identity()  # a resume may change it
+    fields = json.loads(json.dumps(config.to_dict()))  # summary.json's record of it
+    assert SearchConfig(**{**fields, "devices": tuple(fields["devices"]),
+                           "budgets_ms": tuple(fields["budgets_ms"])}) == config
+    search(config, [tiny_constraint(4.0)])
+    final = load_supernet(tmp_path / "run")
+    warm = load_warmup(tmp_path / "run", final)
+    assert load_checkpoint(tmp_path / "run")["history"][0]["phase"] == "warmup"
+    assert any(not torch.equal(a, b) for a, b in zip(warm.state_dict().values(),
+                                                     final.state_dict().values(), strict=True))
 
 
 class _Killed(Exception):

@@ -57,7 +57,7 @@ def test_verdict_ranks_the_found_net_among_random_band_nets(tmp_path: Path) -> N
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["verdict"]["rank"] == judged["rank"]
     assert (tmp_path / "run" / "verdict.png").is_file()
-    assert (tmp_path / "run" / "warmup.pt").is_file()
+    assert not (tmp_path / "run" / "warmup.pt").exists()  # kept only with keep_warmup
 
 
 @pytest.mark.parametrize("phase", ["warmup", "final"])
@@ -66,7 +66,7 @@ def test_verdict_scores_on_the_supernet_its_scorer_was_measured_on(
     monkeypatch.setitem(verdict_module.RANKINGS, "budget:family:0.9",
                         replace(VALIDATED, phase=phase))
     out = tmp_path / "run"
-    result = search(tiny_config(out, verdict_nets=2), [tiny_constraint(4.0)])
+    result = search(tiny_config(out, verdict_nets=2, keep_warmup=True), [tiny_constraint(4.0)])
     final = checkpoint.load_supernet(out)
     warm = checkpoint.load_warmup(out, final)
     splits = prepare_data(tiny_config(out), torch.device("cpu"))

@@ -86,6 +86,9 @@ class SearchConfig:
     #                           (nas.core.constraints; 0: under the budget as it is)
     checkpoint_minutes: float = 5.0  # also checkpoint mid-epoch this often (Lightning's
     #                                  train_time_interval); 0: after every step
+    keep_warmup: bool = False  # also keep warmup.pt, the supernet's weights at the end of
+    #                            warm-up (bench/ranking.py scores nets on it; nothing in a
+    #                            run reads it, and it is as large as the final weights)
     resume: bool = False
     progress: bool = True  # tqdm bars on stderr
 
@@ -161,11 +164,12 @@ class SearchConfig:
         """The fields a resumed run must share with the run it continues. A run directory
         may be moved, so ``out`` is not one of them; nor is ``micro_batches``, which like the
         number of torchrun processes only changes how a batch is split over the hardware, nor
-        ``checkpoint_minutes`` (how much a kill loses), ``budget_floor`` and ``select_top``
-        (derivation only) or ``verdict_nets`` (the report only)."""
+        ``checkpoint_minutes`` (how much a kill loses), ``keep_warmup`` (which files are kept),
+        ``budget_floor`` and ``select_top`` (derivation only) or ``verdict_nets`` (the report
+        only)."""
         return {k: v for k, v in self.to_dict().items()
                 if k not in ("resume", "progress", "out", "micro_batches", "checkpoint_minutes",
-                             "budget_floor", "select_top", "verdict_nets")}
+                             "keep_warmup", "budget_floor", "select_top", "verdict_nets")}
 
     @classmethod
     def quick(cls, devices: tuple[str, ...], budgets_ms: tuple[float, ...],

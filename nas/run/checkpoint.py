@@ -1,6 +1,11 @@
 """A search run's checkpoint (``RUN_DIR/checkpoint.pt``): RNG states, save and load with one
 clear error for a missing, truncated or foreign file, the config it records, and the supernet it
-holds. Loaded with ``torch.load(weights_only=True)``: a checkpoint is never unpickled code."""
+holds. Loaded with ``torch.load(weights_only=True)``: a checkpoint is never unpickled code.
+
+While a run trains, its checkpoint holds everything a resume needs, the optimisers' state
+included; when it finishes, :func:`slim_checkpoint` drops that state (about 45 % of the file),
+keeping what every reader of a finished run uses (config, history, p, supernet weights, the
+generator and RNG states with which ``--resume`` of a finished run redoes its end)."""
 
 from __future__ import annotations
 
@@ -17,7 +22,9 @@ from hwnas_common.fileio import atomic_write_with
 from search_spaces import Supernet, get_space
 
 CHECKPOINT = "checkpoint.pt"
-WARMUP = "warmup.pt"  # the supernet's weights at the end of warm-up (the verdict scores on it)
+WARMUP = "warmup.pt"  # the supernet's weights at the end of warm-up, written only with
+#                      SearchConfig.keep_warmup (bench/ranking.py scores nets on them)
+RESUME_ONLY = ("weight_opt", "arch_opt")  # engine state that only continuing to train needs
 
 
 def rng_states() -> dict[str, Any]:
@@ -45,6 +52,20 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write_with(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+
+
+def slim_checkpoint(run_dir: Path) -> None:
+    """Rewrite a finished run's checkpoint (atomically) without :data:`RESUME_ONLY`; a
+    checkpoint without them is left as it is."""
+    state = load_checkpoint(run_dir)
+    if not is_finished(state):
+        state["engine"] = {k: v for k, v in state["engine"].items() if k not in RESUME_ONLY}
+        save_checkpoint(run_dir, state)
+
+
+def is_finished(state: dict[str, Any]) -> bool:
+    """Whether a checkpoint is a finished run's (no optimiser state: it trains no further)."""
+    return not any(key in state["engine"] for key in RESUME_ONLY)
 
 
 def save_warmup(run_dir: Path, supernet: Supernet) -> None:

@@ -5,7 +5,9 @@ with an architecture step (held-out split) every ``arch_every`` weight steps. Af
 epoch, and within an epoch every ``checkpoint_minutes``, a checkpoint holds the supernet, both
 optimisers, the path-sampling and data-order generators and the torch/numpy/python RNG states
 (mid-epoch: also the steps done, see :func:`_run_epoch`), so a resumed single-process run
-reproduces an uninterrupted one exactly. The final architecture comes from the exact knapsack
+reproduces an uninterrupted one exactly. A finished run's checkpoint keeps no optimiser state
+(:func:`nas.run.checkpoint.slim_checkpoint`); ``--resume`` of a finished run redoes its end
+(derivation, verdict, reports) from it. The final architecture comes from the exact knapsack
 (:mod:`nas.core.derive`), so the predicted latency meets every budget. Under ``torchrun`` the
 batches are split over the processes (:mod:`nas.run.distributed`, :class:`nas.core.parallel.Group`)
 and rank 0 writes the run.
@@ -201,7 +203,11 @@ def _restore(engine: SearchEngine, state: dict[str, Any], data_gen: torch.Genera
     if diff:
         raise HwnasError(f"--resume: the run was started with different settings ({diff}); "
                          "repeat the original options")
-    engine.load_state_dict(state["engine"])
+    if checkpoint.is_finished(state):  # no epoch left to train (epochs are in the identity)
+        engine.supernet.load_state_dict(state["engine"]["supernet"])
+        engine.generator.set_state(state["engine"]["generator"])
+    else:
+        engine.load_state_dict(state["engine"])
     data_gen.set_state(state["data_generator"])
     checkpoint.set_rng_states(state["rng"])
 
@@ -302,7 +308,7 @@ def _search(config: SearchConfig, constraints: Sequence[Constraint] | None,
             if config.progress:
                 tqdm.write(_epoch_line(history[-1]), file=sys.stderr)
             probs.append(engine.probs().tolist())
-            if epoch + 1 == config.warmup_epochs:  # the verdict's unbiased supernet
+            if epoch + 1 == config.warmup_epochs and config.keep_warmup:  # for bench/ranking.py
                 checkpoint.save_warmup(run_dir, engine.supernet)
             checkpoint.save_checkpoint(run_dir, _checkpoint(engine, epoch + 1, history, probs,
                                                             data_gen))
@@ -365,6 +371,7 @@ def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
     report.write_plots(run_dir, history, probs, space.tokens, constraints)
     if judged is not None:
         report.write_verdict_plot(run_dir, judged)
+    checkpoint.slim_checkpoint(run_dir)  # before summary.json: a finished run's is slim
     result = RunResult(run_dir, spec, {b["table"]: b["total_ms"] for b in breakdown},
                        {c.source: c.budget_asked_ms for c in constraints}, accuracy,
                        [c.source for c in constraints if c.estimated], retrained, judged)
