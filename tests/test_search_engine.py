@@ -102,7 +102,9 @@ def test_resume_of_a_finished_run_redoes_its_end_from_the_slim_checkpoint(
     shutil.copytree(whole_dir, tmp_path / "run")
     before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
     again = search(tiny_config(tmp_path / "run", resume=True), [tiny_constraint(4.0)])
-    assert again.spec == whole.spec and again.verdict == whole.verdict
+    assert again.spec == whole.spec
+    for key in ("found", "random"):  # the scores (its line may name the run directory)
+        assert again.verdict[key] == whole.verdict[key], key
     assert again.test_accuracy == whole.test_accuracy
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before  # already slim
 
