@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fidelity import spearman_interval
 from quality import ChannelsLast, _cached, heldout_loss, seed_splits, train_and_score
 from scipy import stats
 
@@ -146,15 +147,18 @@ def report(out: Path, draws: int) -> str:
     scorers = [k for k in rows[0] if k not in ("arch", "acc_a", "acc_b", "latency_ms")]
     rng = np.random.default_rng(0)
     boots = [rng.integers(0, len(rows), len(rows)) for _ in range(draws)]
-    rho_ab = spearman(a, b)
-    ab_boot = [spearman(a[i], b[i]) for i in boots]
+    rho_ab, ab_low, ab_high = spearman_interval(list(a), list(b))
+    dropped = sum(not spearman(a[i], b[i]) > 0 for i in boots)
     lines = [f"{len(rows)} band nets; stand-alone test accuracy {100 * mean.mean():.2f} % "
              f"(spread {100 * (mean.max() - mean.min()):.2f} pt, std "
              f"{100 * mean.std(ddof=1):.2f} pt); |seed A − seed B| per net: mean "
              f"{100 * np.abs(a - b).mean():.2f} pt",
-             f"noise ceiling: ρ_AB = {rho_ab:+.2f} [{np.nanpercentile(ab_boot, 2.5):+.2f}, "
-             f"{np.nanpercentile(ab_boot, 97.5):+.2f}]; Spearman–Brown reliability of the "
-             f"two-seed mean {2 * rho_ab / (1 + rho_ab) if rho_ab > 0 else math.nan:.2f}",
+             f"noise ceiling: ρ_AB = {rho_ab:+.2f} [{ab_low:+.2f}, {ab_high:+.2f}] (Fisher z, "
+             f"Fieller variance); Spearman–Brown reliability of the two-seed mean "
+             f"{2 * rho_ab / (1 + rho_ab) if rho_ab > 0 else math.nan:.2f}",
+             f"the corrected ρ is undefined in {dropped} of {draws} bootstrap draws (ρ_AB ≤ 0 "
+             f"there); its intervals below leave them out, so they validate nothing unless "
+             f"this is 0 (nas/run/rankings.py)",
              "",
              "| scorer | ρ with the two-seed mean | corrected ρ (95 % bootstrap) | "
              "corrected ρ − params (95 %) |",

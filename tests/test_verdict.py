@@ -16,17 +16,16 @@ import torch
 import cli
 from hwnas_common import HwnasError
 from nas import SearchConfig, SearchEngine, search
-from nas.run import checkpoint
-from nas.run import verdict as verdict_module
+from nas.run import checkpoint, rankings
 from nas.run.batches import prepare_data
+from nas.run.rankings import RankingRecord, Scope, nearest_record
 from nas.run.verdict import (
     NetScore,
-    ScorerRanking,
     _scored,
     band_candidates,
-    compare_losses,
-    judge,
+    compare_nets,
     score_net,
+    supernet_judgement,
     verdict_line,
 )
 from search_spaces import ArchSpec, Supernet
@@ -45,7 +44,6 @@ def test_verdict_ranks_the_found_net_among_random_band_nets(tmp_path: Path) -> N
     judged = result.verdict
     assert judged is not None and 1 <= judged["rank"] <= 4 and judged["of"] == 4
     assert judged["line"].startswith("verdict: ")
-    assert judged["judgement"] in ("better", "worse", "indistinguishable", "cannot tell")
     assert not re.search(r"\brank \d", judged["line"])  # no bare rank read as a judgement
     assert judged["found"]["arch"] == result.spec.to_string()
     assert len(judged["random"]) == 3
@@ -53,68 +51,114 @@ def test_verdict_ranks_the_found_net_among_random_band_nets(tmp_path: Path) -> N
         assert 0.9 * 4.0 <= net["latency_ms"]["fake"] <= 4.0  # all in the band
         assert 0 <= net["heldout_acc"] <= 1 and net["heldout_loss"] > 0
     losses = [n["heldout_loss"] for n in judged["random"]]
-    assert judged["rank"] == 1 + sum(loss < judged["found"]["heldout_loss"] for loss in losses)
+    found = judged["found"]["heldout_loss"]
+    assert judged["rank"] == 1 + sum(loss < found for loss in losses)
+    assert judged["as_good"] == sum(loss <= found for loss in losses)
+    assert judged["loss_difference"] == pytest.approx(list(compare_nets(found, losses)))
+    # the equal-effort random pick is one of the random nets, scored on the test split
+    pick = judged["random_pick"]
+    picked = max(1, min(3, tiny_config(tmp_path / "run").select_top))  # as many as the pick's
+    assert pick["of"] == picked and pick["test_loss"] in losses
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["verdict"]["rank"] == judged["rank"]
     assert (tmp_path / "run" / "verdict.png").is_file()
-    assert not (tmp_path / "run" / "warmup.pt").exists()  # kept only with keep_warmup
 
 
-@pytest.mark.parametrize("phase", ["warmup", "final"])
-def test_verdict_scores_on_the_supernet_its_scorer_was_measured_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
-    monkeypatch.setitem(verdict_module.RANKINGS, "budget:family:0.9",
-                        replace(VALIDATED, phase=phase))
+def test_verdict_scores_on_the_final_supernet_and_the_test_split(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = search(tiny_config(out, verdict_nets=2, keep_warmup=True), [tiny_constraint(4.0)])
+    result = search(tiny_config(out, verdict_nets=2), [tiny_constraint(4.0)])
     final = checkpoint.load_supernet(out)
-    warm = checkpoint.load_warmup(out, final)
     splits = prepare_data(tiny_config(out), torch.device("cpu"))
-    on_warm, _ = _scored(warm, result.spec, splits, [tiny_constraint(4.0)], 32, on_test=True)
-    on_final, _ = _scored(final, result.spec, splits, [tiny_constraint(4.0)], 32, on_test=True)
-    assert on_warm.heldout_loss != pytest.approx(on_final.heldout_loss)
+    on_test, _ = _scored(final, result.spec, splits, [tiny_constraint(4.0)], 32, on_test=True)
     on_arch = score_net(final, result.spec, splits, [tiny_constraint(4.0)], 32)
-    assert on_arch.heldout_loss != pytest.approx(on_final.heldout_loss)  # the test split
-    expected = on_warm if phase == "warmup" else on_final
-    assert result.verdict["found"]["heldout_loss"] == pytest.approx(expected.heldout_loss)
-    assert result.verdict["scorer"]["phase"] == phase
+    assert on_arch.heldout_loss != pytest.approx(on_test.heldout_loss)
+    assert result.verdict["found"]["heldout_loss"] == pytest.approx(on_test.heldout_loss)
 
 
-VALIDATED = ScorerRanking("test scorer", "final", 0.8, 0.6, 0.9, 0.7, "a test")
-NOT_VALIDATED = ScorerRanking("test scorer", "final", 0.4, -0.2, 0.8, 0.7, "a test")
-
-
-def test_judgement_on_a_synthetic_tie_and_a_clear_win() -> None:
+def test_the_interval_over_nets_covers_0_for_nets_that_differ_only_by_net_noise() -> None:
+    """Found and random nets alike: their scores differ only by net-level noise, so the
+    interval must cover 0 in about 95 % of draws (binomial sd over 4,000 draws: 0.34 %)."""
     generator = torch.Generator().manual_seed(0)
-    randoms = 2.0 + 0.5 * torch.randn(8, 400, generator=generator)
-    tie = randoms.mean(dim=0) + 0.05 * torch.randn(400, generator=generator)
-    win = randoms.mean(dim=0) - 0.3
-    assert judge(tie, randoms, VALIDATED) == "indistinguishable"
-    assert judge(win, randoms, VALIDATED) == "better"
-    assert judge(randoms.mean(dim=0) + 0.3, randoms, VALIDATED) == "worse"
-    assert judge(win, randoms, NOT_VALIDATED) == "cannot tell"  # a clear win it cannot judge
-    delta = compare_losses(win, randoms)
-    assert delta[0] == pytest.approx(-0.3, abs=1e-6) and delta[1] < delta[0] < delta[2] < 0
+    draws, covered = 4000, 0
+    for _ in range(draws):
+        nets = (2.0 + 0.3 * torch.randn(9, generator=generator)).tolist()
+        _, low, high = compare_nets(nets[0], nets[1:])
+        covered += low <= 0 <= high
+    assert 0.935 <= covered / draws <= 0.965
+    # an interval over images would not cover: one net's per-image losses vs the others'
+    _, low, high = compare_nets(1.0, [2.0, 2.1, 1.9, 2.05])
+    assert high < 0
 
 
-def test_verdict_wording_says_what_the_scorer_can_tell() -> None:
+def test_supernet_judgement_needs_the_band_and_the_equal_effort_pick_beaten() -> None:
+    assert supernet_judgement((-0.3, -0.5, -0.1), pick_gap=-0.05) == "better"
+    assert supernet_judgement((-0.3, -0.5, -0.1), pick_gap=+0.05) == "indistinguishable"
+    assert supernet_judgement((-0.1, -0.4, +0.2), pick_gap=-0.2) == "indistinguishable"
+    assert supernet_judgement((+0.3, +0.1, +0.5), pick_gap=+0.3) == "worse"
+
+
+SCOPE = Scope("hybrid-cifar", "fashion-mnist", 3000, 1, 2, "budget:family:0.9", "cpu", 0.15)
+VALIDATED = RankingRecord(SCOPE, 0.8, 0.6, 0.9, 0.7, 0.45, 0.85, True, True, "a test")
+
+
+def test_a_record_validates_only_fresh_with_a_ceiling_interval_above_0_3() -> None:
+    assert VALIDATED.validated and VALIDATED.objections() == []
+    low_ceiling = replace(VALIDATED, rho_ab_low=0.25)  # point estimate 0.7, interval below 0.3
+    assert not low_ceiling.validated
+    assert "an interval reaching below 0.3" in low_ceiling.objections()[0]
+    assert not replace(VALIDATED, fresh=False).validated
+    assert not replace(VALIDATED, complete_interval=False).validated
+    assert not replace(VALIDATED, low=-0.1).validated
+    # the shipped record of the main job's scope validates nothing, and says why
+    record, differences = nearest_record(replace(SCOPE, band=0.13))
+    assert differences == [] and record is not None and not record.validated
+    assert "chosen on" in " ".join(record.objections())
+
+
+def test_scope_differences_name_each_field_and_tolerate_a_close_band() -> None:
+    assert SCOPE.differences(replace(SCOPE, band=0.19)) == []
+    other = replace(SCOPE, dataset="cifar10", data_limit=None, band=0.5)
+    assert other.differences(SCOPE) == ["dataset fashion-mnist not cifar10",
+                                        "data limit 3000 not None", "band 15 % not 50 %"]
+
+
+def test_wording_cannot_tell_names_the_nearest_record_and_what_would_tell() -> None:
     mine = NetScore("a", 1.9, 0.5, {"cpu": 1.0})
     others = [NetScore(str(i), 2.0 + i / 100, 0.4, {"cpu": 0.95}) for i in range(4)]
-    delta = (-0.1, -0.2, 0.01)
-    tie = verdict_line("indistinguishable", mine, others, delta, VALIDATED, "cpu")
-    assert "indistinguishable from random nets of its band at this fidelity" in tie
-    assert "corrected ρ +0.80 [+0.60, +0.90]" in tie and not re.search(r"\brank \d", tie)
-    win = verdict_line("better", mine, others, (-0.3, -0.4, -0.2), VALIDATED, "cpu")
-    assert "scores better than random nets of its band" in win
-    unknown = verdict_line("cannot tell", mine, others, delta, NOT_VALIDATED, "cpu")
-    assert unknown.startswith("verdict: cannot tell whether the found net beats random nets")
-    assert "corrected ρ +0.40 [-0.20, +0.80]" in unknown
-    noisy = replace(VALIDATED, rho_ab=0.2)  # a noise ceiling too low to validate anything
-    assert not noisy.validated and not NOT_VALIDATED.validated and VALIDATED.validated
-    ceiling = verdict_line("cannot tell", mine, others, delta, noisy, "cpu")
-    assert "two stand-alone trainings of the same nets agree only at Spearman ρ +0.20" in ceiling
-    assert "no scorer can be validated there at this fidelity" in ceiling
-    assert "Test loss on the supernet" in ceiling  # the numbers stay, as a sentence
+    delta = compare_nets(1.9, [o.heldout_loss for o in others])
+    pick = {"arch": "0", "of": 4, "test_loss": 2.0}
+    outside = replace(SCOPE, dataset="cifar10")
+    line = verdict_line("cannot tell", "better", mine, others, delta, 0, pick, VALIDATED,
+                        outside.differences(SCOPE), outside, "cpu", "run the check")
+    assert line.startswith("verdict: cannot tell whether the found net beats random nets")
+    assert "no measured ranking covers this run" in line and "a test" in line
+    assert "dataset fashion-mnist not cifar10" in line and "What would tell: run the check" in line
+    assert "it scores better than random nets of its band" in line and "0 of 4 as good" in line
+    spoken = verdict_line("better", "better", mine, others, delta, 0, pick, VALIDATED, [],
+                          SCOPE, "cpu", "run the check")
+    assert spoken.startswith("verdict: after training, the found net is likely better")
+    assert "corrected ρ +0.80 [+0.60, +0.90], a test" in spoken
+
+
+def test_a_run_outside_every_record_says_cannot_tell_and_a_covering_one_speaks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = search(tiny_config(tmp_path / "a", verdict_nets=3), [tiny_constraint(4.0)])
+    assert first.verdict["judgement"] == "cannot tell"  # no record of the tiny space
+    assert "no measured ranking covers this run" in first.verdict["line"]
+    assert "bench/verdict_check.py" in first.verdict["line"]
+    scope = Scope(**first.verdict["scope"])
+    monkeypatch.setattr(rankings, "RECORDS", (replace(VALIDATED, scope=scope),))
+    second = search(tiny_config(tmp_path / "b", verdict_nets=3), [tiny_constraint(4.0)])
+    assert second.verdict["judgement"] == second.verdict["supernet_judgement"]
+    assert second.verdict["line"].startswith("verdict: after training")
+    assert second.verdict["record"]["validated"] is True
+
+
+def test_no_verdict_when_switched_off(tmp_path: Path) -> None:
+    assert search(tiny_config(tmp_path / "b", verdict_nets=0),
+                  [tiny_constraint(4.0)]).verdict is None
+    assert search(tiny_config(tmp_path / "a", warmup_epochs=0),
+                  [tiny_constraint(4.0)]).verdict is not None
 
 
 def test_each_epoch_scores_the_derived_net_with_its_own_batchnorm_statistics(
@@ -130,18 +174,6 @@ def test_each_epoch_scores_the_derived_net_with_its_own_batchnorm_statistics(
     scored = score_net(final, derived, splits, [tiny_constraint(4.0)], 32)
     assert float(last["heldout_loss"]) == pytest.approx(scored.heldout_loss)
     assert float(last["heldout_acc"]) == pytest.approx(scored.heldout_acc)
-
-
-def test_no_verdict_when_switched_off_or_its_warmup_snapshot_is_missing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert search(tiny_config(tmp_path / "b", verdict_nets=0),
-                  [tiny_constraint(4.0)]).verdict is None
-    final = search(tiny_config(tmp_path / "a", warmup_epochs=0), [tiny_constraint(4.0)])
-    assert final.verdict is not None  # the default scorer is the final supernet
-    monkeypatch.setitem(verdict_module.RANKINGS, "budget:family:0.9",
-                        replace(VALIDATED, phase="warmup"))
-    assert search(tiny_config(tmp_path / "c", warmup_epochs=0),
-                  [tiny_constraint(4.0)]).verdict is None
 
 
 def test_band_candidates_are_distinct_band_nets_led_by_the_knapsack_net() -> None:
@@ -205,7 +237,9 @@ def test_factorised_search_resumes_to_the_same_run(tmp_path: Path) -> None:
     resumed = search(tiny_config(tmp_path / "cut", resume=True, **levers),
                      [tiny_constraint(4.0)])
     assert resumed.spec == whole.spec
-    assert resumed.verdict == whole.verdict
+    def without_line(judged: dict) -> dict:  # the line names the run's own directory
+        return {k: v for k, v in judged.items() if k != "line"}
+    assert without_line(resumed.verdict) == without_line(whole.verdict)
 
 
 @pytest.mark.parametrize("bad", [dict(choices="tree"), dict(weight_paths="greedy"),
@@ -224,7 +258,7 @@ def test_cli_prints_the_verdict_and_takes_the_lever_flags(tmp_path: Path,
                        "--verdict-nets", "2")
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "verdict: cannot tell" in out and "not measured with these weight paths" in out
+    assert "verdict: cannot tell" in out and "no measured ranking covers this run" in out
     config = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]
     assert (config["choices"], config["arch_batches"], config["verdict_nets"]) == ("flat", 3, 2)
     cli_fails(search_argv(tmp_path / "bad", table, "--budget", "4ms", "--arch-batches", "0"),

@@ -145,8 +145,9 @@ def write_plots(run_dir: Path, history: Sequence[dict[str, Any]],
 
 
 def write_verdict_plot(run_dir: Path, judged: dict[str, Any]) -> None:
-    """verdict.png: test loss on the verdict's supernet against predicted latency of the
-    random band nets and the found net, titled with the verdict's judgement."""
+    """verdict.png: test loss on the final supernet against predicted latency of the random
+    band nets, the equal-effort random pick and the found net, titled with the verdict's
+    judgement and the supernet's."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,10 +160,14 @@ def write_verdict_plot(run_dir: Path, judged: dict[str, Any]) -> None:
                label="random nets of the band")
     ax.scatter([judged["found"]["latency_ms"][table]], [judged["found"]["heldout_loss"]],
                color="C3", marker="*", s=160, label="found net")
-    phase = "after warm-up" if judged["scorer"]["phase"] == "warmup" else "at the end"
+    if "random_pick" in judged:
+        pick = next(r for r in judged["random"] if r["arch"] == judged["random_pick"]["arch"])
+        ax.scatter([pick["latency_ms"][table]], [pick["heldout_loss"]], facecolors="none",
+                   edgecolors="C0", s=120, label="equal-effort random pick")
+    scored = judged.get("supernet_judgement", judged["judgement"])
     ax.set(xlabel=f"predicted latency on {table} (ms)",
-           ylabel=f"test loss on the supernet {phase}",
-           title=f"verdict: {judged['judgement']}")
+           ylabel="test loss on the final supernet",
+           title=f"verdict: {judged['judgement']} (supernet scores: {scored})")
     ax.legend(fontsize=7)
     _save(fig, run_dir / "verdict.png")
 

@@ -39,10 +39,18 @@ from nas.core.parallel import Group
 from nas.run import checkpoint, distributed, report
 from nas.run.batches import Batches, Splits, prepare_data
 from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
+from nas.run.rankings import Scope, weight_paths_key
 from nas.run.readers import load_dataset
 from nas.run.train import Recipe, train_child
 from nas.run.trained import MODEL_FILE, save_finetuned
-from nas.run.verdict import score_net, scorer_ranking, select_by_evaluation, verdict
+from nas.run.verdict import (
+    CHECK_EPOCHS,
+    CHECK_NETS,
+    check_command,
+    score_net,
+    select_by_evaluation,
+    verdict,
+)
 from search_spaces import ArchSpec, Supernet, get_space
 
 
@@ -361,7 +369,7 @@ def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
         spec, _ = select_by_evaluation(engine.supernet, constraints, config.budget_floor,
                                        config.select_top, splits,
                                        torch.Generator().manual_seed(config.seed + 2), batch)
-    judged = _verdict(engine, splits, run_dir, spec, batch)
+    judged = _verdict(engine, splits, run_dir, spec, batch, history)
     accuracy = inherited_accuracy(engine, splits, spec)
     retrained = (finetune_accuracy(engine, splits, spec, run_dir / MODEL_FILE)
                  if config.retrain_epochs else None)
@@ -386,15 +394,23 @@ def _finish(engine: SearchEngine, splits: Splits, run_dir: Path, history: list,
 
 
 def _verdict(engine: SearchEngine, splits: Splits, run_dir: Path, spec: ArchSpec,
-             batch: int) -> dict[str, Any] | None:
-    """The verdict of :mod:`nas.run.verdict`, on the supernet its scorer was measured on: the
-    final one, or the warm-up snapshot (None with ``verdict_nets`` 0, or when that scorer
-    needs a warm-up the run did not have)."""
+             batch: int, history: list) -> dict[str, Any] | None:
+    """The verdict of :mod:`nas.run.verdict` on the final supernet, in the run's own scope
+    (None with ``verdict_nets`` 0)."""
     config = engine.config
-    ranking = scorer_ranking(config.weight_paths, config.path_prior, config.path_floor)
-    if not config.verdict_nets or (ranking.phase == "warmup" and not config.warmup_epochs):
+    if not config.verdict_nets:
         return None
-    supernet = (checkpoint.load_warmup(run_dir, engine.supernet).to(engine.device)
-                if ranking.phase == "warmup" else engine.supernet.eval())
-    return verdict(supernet, spec, engine.constraints, config.budget_floor, config.verdict_nets,
-                   splits, torch.Generator().manual_seed(config.seed + 3), ranking, batch)
+    limit = engine.constraints[0]
+    fastest, slowest = limit.matrix.fastest_ms(), limit.matrix.slowest_ms()
+    scope = Scope(config.space, config.dataset, config.data_limit, config.warmup_epochs,
+                  config.epochs, weight_paths_key(config.weight_paths, config.path_prior,
+                                                  config.path_floor), limit.source,
+                  (limit.budget_ms - fastest) / max(slowest - fastest, 1e-12))
+    epoch_seconds = history[0]["seconds"] if history else None
+    minutes = (None if epoch_seconds is None
+               else (CHECK_NETS + 1) * CHECK_EPOCHS * epoch_seconds / 60)
+    nets = min(CHECK_NETS, config.verdict_nets)
+    return verdict(engine.supernet, spec, engine.constraints, config.budget_floor,
+                   config.verdict_nets, config.select_top, splits,
+                   torch.Generator().manual_seed(config.seed + 3), scope,
+                   check_command(run_dir, nets, minutes), batch)

@@ -10,15 +10,17 @@ architecture split (never the test split).
   scores), scored on the final supernet; the lowest held-out loss wins. Every candidate is a
   knapsack solution, so each meets the budget.
 - :func:`verdict`: the found net against ``verdict_nets`` nets drawn uniformly from its band
-  (:func:`nas.core.sampler.random_band_nets`), all scored on the supernet whose in-band ranking
-  ``bench/ranking.py`` measured (:data:`RANKINGS`), on up to ``EVAL_IMAGES`` images of the test
-  split: the architecture split trained α and chose the final pick, so the found net would be
-  favoured there. The found net's loss minus the random nets' mean, per test image, gives a
-  difference with a 95 % interval (its scores' ``heldout_*`` fields are test-split figures);
-  the verdict calls the net better, worse or indistinguishable only when that scorer is
-  validated (corrected ρ ≥ 0.5 with its interval above 0, :class:`ScorerRanking`), and
-  otherwise says it cannot tell. A user need
-  not take the search on faith, nor be told noise.
+  (:func:`nas.core.sampler.random_band_nets`), all scored on the final supernet on up to
+  ``EVAL_IMAGES`` test images, which neither the weights, α nor the pick saw. **The nets are
+  the unit**: the found net's loss minus the random nets' mean gets the interval in which a
+  net drawn from the band itself would fall 95 % of the time (:func:`compare_nets`), next to
+  the share of random nets that score as well. **The pick's own advantage is accounted for**:
+  the found net is also compared with an *equal-effort random pick*, the best of as many
+  random band nets as the pick scored, chosen by the same scorer on the same split as the pick.
+  Whether a supernet score says anything about the nets after training is not assumed: the
+  verdict calls the net better, worse or indistinguishable only under a validation record of
+  the run's own scope (:mod:`nas.run.rankings`), and otherwise says it cannot tell, why, and
+  what would tell.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from scipy.stats import t as student_t
 from torch import nn
 
 from nas.core.constraints import Constraint
@@ -37,10 +41,13 @@ from nas.core.derive import gumbel_noise, solve
 from nas.core.sampler import random_band_nets
 from nas.run.batches import Splits
 from nas.run.evaluate import recalibrate_batchnorm
+from nas.run.rankings import RankingRecord, Scope, nearest_record
 from search_spaces import ArchSpec, Supernet
 
 BN_IMAGES = 500
 EVAL_IMAGES = 1000
+CHECK_NETS = 3  # random band nets bench/verdict_check.py trains next to the found net
+CHECK_EPOCHS = 4  # its stand-alone epochs (bench/ranking.py's fidelity)
 
 
 @dataclass(frozen=True)
@@ -109,145 +116,127 @@ def select_by_evaluation(supernet: Supernet, constraints: Sequence[Constraint], 
     return specs[best], scores
 
 
-@dataclass(frozen=True)
-class ScorerRanking:
-    """How well a scorer ranked nets of one band against stand-alone training, as measured by
-    ``bench/ranking.py``: Spearman ρ with the two-seed stand-alone mean, corrected for that
-    mean's noise (Spearman–Brown), with its 95 % bootstrap interval over the nets."""
 
-    scorer: str
-    phase: str  # the supernet scored: "warmup" (after warm-up) or "final" (end of the search)
-    rho: float
-    low: float
-    high: float
-    rho_ab: float  # the two stand-alone seeds' agreement: the noise ceiling
-    measured: str  # command, date and host of the measurement
-
-    @property
-    def ceiling_too_low(self) -> bool:
-        """Two stand-alone seeds agree below ρ 0.3: nothing can be validated in the band."""
-        return not self.rho_ab >= MIN_RHO_AB
-
-    @property
-    def validated(self) -> bool:
-        """Ranks well enough to judge by: a noise ceiling of at least ρ_AB 0.3, and corrected
-        ρ ≥ 0.5 with its interval above 0."""
-        return not self.ceiling_too_low and self.rho >= 0.5 and self.low > 0
+def compare_nets(found: float, randoms: Sequence[float]) -> tuple[float, float, float]:
+    """The found net's score minus the random nets' mean, with the 95 % interval over nets in
+    which that difference falls when the found net is itself a draw from the band:
+    ``± t(n − 1) · sd · √(1 + 1/n)`` (a prediction interval; n random nets)."""
+    n = len(randoms)
+    diff = found - statistics.mean(randoms)
+    if n < 2:
+        return diff, -math.inf, math.inf
+    half = float(student_t.ppf(0.975, n - 1)) * statistics.stdev(randoms) * math.sqrt(1 + 1 / n)
+    return diff, diff - half, diff + half
 
 
-MIN_RHO_AB = 0.3  # below this stand-alone training itself does not rank the band's nets
+def supernet_judgement(delta: tuple[float, float, float], pick_gap: float) -> str:
+    """What the supernet scores say (losses: lower is better): ``better`` when the found net
+    beats the band (interval over nets below 0) and the equal-effort random pick, ``worse``
+    when the band beats it, else ``indistinguishable``."""
+    if delta[2] < 0 and pick_gap < 0:
+        return "better"
+    return "worse" if delta[1] > 0 else "indistinguishable"
 
 
-_MEASURED = ("bench/ranking.py, 20 band nets, 2026-12-01, AMD EPYC family 25 model 17")
-# The measured in-band ranking of the final supernet, per weight-path setting (bench/ranking.py
-# on development seeds at the main job's fidelity: 1 + 2 epochs on 2,700 images).
-RANKINGS: dict[str, ScorerRanking] = {
-    "budget:family:0.9": ScorerRanking("the final supernet (budget paths, family prior)",
-                                       "final", 0.75, 0.21, 2.04, 0.32, _MEASURED),
-    "budget:net:0.9": ScorerRanking("the final supernet (budget paths, net prior)", "final",
-                                    -0.38, -1.38, 0.33, 0.32, _MEASURED),
-    "budget:net:0": ScorerRanking("the final supernet (paths under the budget, net prior)",
-                                  "final", -0.39, -1.38, 0.44, 0.32, _MEASURED),
-    "uniform": ScorerRanking("the final supernet (uniform paths)", "final", 0.86, 0.46, 2.14,
-                             0.32, _MEASURED),
-}
+WORDS = {"better": "better than random nets of its band",
+         "worse": "worse than random nets of its band",
+         "indistinguishable": "indistinguishable from random nets of its band"}
 
 
-def ranking_key(weight_paths: str, path_prior: str, path_floor: float) -> str:
-    """The :data:`RANKINGS` key of a search's weight-path settings."""
-    if weight_paths != "budget":
-        return weight_paths
-    return f"budget:{path_prior}:{path_floor:g}"
+def why_not(record: RankingRecord | None, differences: list[str], scope: Scope) -> str:
+    """Why no record lets the verdict speak about trained nets, in one clause."""
+    if record is None:
+        return f"no ranking has been measured for any scope, this run's being {scope.describe()}"
+    if differences:
+        text = (f"no measured ranking covers this run ({scope.describe()}); the nearest, "
+                f"{record.measured}, differs in {', '.join(differences)}")
+        return text + (f", and would not validate either: {'; '.join(record.objections())}"
+                       if not record.validated else "")
+    return (f"the ranking measured in this run's scope ({record.measured}) does not validate: "
+            f"{'; '.join(record.objections())}")
 
 
-def compare_losses(found: torch.Tensor, randoms: torch.Tensor) -> tuple[float, float, float]:
-    """The found net's held-out loss minus the random nets' mean, with a 95 % interval over
-    the held-out images (paired: every net is scored on the same images). ``found`` holds one
-    loss per image, ``randoms`` one row per random net."""
-    diff = (found - randoms.mean(dim=0)).double()
-    mean = float(diff.mean())
-    half = 1.96 * float(diff.std()) / math.sqrt(len(diff)) if len(diff) > 1 else math.inf
-    return mean, mean - half, mean + half
-
-
-def judge(found: torch.Tensor, randoms: torch.Tensor, ranking: ScorerRanking) -> str:
-    """``better`` / ``worse`` / ``indistinguishable`` on a validated scorer, by whether the
-    loss difference's interval excludes 0; ``cannot tell`` on a scorer that is not validated."""
-    if not ranking.validated:
-        return "cannot tell"
-    _, low, high = compare_losses(found, randoms)
-    return "better" if high < 0 else "worse" if low > 0 else "indistinguishable"
-
-
-PHASES = {"warmup": "after warm-up", "final": "at the end of the search"}
-
-
-def verdict_line(judgement: str, mine: NetScore, others: Sequence[NetScore],
-                 delta: tuple[float, float, float], ranking: ScorerRanking,
-                 table: str) -> str:
-    """The verdict in plain words: what the scorer can tell, and the numbers behind it."""
+def verdict_line(judgement: str, scored: str, mine: NetScore, others: Sequence[NetScore],
+                 delta: tuple[float, float, float], as_good: int, pick: dict[str, Any],
+                 record: RankingRecord | None, differences: list[str], scope: Scope,
+                 table: str, check: str) -> str:
+    """The verdict in plain words: what it can tell about trained nets, and the numbers."""
     lats = [o.latency_ms[table] for o in others]
     losses = [o.heldout_loss for o in others]
     spread = statistics.stdev(losses) if len(losses) > 1 else 0.0
-    numbers = (f"test loss on the supernet {PHASES[ranking.phase]}: found "
-               f"{mine.heldout_loss:.3f}, "
-               f"{len(others)} random nets of its band ({min(lats):.3g}-{max(lats):.3g} ms on "
-               f"{table}) {statistics.mean(losses):.3f} ± {spread:.3f}, difference "
-               f"{delta[0]:+.3f} [{delta[1]:+.3f}, {delta[2]:+.3f}]")
-    if math.isnan(ranking.rho_ab):
-        reliability = (f"the ranking inside one band of {ranking.scorer} was "
-                       f"{ranking.measured}")
-    elif ranking.ceiling_too_low:
-        reliability = (f"inside one band even two stand-alone trainings of the same nets agree "
-                       f"only at Spearman ρ {ranking.rho_ab:+.2f} ({ranking.measured}), so no "
-                       "scorer can be validated there at this fidelity")
-    else:
-        reliability = (f"{ranking.scorer}: corrected ρ {ranking.rho:+.2f} [{ranking.low:+.2f}, "
-                       f"{ranking.high:+.2f}] with stand-alone training inside one band, "
-                       f"{ranking.measured}")
+    numbers = (f"on the final supernet (test loss) it scores {WORDS[scored]}: found "
+               f"{mine.heldout_loss:.3f}, {len(others)} random nets of its band "
+               f"({min(lats):.3g}-{max(lats):.3g} ms on {table}) {statistics.mean(losses):.3f} "
+               f"± {spread:.3f}, difference {delta[0]:+.3f} [{delta[1]:+.3f}, {delta[2]:+.3f}] "
+               f"over nets, {as_good} of {len(others)} as good; an equal-effort random pick "
+               f"(the best of {pick['of']} by the pick's own scorer) {pick['test_loss']:.3f}")
     if judgement == "cannot tell":
-        return ("verdict: cannot tell whether the found net beats random nets of its band "
-                f"after training: {reliability}. {numbers[0].upper()}{numbers[1:]}")
-    words = {"better": "better than random nets of its band",
-             "worse": "worse than random nets of its band",
-             "indistinguishable": "indistinguishable from random nets of its band at this "
-                                  "fidelity"}[judgement]
-    return f"verdict: the found net scores {words} ({numbers}; {reliability})"
+        return (f"verdict: cannot tell whether the found net beats random nets of its band "
+                f"after training: {why_not(record, differences, scope)}. {numbers[0].upper()}"
+                f"{numbers[1:]}. What would tell: {check}")
+    assert record is not None
+    return (f"verdict: after training, the found net is likely {WORDS[judgement]} ({numbers}; "
+            f"the final supernet ranks this scope's band at corrected ρ {record.rho:+.2f} "
+            f"[{record.low:+.2f}, {record.high:+.2f}], {record.measured})")
+
+
+def _pick_scores(supernet: Supernet, specs: Sequence[ArchSpec], splits: Splits,
+                 constraints: Sequence[Constraint], batch_size: int) -> list[float]:
+    """Each net's held-out loss on the architecture split: the final pick's own scorer."""
+    return [score_net(supernet, spec, splits, constraints, batch_size).heldout_loss
+            for spec in specs]
 
 
 def verdict(supernet: Supernet, found: ArchSpec, constraints: Sequence[Constraint], floor: float,
-            count: int, splits: Splits, generator: torch.Generator, ranking: ScorerRanking,
-            batch_size: int = 64) -> dict[str, Any]:
+            count: int, pick_count: int, splits: Splits, generator: torch.Generator,
+            scope: Scope, check: str, batch_size: int = 64,
+            records: tuple[RankingRecord, ...] | None = None) -> dict[str, Any]:
     """The found net next to ``count`` random nets of its band (drawn uniformly by the exact
-    sampler), all scored on ``supernet`` (the one ``ranking.phase`` names). Returns the scores,
-    the found net's rank by held-out loss (1 = best), the loss difference with its interval,
-    the judgement of :func:`judge` and the one-line ``line``."""
+    sampler), all scored on the final ``supernet`` on the test split, and next to the
+    equal-effort random pick: the best by architecture-split loss of the first
+    ``pick_count`` of them (at least 1). Returns the scores, the found net's rank (1 = best),
+    the difference over nets, the supernet's judgement, the verdict about trained nets
+    (better / worse / indistinguishable under a validating record of ``scope``, else
+    ``cannot tell``; ``alone`` when the band holds no other net), the record it read and the
+    one-line ``line``, whose last clause is ``check``: what would tell."""
+    supernet = supernet.eval()
     randoms = random_band_nets(supernet.space, constraints, floor, count, generator)
-    mine, mine_losses = _scored(supernet, found, splits, constraints, batch_size, on_test=True)
-    scored = [_scored(supernet, spec, splits, constraints, batch_size, on_test=True)
+    mine = _scored(supernet, found, splits, constraints, batch_size, on_test=True)[0]
+    others = [_scored(supernet, spec, splits, constraints, batch_size, on_test=True)[0]
               for spec in randoms]
-    others = [s for s, _ in scored]
     rank = 1 + sum(o.heldout_loss < mine.heldout_loss for o in others)
     table = constraints[0].source
+    record, differences = nearest_record(scope, records)
+    base = {"found": asdict(mine), "random": [asdict(o) for o in others], "rank": rank,
+            "of": count + 1, "scope": asdict(scope),
+            "record": None if record is None else record.to_dict(),
+            "record_differences": differences}
     if all(o.arch == mine.arch for o in others):
-        judgement, delta = "alone", (0.0, 0.0, 0.0)
-        line = (f"verdict: the budget's band holds no net but the found one ({mine.arch}, "
-                f"{mine.latency_ms[table]:.3g} ms on {table}): nothing to compare it with")
-    else:
-        losses = torch.stack([losses for _, losses in scored])
-        judgement = judge(mine_losses, losses, ranking)
-        delta = compare_losses(mine_losses, losses)
-        line = verdict_line(judgement, mine, others, delta, ranking, table)
-    return {"found": asdict(mine), "random": [asdict(o) for o in others], "rank": rank,
-            "of": count + 1, "judgement": judgement, "loss_difference": list(delta),
-            "scorer": asdict(ranking) | {"validated": ranking.validated},
-            "line": line}
+        return base | {"judgement": "alone", "line": (
+            f"verdict: the budget's band holds no net but the found one ({mine.arch}, "
+            f"{mine.latency_ms[table]:.3g} ms on {table}): nothing to compare it with")}
+    picked = randoms[:max(1, min(pick_count, len(randoms)))]
+    by_pick = _pick_scores(supernet, picked, splits, constraints, batch_size)
+    best = min(range(len(picked)), key=by_pick.__getitem__)
+    pick = {"arch": others[best].arch, "of": len(picked),
+            "test_loss": others[best].heldout_loss}
+    delta = compare_nets(mine.heldout_loss, [o.heldout_loss for o in others])
+    scored = supernet_judgement(delta, mine.heldout_loss - pick["test_loss"])
+    speaks = record is not None and not differences and record.validated
+    judgement = scored if speaks else "cannot tell"
+    as_good = sum(o.heldout_loss <= mine.heldout_loss for o in others)
+    line = verdict_line(judgement, scored, mine, others, delta, as_good, pick, record,
+                        differences, scope, table, check)
+    return base | {"judgement": judgement, "supernet_judgement": scored,
+                   "loss_difference": list(delta), "as_good": as_good, "random_pick": pick,
+                   "line": line}
 
 
-def scorer_ranking(weight_paths: str, path_prior: str, path_floor: float) -> ScorerRanking:
-    """The measured ranking of the verdict's scorer for a search with these weight paths;
-    settings whose supernet was never measured get a record that validates nothing."""
-    key = ranking_key(weight_paths, path_prior, path_floor)
-    return RANKINGS.get(key, ScorerRanking(
-        f"the supernet trained with {key} paths", "final", math.nan, math.nan, math.nan,
-        math.nan, "not measured with these weight paths"))
+def check_command(run_dir: Path, nets: int, minutes: float | None) -> str:
+    """What would tell, in one clause: training the found net and ``nets`` of the verdict's
+    random nets from scratch (``bench/verdict_check.py``), with its estimated cost."""
+    cost = (f" (about {max(1.0, minutes):.0f} min at this run's speed)" if minutes is not None
+            else "")
+    return (f"`python bench/verdict_check.py {run_dir} --nets {nets}` trains the found net and "
+            f"{nets} of these random nets from scratch and compares them, nets as the unit"
+            f"{cost}")
