@@ -20,7 +20,7 @@ from hwnas_common import HwnasError
 from nas.core.parallel import default_device
 from nas.run import checkpoint
 from nas.run.batches import Batches, channel_stats
-from nas.run.evaluate import top1_accuracy
+from nas.run.evaluate import INHERITED_BN_IMAGES, recalibrate_batchnorm, top1_accuracy
 from nas.run.readers import load_dataset
 from nas.run.train import Recipe, train_child
 from search_spaces import ArchSpec, ChildNet, build, get_space
@@ -64,9 +64,10 @@ def train_arch(spec: ArchSpec, dataset: str, epochs: int, init: ChildNet | None 
                batch_size: int = 64, seed: int = 0, data_limit: int | None = None,
                lr: float = 0.05, weight_decay: float = 4e-5,
                progress: bool = True, augment: bool = False) -> RetrainResult:
-    """Train ``spec`` (from ``init``'s weights, else from scratch) for ``epochs`` on the
-    training split of ``dataset`` with :class:`Recipe` (the search's weight recipe; random crop
-    and flip when ``augment``); accuracy is on the test split."""
+    """Train ``spec`` (from ``init``'s weights, BatchNorm statistics first re-estimated on
+    ``INHERITED_BN_IMAGES`` training images, else from scratch) for ``epochs`` on the training
+    split of ``dataset`` with :class:`Recipe` (the search's weight recipe; random crop and flip
+    when ``augment``); accuracy is on the test split."""
     if epochs < 0:
         raise HwnasError(f"epochs must be >= 0, got {epochs}")
     space = get_space(spec.space)
@@ -77,6 +78,8 @@ def train_arch(spec: ArchSpec, dataset: str, epochs: int, init: ChildNet | None 
     mean, std = channel_stats(data.train_x, space.input)
     train = Batches(data.train_x, data.train_y, space.input, device, mean, std)
     test = Batches(data.test_x, data.test_y, space.input, device, mean, std)
+    if init is not None:  # the supernet's running statistics mix every path's (OFA §3.2)
+        recalibrate_batchnorm(model, train.in_order(batch_size, limit=INHERITED_BN_IMAGES))
     train_child(model, train, Recipe(epochs, batch_size, lr, weight_decay, seed, augment),
                 progress)
     test_accuracy = top1_accuracy(model.eval(), test.in_order())

@@ -20,6 +20,9 @@ def top1_accuracy(forward: Callable[[torch.Tensor], torch.Tensor],
     return correct / max(1, total)
 
 
+INHERITED_BN_IMAGES = 2000  # training images an inherited child's BatchNorm is re-estimated on
+
+
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
                           ) -> nn.Module:
     """Re-estimate every BatchNorm's running statistics as an exact average over ``batches``.

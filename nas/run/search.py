@@ -38,7 +38,7 @@ from nas.core.engine import SearchEngine
 from nas.core.parallel import Group
 from nas.run import checkpoint, distributed, report
 from nas.run.batches import Batches, Splits, prepare_data
-from nas.run.evaluate import recalibrate_batchnorm, top1_accuracy
+from nas.run.evaluate import INHERITED_BN_IMAGES, recalibrate_batchnorm, top1_accuracy
 from nas.run.rankings import Scope, weight_paths_key
 from nas.run.readers import load_dataset
 from nas.run.train import Recipe, train_child
@@ -332,7 +332,7 @@ def inherited_accuracy(engine: SearchEngine, splits: Splits, spec: ArchSpec) -> 
     path's; OFA §3.2)."""
     child = engine.supernet.child(spec).to(engine.device)
     batch = min(engine.config.batch_size, len(splits.weight))
-    recalibrate_batchnorm(child, splits.weight.in_order(batch, limit=2000))
+    recalibrate_batchnorm(child, splits.weight.in_order(batch, limit=INHERITED_BN_IMAGES))
     return top1_accuracy(child, splits.test.in_order())
 
 
