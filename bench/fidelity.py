@@ -20,7 +20,10 @@ Protocol, per data set (``--datasets``):
   ``1.06 / (n − 3)`` (no resampling, so no draw is ever dropped), and the mean |A − B| next to
   the nets' spread.
 - **Cost.** Training seconds per net (one thread; the wall time of ``train_and_score``).
-- **The ruler**: the cheapest rung whose interval's lower bound is ≥ ``RULER_LOW`` (0.5).
+- **The ruler**: the cheapest rung whose interval's lower bound is ≥ ``RULER_LOW`` (0.5). Next
+  to it, each rung's two-seed mean correlated with the highest rung's (Spearman, same
+  interval): a cheap rung can agree with itself by ranking how fast nets start to learn, which
+  is not how well they end.
 
 Every trained net is cached under ``--out``; a killed run resumes. Rungs run in the order given
 (cheapest first), every data set per rung; one process per data set can share ``--out``.
@@ -68,6 +71,14 @@ def spearman_interval(a: list[float], b: list[float]) -> tuple[float, float, flo
     z = math.atanh(max(-0.999999, min(0.999999, rho)))
     half = 1.959964 * math.sqrt(1.06 / (n - 3))
     return rho, math.tanh(z - half), math.tanh(z + half)
+
+
+def two_seeds(text: str) -> list[int]:
+    """``--seeds A,B``: exactly two stand-alone seeds."""
+    seeds = [int(s) for s in text.split(",")]
+    if len(seeds) != 2:
+        raise argparse.ArgumentTypeError("give exactly two seeds A,B")
+    return seeds
 
 
 def parse_rung(text: str) -> tuple[int, int]:
@@ -132,6 +143,10 @@ def rung_rows(folder: Path, rung: str, nets: list[str], seeds: list[int]) -> lis
     return rows
 
 
+def two_seed_means(rows: list[list[dict]]) -> list[float]:
+    return [(pair[0]["test_acc"] + pair[1]["test_acc"]) / 2 for pair in rows]
+
+
 def rung_figures(rows: list[list[dict]]) -> dict:
     a = [r[0]["test_acc"] for r in rows]
     b = [r[1]["test_acc"] for r in rows]
@@ -155,8 +170,9 @@ def summary_line(folder: Path, rung: str, nets: list[str], seeds: list[int]) -> 
 def report(out: Path) -> str:
     """The ladder's table: every data set under ``out``, every rung."""
     lines = ["| data | training images (weights) × epochs | ρ_AB [95 %] | test acc % | "
-             "std over nets (pt) | mean abs(A − B) (pt) | s per net | ruler? |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+             "std over nets (pt) | mean abs(A − B) (pt) | s per net | ρ with the top rung "
+             "[95 %] | ruler? |",
+             "|---|---|---|---:|---:|---:|---:|---|---|"]
     notes = []
     for path in sorted(out.glob("*/settings.json")):
         settings = json.loads(path.read_text())
@@ -168,20 +184,24 @@ def report(out: Path) -> str:
                      f"{settings['test_images']:,} fixed test images; {settings['host']}; "
                      f"torch {settings['torch']}, {settings['threads']} thread(s)")
         ruler = None
-        for rung in settings["rungs"].split(","):
-            rows = rung_rows(path.parent, rung, nets, seeds)
+        done = {rung: rung_rows(path.parent, rung, nets, seeds)
+                for rung in settings["rungs"].split(",")}
+        top = [rung for rung, rows in done.items() if rows][-1:]
+        for rung, rows in done.items():
             images, epochs = parse_rung(rung)
             name = f"| {label} | {images:,} ({int(images * 0.9):,}) × {epochs} | "
             if not rows:
-                lines.append(name + "not run | | | | | |")
+                lines.append(name + "not run | | | | | | |")
                 continue
             f = rung_figures(rows)
+            cross = "" if not top or top[0] == rung else "{:+.2f} [{:+.2f}, {:+.2f}]".format(
+                *spearman_interval(two_seed_means(rows), two_seed_means(done[top[0]])))
             usable = f["low"] >= RULER_LOW
             mark = "**yes**" if usable and ruler is None else "yes" if usable else "no"
             ruler = ruler or (rung if usable else None)
             lines.append(name + f"{f['rho']:+.2f} [{f['low']:+.2f}, {f['high']:+.2f}] | "
                          f"{100 * f['acc']:.2f} | {100 * f['spread_std']:.2f} | "
-                         f"{100 * f['abs_ab']:.2f} | {f['seconds']:.0f} | {mark} |")
+                         f"{100 * f['abs_ab']:.2f} | {f['seconds']:.0f} | {cross} | {mark} |")
     return "\n".join([*notes, "", *lines])
 
 
@@ -200,16 +220,14 @@ def main() -> None:
                         help=f"comma-separated IMAGESxEPOCHS (default {DEFAULT_RUNGS})")
     parser.add_argument("--nets", type=int, default=20)
     parser.add_argument("--net-seed", type=int, default=11)
-    parser.add_argument("--seeds", default="300,301", help="the two stand-alone seeds A,B")
+    parser.add_argument("--seeds", type=two_seeds, default="300,301",
+                        help="the two stand-alone seeds A,B")
     parser.add_argument("--test-images", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if args.report:
         print(report(Path(args.out)))
         return
-    args.seeds = [int(s) for s in args.seeds.split(",")]
-    if len(args.seeds) != 2:
-        raise SystemExit("--seeds: give exactly two seeds A,B")
     torch.set_num_threads(args.threads)
     run(args)
 

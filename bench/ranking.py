@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fidelity import spearman_interval
+from fidelity import spearman_interval, two_seeds
 from quality import ChannelsLast, _cached, heldout_loss, seed_splits, train_and_score
 from scipy import stats
 
@@ -240,7 +240,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--nets", type=int, default=20)
     parser.add_argument("--net-seed", type=int, default=7)
-    parser.add_argument("--seeds", default="100,101", help="the two stand-alone seeds A,B")
+    parser.add_argument("--seeds", type=two_seeds, default="100,101",
+                        help="the two stand-alone seeds A,B")
     parser.add_argument("--tournament-seed", type=int, default=102)
     parser.add_argument("--tournament-epochs", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=3, help="stand-alone training epochs")
@@ -256,9 +257,6 @@ def main() -> None:
     if args.report:
         print(report(Path(args.out), args.draws))
         return
-    args.seeds = [int(s) for s in args.seeds.split(",")]
-    if len(args.seeds) != 2:
-        raise SystemExit("--seeds: give exactly two seeds A,B")
     torch.set_num_threads(args.threads)
     run(args)
 
