@@ -20,13 +20,16 @@ Protocol, per data set (``--datasets``):
   ``1.06 / (n − 3)`` (no resampling, so no draw is ever dropped), and the mean |A − B| next to
   the nets' spread.
 - **Cost.** Training seconds per net (one thread; the wall time of ``train_and_score``).
-- **The ruler**: the cheapest rung whose interval's lower bound is ≥ ``RULER_LOW`` (0.5). Next
-  to it, each rung's two-seed mean correlated with the highest rung's (Spearman, same
-  interval): a cheap rung can agree with itself by ranking how fast nets start to learn, which
-  is not how well they end.
+- **Against the top rung.** Each rung's two-seed mean correlated with the highest rung's
+  (Spearman, same interval): a cheap rung can agree with itself by ranking how fast nets start
+  to learn, which is not how well they end.
+- **The ruler**: the cheapest rung whose ρ_AB interval's lower bound is ≥ ``RULER_LOW`` (0.5)
+  and, below the top rung, whose interval with the top rung lies above 0. Without a ruler no
+  scorer and no verdict among these nets can be validated on this data.
 
 Every trained net is cached under ``--out``; a killed run resumes. Rungs run in the order given
-(cheapest first), every data set per rung; one process per data set can share ``--out``.
+(cheapest first), every data set per rung; one process per data set can share ``--out``, and so
+can one process per ``--shard I/N`` (nets I, I + N, ...), one thread each on a 2-core host.
 
     python bench/fidelity.py --out runs/fidelity --datasets fashion-mnist
     python bench/fidelity.py --out runs/fidelity --datasets ../shared/data/cifar10_jpg.tar.gz
@@ -81,6 +84,18 @@ def two_seeds(text: str) -> list[int]:
     return seeds
 
 
+def shard(text: str) -> tuple[int, int]:
+    """``--shard I/N``: this process trains nets I, I + N, I + 2N, ..."""
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError("give I/N, e.g. 0/2") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError("I/N needs 0 <= I < N")
+    return i, n
+
+
 def parse_rung(text: str) -> tuple[int, int]:
     images, _, epochs = text.partition("x")
     return int(images), int(epochs)
@@ -108,8 +123,9 @@ def run(args: argparse.Namespace) -> None:
     for dataset in args.datasets.split(","):
         folder = out / dataset_label(dataset)
         folder.mkdir(parents=True, exist_ok=True)
+        kept = {k: v for k, v in vars(args).items() if k not in ("shard", "report")}
         atomic_write_text(folder / "settings.json", json.dumps(
-            {**vars(args), "dataset": dataset, "budget_ms": budget,
+            {**kept, "dataset": dataset, "budget_ms": budget,
              "nets_drawn": [n.to_string() for n in nets],
              "host": describe_host(host_fingerprint()), "python": platform.python_version(),
              "torch": torch.__version__}, indent=2) + "\n")
@@ -119,6 +135,8 @@ def run(args: argparse.Namespace) -> None:
             folder = out / dataset_label(dataset)
             splits = seed_splits(dataset, space, args.seeds[0], images, args.test_images)
             for index, spec in enumerate(nets):
+                if index % args.shard[1] != args.shard[0]:
+                    continue
                 accs = []
                 for seed in args.seeds:
                     recipe = Recipe(epochs, 64, 0.05, 4e-5, seed)
@@ -194,14 +212,16 @@ def report(out: Path) -> str:
                 lines.append(name + "not run | | | | | | |")
                 continue
             f = rung_figures(rows)
-            cross = "" if not top or top[0] == rung else "{:+.2f} [{:+.2f}, {:+.2f}]".format(
-                *spearman_interval(two_seed_means(rows), two_seed_means(done[top[0]])))
-            usable = f["low"] >= RULER_LOW
+            below_top = top[0] != rung
+            cross = (spearman_interval(two_seed_means(rows), two_seed_means(done[top[0]]))
+                     if below_top else None)
+            usable = f["low"] >= RULER_LOW and (cross is None or cross[1] > 0)
+            cross_text = "" if cross is None else "{:+.2f} [{:+.2f}, {:+.2f}]".format(*cross)
             mark = "**yes**" if usable and ruler is None else "yes" if usable else "no"
             ruler = ruler or (rung if usable else None)
             lines.append(name + f"{f['rho']:+.2f} [{f['low']:+.2f}, {f['high']:+.2f}] | "
                          f"{100 * f['acc']:.2f} | {100 * f['spread_std']:.2f} | "
-                         f"{100 * f['abs_ab']:.2f} | {f['seconds']:.0f} | {cross} | {mark} |")
+                         f"{100 * f['abs_ab']:.2f} | {f['seconds']:.0f} | {cross_text} | {mark} |")
     return "\n".join([*notes, "", *lines])
 
 
@@ -224,6 +244,8 @@ def main() -> None:
                         help="the two stand-alone seeds A,B")
     parser.add_argument("--test-images", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shard", type=shard, default="0/1",
+                        help="I/N: train only nets I, I + N, ... (default 0/1: all)")
     args = parser.parse_args()
     if args.report:
         print(report(Path(args.out)))
