@@ -35,16 +35,22 @@ Protocol (Lindauer & Hutter, JMLR 2020, is the checklist):
   found net beats (counts); the headroom inside the band (per seed, the
   best pool net minus the pool's mean: what a perfect picker among random band nets gains).
 
+``--supernet-check`` scores each seed's found net and pool nets on its search's final
+supernet (test images) and counts the same-seed pairs where that ranking and stand-alone
+training's agree: where the search's own scorer goes wrong.
+
 Every finished piece is cached under ``OUT``, so a killed run resumes where it stopped.
 
     python bench/quality.py --mode fast --arms pool,hwnas --out runs/quality-dev
     python bench/quality.py --mode full --arms pool,baseline,hwnas --out runs/quality
-    python bench/quality.py --report runs/quality
+    python bench/quality.py --report --out runs/quality
+    python bench/quality.py --supernet-check --out runs/quality
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -57,6 +63,7 @@ import torch
 from scipy import stats
 from torch import nn
 
+from hwnas_common.errors import HwnasError
 from hwnas_common.fileio import atomic_write_text
 from latency_predictors import latency_matrix, load_table
 from nas import SearchConfig, search, solve
@@ -64,10 +71,12 @@ from nas.core.budget import RelativeBudget
 from nas.core.constraints import Constraint
 from nas.core.parallel import default_device
 from nas.core.sampler import random_band_nets
+from nas.run import checkpoint
 from nas.run.batches import Batches, Splits, channel_stats, split_holdout
 from nas.run.evaluate import top1_accuracy
 from nas.run.readers import load_dataset
 from nas.run.train import Recipe, train_child
+from nas.run.verdict import score_net
 from search_spaces import ArchSpec, Space, build, get_space
 
 DEV_SEEDS = (100, 101, 102)
@@ -353,6 +362,66 @@ def report(out: Path) -> None:
                   f"best − worst {statistics.mean(spread):.2f} pt (mean over seeds)")
 
 
+def supernet_losses(settings: dict, seed: int, search_dir: Path, space: Space,
+                    archs: list[str]) -> dict[str, float]:
+    """Test loss of each of ``archs`` that ``space`` holds on ``search_dir``'s final
+    supernet, BatchNorm re-estimated per net (:func:`nas.run.verdict.score_net` on the test
+    images instead of the held-out ones)."""
+    splits = seed_splits(settings["dataset"], space, seed, settings["train_images"],
+                         settings["test_images"])
+    splits = replace(splits, arch=splits.test)
+    supernet = checkpoint.load_supernet(search_dir)
+    limit = constraint(space, settings["table"], settings["budget"])
+    losses = {}
+    for arch in archs:
+        try:
+            spec = space.spec_from_string(arch)
+        except HwnasError:
+            continue  # a pool net of a family this space lacks
+        losses[arch] = score_net(supernet, spec, splits, [limit]).heldout_loss
+    return losses
+
+
+def supernet_check(out: Path) -> None:
+    """Does the search's final supernet rank its found net against the same-seed pool nets as
+    stand-alone training does? Each net of a pool whose space the search's space holds is
+    scored on the final supernet (BatchNorm re-estimated per net) on the seed's test images,
+    which the pick never saw; per pool, how many same-seed pairs each ranks the found net
+    ahead in, and in how many the two agree. Scores are cached per seed."""
+    for data_dir in sorted(p.parent for p in out.glob("*/settings.json")):
+        settings = json.loads((data_dir / "settings.json").read_text())
+        counts: dict[tuple[str, str], list[int]] = {}
+        for seed_dir in sorted(data_dir.glob("seed*")):
+            seed = int(seed_dir.name[4:])
+            for search_dir in sorted(seed_dir.glob("*-search")):
+                name = search_dir.name.removesuffix("-search")
+                found = json.loads((seed_dir / f"{name}.json").read_text())
+                space = get_space(found["space"])
+                pools = {pool: [json.loads(p.read_text())
+                                for p in sorted((seed_dir / pool).glob("*.json"))]
+                         for pool in POOL_SPACES}
+                archs = [found["arch"], *(r["arch"] for rows in pools.values() for r in rows)]
+                losses = _cached(seed_dir / f"{name}-supernet-check.json", functools.partial(
+                    supernet_losses, settings, seed, search_dir, space, archs))
+                for pool, rows in pools.items():
+                    for row in rows:
+                        if row["arch"] not in losses:
+                            continue
+                        cell = counts.setdefault((name, pool), [0, 0, 0, 0])
+                        supernet_says = losses[found["arch"]] < losses[row["arch"]]
+                        training_says = found["test_acc"] > row["test_acc"]
+                        cell[0] += 1
+                        cell[1] += supernet_says
+                        cell[2] += training_says
+                        cell[3] += supernet_says == training_says
+        print(f"\n### {data_dir.name}: the final supernet against training, same-seed pairs\n")
+        print("| search − pool | pairs | supernet: found ahead | training: found ahead | agree |"
+              "\n|---|---:|---:|---:|---:|")
+        for (name, pool), (pairs, supernet_ahead, trained_ahead, agree) in counts.items():
+            print(f"| {name} − {pool} | {pairs} | {supernet_ahead} | {trained_ahead} | "
+                  f"{agree} |")
+
+
 def random_search_n(seeds: dict[int, dict[str, object]]) -> int:
     """N of equal-compute random search: 1 + a search's image-steps over one retraining's."""
     searched = [r for arms in seeds.values() for r in arms.values()
@@ -388,9 +457,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
     parser.add_argument("--report", action="store_true", help="only print the tables of --out")
+    parser.add_argument("--supernet-check", action="store_true",
+                        help="score each seed's found and pool nets on its search's final "
+                             "supernet and compare with their training (cached)")
     args = parser.parse_args()
     if args.report:
         report(Path(args.out))
+        return
+    if args.supernet_check:
+        torch.set_num_threads(args.threads)
+        supernet_check(Path(args.out))
         return
     torch.set_num_threads(args.threads)
     if args.budget is None:
