@@ -225,8 +225,9 @@ def report(out: Path) -> str:
     return "\n".join([*notes, "", *lines])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def band_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every in-band benchmark shares: where, which band, report only."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", required=True)
     parser.add_argument("--report", action="store_true", help="only print the table of --out")
     parser.add_argument("--space", default="hybrid-cifar")
@@ -234,6 +235,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.15,
                         help="relative: this share of the way from the fastest net to the "
                              "slowest (default 0.15, the main job's)")
+    return parser
+
+
+def main() -> None:
+    parser = band_parser(__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="fashion-mnist",
                         help="comma-separated --dataset values (a PATH is read as hwnas reads it)")
     parser.add_argument("--rungs", default=DEFAULT_RUNGS,

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fidelity import spearman_interval, two_seeds
+from fidelity import band_parser, spearman_interval, two_seeds
 from quality import ChannelsLast, _cached, heldout_loss, seed_splits, train_and_score
 from scipy import stats
 
@@ -229,14 +229,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--report", action="store_true", help="only print the table of --out")
-    parser.add_argument("--space", default="hybrid-cifar")
-    parser.add_argument("--table", default="cpu")
-    parser.add_argument("--budget", type=float, default=0.15,
-                        help="relative: this share of the way from the fastest net to the "
-                             "slowest (default 0.15)")
+    parser = band_parser(__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--nets", type=int, default=20)
     parser.add_argument("--net-seed", type=int, default=7)
