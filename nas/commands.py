@@ -264,8 +264,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    f"of every budget (default {defaults['path_floor']:g}; 0: every net under "
                    "the budgets)")
     p.add_argument("--path-prior", choices=PATH_PRIORS, help="budget paths: uniform over the "
-                   "admitted nets (net), weighted by the choice tree (family), or as family "
-                   "after drawing one family alone or all together (per-family); default "
+                   f"admitted nets (net) or weighted by the choice tree (family); default "
                    f"{defaults['path_prior']}")
     p.add_argument("--select-top", type=int_at_least(1),
                    help="score this many band nets under p on "

@@ -15,9 +15,7 @@ import torch
 
 import cli
 from hwnas_common import HwnasError
-from latency_predictors import LatencyMatrix
 from nas import SearchConfig, SearchEngine, search
-from nas.core.constraints import Constraint
 from nas.run import checkpoint, rankings
 from nas.run.batches import prepare_data
 from nas.run.rankings import RankingRecord, Scope, nearest_record
@@ -32,7 +30,6 @@ from nas.run.verdict import (
 )
 from search_spaces import ArchSpec, Supernet
 from tests.helpers import (
-    CAL,
     SEARCH_TINY,
     cli_fails,
     search_argv,
@@ -274,27 +271,3 @@ def test_verdict_says_when_the_band_holds_only_the_found_net(tmp_path: Path) -> 
                     [tiny_constraint(0.6)])
     assert result.spec.to_string() == "skip|skip"
     assert "holds no net but the found one" in result.verdict["line"]
-
-
-def test_per_family_paths_train_single_family_nets_as_often_as_mixes() -> None:
-    """With two families (interaction blocks, MBConv), "per-family" draws each family alone a
-    third of the time plus the mixed sampler's own share; every draw stays in the band."""
-    rows = [[0.0, 1.0, 1.2, 0.8] for _ in range(4)]  # CAL: skip, sum, star, mbconv
-    limit = Constraint(LatencyMatrix(CAL.name, "fake", "estimated", False, 0.1, rows), 3.2,
-                       "fake")
-    ops = [c.op for c in CAL.candidates]
-
-    def single_family_share(prior: str) -> float:
-        engine = SearchEngine(Supernet(CAL, choices="family"), [limit],
-                              tiny_config(Path("unused"), choices="family", path_floor=0.5,
-                                          path_prior=prior))
-        single = 0
-        for _ in range(1500):
-            path = engine.sample_paths(uniform=False)
-            assert 0.5 * 3.2 <= limit.matrix.total(path) <= 3.2
-            single += len({ops[c] for c in path} - {"skip"}) == 1
-        return single / 1500
-
-    mixed = single_family_share("family")
-    assert mixed < 0.5
-    assert single_family_share("per-family") == pytest.approx(2 / 3 + mixed / 3, abs=0.05)

@@ -20,7 +20,7 @@ from search_spaces import CHOICE_MODES, WEIGHT_MODES
 PROXYLESS_ARCH_LR = 1e-3  # ProxylessNAS's Adam lr for α on ImageNet
 ARCH_TRAVEL = 10.0  # default lr × architecture steps; chosen by bench/arch_schedule.py
 WEIGHT_PATHS = ("budget", "uniform", "p")
-PATH_PRIORS = ("net", "family", "per-family")
+PATH_PRIORS = ("net", "family")
 
 
 SHORT = dict(epochs=2, warmup_epochs=1, batch_size=64, data_limit=3000, retrain_epochs=1,
@@ -69,9 +69,7 @@ class SearchConfig:
     path_prior: str = "family"  # "budget" paths weighted by the choice tree's uniform prior
     #                             (skip, interaction, MBConv a third each per layer), or
     #                             uniform over the admitted nets ("net"); chosen by
-    #                             bench/ranking.py on development seeds; "per-family": as
-    #                             "family", but each path first draws one family alone (with
-    #                             skips) or all of them together, alike
+    #                             bench/ranking.py on development seeds
     select_top: int = 8  # > 1: score this many band nets under p on the supernet (held-out
     #                      loss, BatchNorm re-estimated) and return the best; 0 or 1: the
     #                      knapsack's most probable net

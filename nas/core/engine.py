@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -61,8 +60,8 @@ class SearchEngine:
         self.constraints = list(constraints)
         self.config = config
         self.generator = torch.Generator().manual_seed(config.seed)  # path sampling (CPU)
-        self.budget_samplers = (self._budget_samplers() if config.weight_paths == "budget"
-                                else [])
+        self.budget_sampler = (self._budget_sampler() if config.weight_paths == "budget"
+                               else None)
         self.weight_opt = torch.optim.SGD(self.supernet.weight_parameters(), lr=config.weight_lr,
                                           momentum=config.momentum, nesterov=True,
                                           weight_decay=config.weight_decay)
@@ -76,37 +75,22 @@ class SearchEngine:
         """p = softmax(α) per layer, as a (layers × candidates) tensor."""
         return torch.stack(self.supernet.probs())
 
-    def _budget_samplers(self) -> list[BudgetSampler]:
+    def _budget_sampler(self) -> BudgetSampler:
         """Weight paths among the nets in ``[path_floor · B, B]`` on every device (every net
         under the budgets when none reaches the floor), uniform over nets (``path_prior``
-        "net") or weighted by the choice tree's uniform prior ("family"). "per-family": one
-        sampler per family alone (its candidates and skip; a family none of whose nets lies in
-        the band is left out) and one over all, a path drawing among them alike, so nets of
-        one family are trained as often as mixes."""
+        "net") or weighted by the choice tree's uniform prior ("family")."""
         config = self.config
-        floor = band_floor(self.constraints, config.path_floor)
-        weights = (torch.ones_like(self.prior).double().numpy() if config.path_prior == "net"
-                   else self.prior.double().numpy())
-        samplers = []
-        if config.path_prior == "per-family":
-            ops = [candidate.op for candidate in self.supernet.space.candidates]
-            for family in sorted(set(ops) - {"skip"}):
-                alone = np.array([op in ("skip", family) for op in ops], dtype=np.float64)
-                try:
-                    samplers.append(BudgetSampler(self.constraints, weights * alone, floor))
-                except HwnasError:
-                    continue  # no net of this family alone lies in the band
-        return [*samplers, BudgetSampler(self.constraints, weights, floor)]
+        weights = (self.prior.double().numpy() if config.path_prior == "family"
+                   else torch.ones_like(self.prior).double().numpy())
+        return BudgetSampler(self.constraints, weights,
+                             band_floor(self.constraints, config.path_floor))
 
     def sample_paths(self, uniform: bool) -> list[int]:
         """One path per layer for a weight step: a net the budgets admit (``weight_paths``
         "budget"), or from the prior (``uniform``: uniform at every step of the choice tree;
         for a flat tree, uniform over the candidates), or from p."""
-        if self.budget_samplers:
-            samplers = self.budget_samplers
-            pick = (int(torch.randint(len(samplers), (), generator=self.generator))
-                    if len(samplers) > 1 else 0)
-            return samplers[pick].sample(self.generator)
+        if self.budget_sampler is not None:
+            return self.budget_sampler.sample(self.generator)
         layers, count = len(self.supernet.layers), len(self.supernet.space.candidates)
         if uniform and self.supernet.choices == "flat":
             return torch.randint(count, (layers,), generator=self.generator).tolist()
