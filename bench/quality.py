@@ -464,11 +464,10 @@ def main() -> None:
     if args.report:
         report(Path(args.out))
         return
+    torch.set_num_threads(args.threads)
     if args.supernet_check:
-        torch.set_num_threads(args.threads)
         supernet_check(Path(args.out))
         return
-    torch.set_num_threads(args.threads)
     if args.budget is None:
         args.budget = default_budget(args.table, args.fraction)
     run(args)
